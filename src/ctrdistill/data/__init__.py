@@ -1,0 +1,1 @@
+"""Data: schemas, preparation of raw logs, recipes per raw format, synthetic data and loaders."""

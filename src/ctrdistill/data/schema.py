@@ -1,0 +1,163 @@
+"""Declarative description of a raw CTR table, and the fitted feature map written by `prepare`.
+
+Encoding conventions (shared by every prepared dataset):
+- categorical ids: 0 is padding (sequences only), 1 is out-of-vocabulary (unseen or rarer than
+  `min_count`), 2.. are the vocabulary sorted by descending training count;
+- a missing categorical value becomes the empty-string token, counted like any other value;
+- a missing continuous numeric value becomes the field's `fill` (default 0) before its transform;
+- a bucketised numeric becomes categorical: floor(ln(x)^2) for x > 2, else int(x), missing -> "".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ctrdistill.config import StrictConfig, validate_config
+from ctrdistill.errors import CtrDistillError
+
+PAD_ID = 0
+OOV_ID = 1
+FIRST_ID = 2
+
+FieldKind = Literal["categorical", "numeric", "sequence"]
+NumericTransform = Literal["none", "log1p", "bucketize", "standardize"]
+
+
+class FieldSpec(StrictConfig):
+    """One input field of the raw table."""
+
+    name: str
+    kind: FieldKind = "categorical"
+    source: str | None = Field(None, description="raw column name; defaults to `name`")
+    transform: NumericTransform = "none"
+    min_count: int | None = Field(None, ge=1, description="overrides the schema's min_count")
+    share_vocab_with: str | None = None
+    separator: str = "|"
+    max_length: int = Field(20, ge=1)
+    fill: float = 0.0
+
+    @property
+    def column(self) -> str:
+        return self.source or self.name
+
+    @property
+    def encoded_kind(self) -> FieldKind:
+        """Bucketised numerics are categorical once encoded."""
+        if self.kind == "numeric" and self.transform == "bucketize":
+            return "categorical"
+        return self.kind
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldSpec:
+        if self.kind != "numeric" and self.transform != "none":
+            raise ValueError(f"field '{self.name}': transform applies only to numeric fields")
+        return self
+
+
+class Schema(StrictConfig):
+    """Which raw columns are the label, the features, the group (for gAUC) and the day."""
+
+    label: str = "label"
+    fields: list[FieldSpec]
+    min_count: int = Field(1, ge=1)
+    group: str | None = None
+    day: str | None = None
+    passthrough: list[str] = Field(
+        default_factory=list, description="raw float columns carried into the prepared data"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Schema:
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate field names: {duplicates}")
+        if not self.fields:
+            raise ValueError("a schema needs at least one field")
+        by_name = {f.name: f for f in self.fields}
+        for f in self.fields:
+            target = f.share_vocab_with
+            if target is None:
+                continue
+            if target not in by_name:
+                raise ValueError(f"field '{f.name}' shares vocabulary with unknown '{target}'")
+            if by_name[target].share_vocab_with is not None:
+                raise ValueError(f"field '{f.name}': '{target}' must own its vocabulary")
+            if f.encoded_kind == "numeric" or by_name[target].encoded_kind == "numeric":
+                raise ValueError(f"field '{f.name}': only id fields can share a vocabulary")
+        return self
+
+    def min_count_of(self, spec: FieldSpec) -> int:
+        return spec.min_count or self.min_count
+
+    def raw_columns(self) -> list[str]:
+        cols = [self.label, *(f.column for f in self.fields), *self.passthrough]
+        cols += [c for c in (self.group, self.day) if c]
+        return list(dict.fromkeys(cols))
+
+
+class EncodedField(StrictConfig):
+    """A field as the models see it after preparation."""
+
+    name: str
+    kind: FieldKind
+    vocab_size: int = Field(0, description="ids 0..vocab_size-1, padding and OOV included")
+    vocab: str | None = Field(None, description="owner of the vocabulary (itself unless shared)")
+    max_length: int = 0
+    transform: NumericTransform = "none"
+    mean: float = 0.0
+    std: float = 1.0
+
+
+class FeatureMap(StrictConfig):
+    """What `prepare` fitted: encoded fields, split sizes, and the dataset's identity."""
+
+    format_version: int = 1
+    label: str = "label"
+    fields: list[EncodedField]
+    splits: dict[str, int] = Field(default_factory=dict, description="rows per split")
+    has_group: bool = False
+    has_day: bool = False
+    passthrough: list[str] = Field(default_factory=list)
+    source: dict[str, str] = Field(default_factory=dict)
+
+    def of_kind(self, kind: FieldKind) -> list[EncodedField]:
+        return [f for f in self.fields if f.kind == kind]
+
+    @property
+    def categorical(self) -> list[EncodedField]:
+        return self.of_kind("categorical")
+
+    @property
+    def numeric(self) -> list[EncodedField]:
+        return self.of_kind("numeric")
+
+    @property
+    def sequence(self) -> list[EncodedField]:
+        return self.of_kind("sequence")
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.fields)
+
+    def fingerprint(self) -> str:
+        """Hash of what a model depends on: field names, kinds, vocabularies and transforms."""
+        payload = [f.model_dump() for f in self.fields]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureMap:
+        if not path.is_file():
+            raise CtrDistillError(f"not a prepared dataset: {path} is missing")
+        return validate_config(cls, json.loads(path.read_text()), source=str(path))
+
+
+FEATURE_MAP_FILE = "feature_map.json"

@@ -1,0 +1,67 @@
+"""The contract every zoo model keeps: a plain nn.Module that maps a batch to logits.
+
+`encode(batch)` returns the logit and the named hidden representation (the vector the output
+layer reads), used by hint losses, teacher gating and collapse analysis; `forward` returns the
+logit only. Models know nothing about how they are trained or distributed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ctrdistill.config import StrictConfig
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+
+Batch = dict[str, torch.Tensor]
+
+
+class ModelConfig(StrictConfig):
+    """Hyperparameters common to every model; each model extends it with its own."""
+
+    name: str
+    embedding_dim: int = Field(16, ge=1)
+
+
+@dataclass
+class ModelOutput:
+    logit: torch.Tensor
+    hidden: torch.Tensor
+
+
+class CTRModel(nn.Module):
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        config: ModelConfig,
+        sparse: bool = False,
+        embedding: FeatureEmbedding | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = embedding or FeatureEmbedding(feature_map, config.embedding_dim, sparse)
+        self.num_fields = self.embedding.num_fields
+        self.hidden_dim = 0
+
+    def encode(self, batch: Batch) -> ModelOutput:
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.encode(batch).logit
+
+    def embedding_penalty(self) -> torch.Tensor | None:
+        """Squared norm of the embedding rows used by the last batch, per sample."""
+        norms = [m.batch_sq_norm for m in self.modules()
+                 if isinstance(m, FeatureEmbedding) and m.batch_sq_norm is not None]
+        return torch.stack(norms).sum() if norms else None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,72 @@
+"""Embeddings of every field of a prepared dataset into one (batch, fields, dim) tensor.
+
+All id fields live in one table with per-vocabulary row offsets, so fields that share a
+vocabulary share rows, and a sparse optimizer touches only the rows a batch uses. Continuous
+numeric fields scale a learned per-field vector by their value. Sequence fields are mean-pooled
+over their non-padding ids. Output order: categorical, then numeric, then sequence fields.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ctrdistill.data.schema import PAD_ID, FeatureMap
+
+
+class FeatureEmbedding(nn.Module):
+    def __init__(
+        self, feature_map: FeatureMap, dim: int, sparse: bool = False, init_std: float = 1e-4
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        offsets: dict[str, int] = {}
+        total = 0
+        for field in feature_map.categorical + feature_map.sequence:
+            owner = field.vocab or field.name
+            if owner not in offsets:
+                offsets[owner] = total
+                total += field.vocab_size
+        self.vocab_offsets = offsets
+        self.num_rows = total
+        self.table = nn.Embedding(max(total, 1), dim, sparse=sparse)
+        nn.init.normal_(self.table.weight, std=init_std)
+        cat_offsets = [offsets[f.vocab or f.name] for f in feature_map.categorical]
+        seq_offsets = [offsets[f.vocab or f.name] for f in feature_map.sequence]
+        self.register_buffer("cat_offsets", torch.tensor(cat_offsets, dtype=torch.long))
+        self.register_buffer("seq_offsets", torch.tensor(seq_offsets, dtype=torch.long))
+        self.n_cat = len(cat_offsets)
+        self.n_num = len(feature_map.numeric)
+        self.n_seq = len(seq_offsets)
+        self.numeric = nn.Parameter(torch.randn(self.n_num, dim) * init_std) if self.n_num else None
+        self.num_fields = self.n_cat + self.n_num + self.n_seq
+        self.field_names = [f.name for f in feature_map.categorical + feature_map.numeric
+                            + feature_map.sequence]
+        self.batch_sq_norm: torch.Tensor | None = None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        sq_norm = None
+        if self.n_cat:
+            cat = self.table(batch["cat"].long() + self.cat_offsets)
+            parts.append(cat)
+            sq_norm = cat.pow(2).sum()
+        if self.numeric is not None:
+            parts.append(batch["num"].unsqueeze(-1) * self.numeric)
+        if self.n_seq:
+            ids = batch["seq"].long()
+            mask = (ids != PAD_ID).unsqueeze(-1).to(self.table.weight.dtype)
+            vectors = self.table(ids + self.seq_offsets.view(1, -1, 1)) * mask
+            pooled = vectors.sum(2) / mask.sum(2).clamp_min(1.0)
+            parts.append(pooled)
+            seq_norm = vectors.pow(2).sum()
+            sq_norm = seq_norm if sq_norm is None else sq_norm + seq_norm
+        # Recorded so the trainer can apply L2 to the rows this batch used (works with sparse grads).
+        first = parts[0]
+        self.batch_sq_norm = None if sq_norm is None else sq_norm / first.shape[0]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else first
+
+    def field_table(self, vocab_owner: str, vocab_size: int) -> torch.Tensor:
+        """The rows of one vocabulary (for collapse analysis)."""
+        start = self.vocab_offsets[vocab_owner]
+        return self.table.weight[start : start + vocab_size]

@@ -1,0 +1,64 @@
+"""Models registered by name; configs validated against the chosen model's own config class."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ctrdistill.config import validate_config
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.models.base import CTRModel, ModelConfig
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+
+_MODELS: dict[str, type[CTRModel]] = {}
+
+
+def register_model(name: str):
+    def decorate(cls: type[CTRModel]) -> type[CTRModel]:
+        cls.name = name
+        _MODELS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _registry() -> dict[str, type[CTRModel]]:
+    import ctrdistill.models.zoo  # noqa: F401  (registers the zoo)
+
+    return _MODELS
+
+
+def model_names() -> list[str]:
+    return sorted(_registry())
+
+
+def model_class(name: str) -> type[CTRModel]:
+    models = _registry()
+    if name not in models:
+        close = difflib.get_close_matches(name, models, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise CtrDistillError(f"unknown model '{name}'{hint} (valid: {', '.join(sorted(models))})")
+    return models[name]
+
+
+def model_config(data: Any, source: str = "model") -> ModelConfig:
+    """Validate a model config mapping (or pass through a validated one)."""
+    if isinstance(data, ModelConfig):
+        return data
+    if isinstance(data, str):
+        data = {"name": data}
+    if not isinstance(data, dict) or "name" not in data:
+        raise CtrDistillError(f"{source}: a model needs a 'name' (valid: {', '.join(model_names())})")
+    cls = model_class(str(data["name"]))
+    return validate_config(cls.config_class, data, source=source)
+
+
+def build_model(
+    config: Any,
+    feature_map: FeatureMap,
+    sparse: bool = False,
+    embedding: FeatureEmbedding | None = None,
+) -> CTRModel:
+    cfg = model_config(config)
+    return model_class(cfg.name)(feature_map, cfg, sparse=sparse, embedding=embedding)

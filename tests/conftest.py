@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny hand-made feature map with labelled batches that carry real signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ctrdistill.data.schema import EncodedField, FeatureMap
+
+
+def make_feature_map(with_sequence: bool = True) -> FeatureMap:
+    fields = [
+        EncodedField(name="c0", kind="categorical", vocab_size=12, vocab="c0"),
+        EncodedField(name="c1", kind="categorical", vocab_size=30, vocab="c1"),
+        EncodedField(name="c2", kind="categorical", vocab_size=7, vocab="c2"),
+        EncodedField(name="c3", kind="categorical", vocab_size=30, vocab="c1"),  # shares c1's
+        EncodedField(name="n0", kind="numeric"),
+        EncodedField(name="n1", kind="numeric"),
+    ]
+    if with_sequence:
+        fields.append(EncodedField(name="s0", kind="sequence", vocab_size=9, vocab="s0",
+                                   max_length=4))
+    return FeatureMap(fields=fields)
+
+
+def make_batch(feature_map: FeatureMap, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids and values with labels drawn from a hidden logistic model (learnable signal)."""
+    rng = np.random.default_rng(seed)
+    hidden = np.random.default_rng(1234)  # the same click model for every seed
+    cats = [rng.integers(1, f.vocab_size, n) for f in feature_map.categorical]
+    nums = rng.normal(size=(n, len(feature_map.numeric))).astype(np.float32)
+    logit = -0.5 + nums.sum(1) * 0.5 if nums.size else np.full(n, -0.5)
+    for f, ids in zip(feature_map.categorical, cats, strict=True):
+        logit = logit + hidden.normal(0, 1.5, f.vocab_size)[ids]
+    if len(cats) >= 2:
+        logit = logit + 1.5 * np.where((cats[0] % 2) == (cats[1] % 2), 1.0, -1.0)
+    batch = {
+        "cat": torch.from_numpy(np.stack(cats, 1).astype(np.int64)),
+        "num": torch.from_numpy(nums),
+        "label": torch.from_numpy((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)),
+        "row_id": torch.arange(n, dtype=torch.int64) + seed * n,
+    }
+    if feature_map.sequence:
+        seq = rng.integers(0, feature_map.sequence[0].vocab_size,
+                           (n, len(feature_map.sequence), feature_map.sequence[0].max_length))
+        batch["seq"] = torch.from_numpy(seq.astype(np.int64))
+    return batch
+
+
+@pytest.fixture
+def feature_map() -> FeatureMap:
+    return make_feature_map()
+
+
+@pytest.fixture
+def batch(feature_map: FeatureMap) -> dict[str, torch.Tensor]:
+    return make_batch(feature_map, 64)
