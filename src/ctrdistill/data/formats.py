@@ -1,0 +1,1 @@
+"""Recipes for the official raw formats of the public CTR datasets."""

@@ -1,0 +1,352 @@
+"""`prepare`: raw CTR logs -> vocabularies fitted on the training split -> encoded Parquet shards.
+
+Two streaming passes over the raw input, each chunk a Polars frame of bounded size: the first
+counts values (training rows only) and fits numeric statistics, the second encodes and writes
+shards per split. Memory is bounded by the chunk size plus the vocabularies, never by the file.
+Everything is written into a temporary directory that replaces the output only on success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import ConfigDict, Field, model_validator
+
+from ctrdistill.config import StrictConfig
+from ctrdistill.data.recipes import Protocol, get_recipe
+from ctrdistill.data.schema import (
+    FEATURE_MAP_FILE,
+    FIRST_ID,
+    OOV_ID,
+    PAD_ID,
+    EncodedField,
+    FeatureMap,
+    FieldSpec,
+    Schema,
+)
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.progress import progress
+from ctrdistill.storage import atomic_directory
+
+SPLITS = ("train", "valid", "test")
+MISSING_TOKEN = ""
+
+
+class SplitConfig(StrictConfig):
+    kind: Literal["random", "day"] = "random"
+    ratios: tuple[float, float, float] | None = Field(
+        None, description="train/valid/test fractions; default from the protocol, else 8:1:1")
+    seed: int = 2026
+    valid_days: list[int] = Field(default_factory=list)
+    test_days: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.ratios is not None and (min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6):
+            raise ValueError("ratios must be non-negative and sum to 1")
+        if self.kind == "day" and not (self.valid_days or self.test_days):
+            raise ValueError("a day split needs valid_days and/or test_days")
+        return self
+
+
+class PrepareConfig(StrictConfig):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    recipe: str
+    input: Path
+    output: Path
+    protocol: str | None = None
+    schema_: Schema | None = Field(None, alias="schema")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_count: int | None = Field(None, ge=1)
+    chunk_rows: int = Field(500_000, ge=1)
+    shard_rows: int = Field(1_000_000, ge=1)
+    overwrite: bool = False
+
+
+@dataclass
+class _Plan:
+    schema: Schema
+    ratios: tuple[float, float, float]
+    split: SplitConfig
+
+
+def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
+    recipe = get_recipe(config.recipe)
+    protocol = None
+    if config.protocol is not None:
+        if config.protocol not in recipe.protocols:
+            valid = ", ".join(recipe.protocols) or "none"
+            raise CtrDistillError(
+                f"recipe '{recipe.name}' has no protocol '{config.protocol}' (valid: {valid})")
+        protocol = recipe.protocols[config.protocol]
+    schema = config.schema_ or recipe.default_schema(protocol)
+    if schema is None:
+        raise CtrDistillError(f"recipe '{recipe.name}' needs a schema in the prepare config")
+    min_count = config.min_count or (protocol.min_count if protocol else None)
+    if min_count is not None:
+        schema = schema.model_copy(update={"min_count": min_count})
+    ratios = config.split.ratios or (protocol.ratios if protocol else (0.8, 0.1, 0.1))
+    if config.split.kind == "day" and schema.day is None:
+        raise CtrDistillError("a day split needs a schema with a `day` column")
+    return _Plan(schema, ratios, config.split), protocol
+
+
+def uniform_hash(row_ids: np.ndarray, seed: int) -> np.ndarray:
+    """Deterministic uniform [0, 1) per row id (splitmix64), independent of chunking."""
+    with np.errstate(over="ignore"):
+        z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
+    """0 train, 1 valid, 2 test for each row."""
+    if plan.split.kind == "day":
+        day = frame[plan.schema.day].to_numpy()
+        out = np.zeros(len(frame), dtype=np.int8)
+        out[np.isin(day, plan.split.valid_days)] = 1
+        out[np.isin(day, plan.split.test_days)] = 2
+        return out
+    u = uniform_hash(frame["row_id"].to_numpy(), plan.split.seed)
+    train, valid, _ = plan.ratios
+    return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
+
+
+def _check_label(frame: pl.DataFrame, label: str, first_row: int) -> pl.Series:
+    values = frame[label].cast(pl.Float32, strict=False)
+    if values.null_count():
+        index = int(values.is_null().arg_max())
+        raise CtrDistillError(f"missing or non-numeric label in column '{label}' at row "
+                              f"{first_row + index}")
+    bad = ~values.is_in([0.0, 1.0])
+    if bad.any():
+        index = int(bad.arg_max())
+        raise CtrDistillError(f"label outside {{0,1}} in column '{label}' at row "
+                              f"{first_row + index}: {values[index]}")
+    return values
+
+
+def _token_expr(spec: FieldSpec) -> pl.Expr:
+    """String tokens of an id field (a list of tokens for a sequence field)."""
+    col = pl.col(spec.column)
+    if spec.kind == "numeric":  # bucketise: floor(ln(x)^2) for x > 2, else int(x)
+        x = col.cast(pl.Float64)
+        bucket = pl.when(x > 2).then((x.log() ** 2).floor()).otherwise(x.floor())
+        return bucket.cast(pl.Int64).cast(pl.String).fill_null(MISSING_TOKEN)
+    if spec.kind == "sequence":
+        return col.cast(pl.String).fill_null("").str.split(spec.separator).list.eval(
+            pl.element().filter(pl.element() != ""))
+    return col.cast(pl.String).fill_null(MISSING_TOKEN)
+
+
+def _continuous_expr(spec: FieldSpec) -> pl.Expr:
+    x = pl.col(spec.column).cast(pl.Float64).fill_null(spec.fill).fill_nan(spec.fill)
+    return x.clip(lower_bound=0).log1p() if spec.transform == "log1p" else x
+
+
+class _VocabularyCounter:
+    """Counts tokens per vocabulary owner over chunks; compacts partial counts as it goes."""
+
+    def __init__(self, owners: dict[str, list[FieldSpec]]) -> None:
+        self.owners = owners
+        self.partial: dict[str, list[pl.DataFrame]] = {o: [] for o in owners}
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for owner, specs in self.owners.items():
+            tokens = pl.concat([
+                frame.select(_token_expr(s).alias("value")).explode("value") if s.kind == "sequence"
+                else frame.select(_token_expr(s).alias("value")) for s in specs
+            ]).drop_nulls()
+            counts = tokens.group_by("value").len("count")
+            parts = self.partial[owner]
+            parts.append(counts)
+            if len(parts) >= 8:
+                self.partial[owner] = [self._merge(parts)]
+
+    @staticmethod
+    def _merge(parts: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(parts).group_by("value").agg(pl.col("count").sum())
+
+    def vocabulary(self, owner: str, min_count: int) -> pl.DataFrame:
+        """value -> id, most frequent first (ties by value, so the result is deterministic)."""
+        parts = self.partial[owner]
+        counts = (self._merge(parts) if parts
+                  else pl.DataFrame(schema={"value": pl.String, "count": pl.UInt32}))
+        kept = counts.filter(pl.col("count") >= min_count).sort(
+            ["count", "value"], descending=[True, False])
+        return kept.with_columns(
+            pl.int_range(FIRST_ID, FIRST_ID + len(kept), dtype=pl.Int32).alias("id"))
+
+
+def _owner_of(spec: FieldSpec) -> str:
+    return spec.share_vocab_with or spec.name
+
+
+def _chunks(config: PrepareConfig, plan: _Plan):
+    """Raw chunks with a stable global row id and the split of each row."""
+    recipe = get_recipe(config.recipe)
+    first_row = 0
+    for frame in recipe.read(config.input, plan.schema, config.chunk_rows):
+        label = _check_label(frame, plan.schema.label, first_row)
+        frame = frame.with_columns(
+            label.alias("__label"),
+            pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
+        frame = frame.with_columns(pl.Series("__split", _assign_split(frame, plan)))
+        first_row += len(frame)
+        yield frame
+
+
+def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
+    schema = plan.schema
+    id_specs = [s for s in schema.fields if s.encoded_kind != "numeric"]
+    owners: dict[str, list[FieldSpec]] = {}
+    for spec in id_specs:
+        owners.setdefault(_owner_of(spec), []).append(spec)
+    counter = _VocabularyCounter(owners)
+    standardized = [s for s in schema.fields if s.transform == "standardize"]
+    sums = np.zeros(len(standardized))
+    squares = np.zeros(len(standardized))
+    train_rows = 0
+    total = 0
+    with progress(None, "prepare: fit", "rows", show_progress) as bar:
+        for frame in _chunks(config, plan):
+            total += len(frame)
+            train = frame.filter(pl.col("__split") == 0)
+            train_rows += len(train)
+            if len(train):
+                counter.add(train)
+                if standardized:
+                    values = train.select([_continuous_expr(s) for s in standardized]).to_numpy()
+                    sums += values.sum(0)
+                    squares += (values**2).sum(0)
+            bar.update(len(frame))
+    if total == 0:
+        raise CtrDistillError(f"{config.input}: no rows")
+    if train_rows == 0:
+        raise CtrDistillError("the split leaves no training rows")
+    vocabularies = {o: counter.vocabulary(o, schema.min_count_of(owners[o][0])) for o in owners}
+    mean = sums / train_rows
+    std = np.sqrt(np.maximum(squares / train_rows - mean**2, 0)) + 1e-12
+    stats = {s.name: (float(m), float(d)) for s, m, d in zip(standardized, mean, std, strict=True)}
+    return vocabularies, stats, total
+
+
+def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
+                 stats: dict[str, tuple[float, float]], config: PrepareConfig) -> FeatureMap:
+    fields = []
+    for spec in plan.schema.fields:
+        kind = spec.encoded_kind
+        if kind == "numeric":
+            mean, std = stats.get(spec.name, (0.0, 1.0))
+            fields.append(EncodedField(name=spec.name, kind=kind, transform=spec.transform,
+                                       mean=mean, std=std))
+        else:
+            owner = _owner_of(spec)
+            fields.append(EncodedField(
+                name=spec.name, kind=kind, vocab=owner, transform=spec.transform,
+                vocab_size=len(vocabularies[owner]) + FIRST_ID,
+                max_length=spec.max_length if kind == "sequence" else 0))
+    return FeatureMap(fields=fields, has_group=plan.schema.group is not None,
+                      has_day=plan.schema.day is not None, passthrough=plan.schema.passthrough,
+                      source={"recipe": config.recipe, "input": str(config.input),
+                              "protocol": config.protocol or ""})
+
+
+def _encode(frame: pl.DataFrame, plan: _Plan, feature_map: FeatureMap,
+            vocabularies: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    specs = {s.name: s for s in plan.schema.fields}
+    exprs = [pl.col("row_id"), pl.col("__label").alias("label")]
+    for field in feature_map.fields:
+        spec = specs[field.name]
+        if field.kind == "numeric":
+            x = _continuous_expr(spec)
+            if spec.transform == "standardize":
+                x = (x - field.mean) / field.std
+            exprs.append(x.cast(pl.Float32).alias(field.name))
+            continue
+        vocab = vocabularies[field.vocab or field.name]
+        keys, ids = vocab["value"], vocab["id"]
+        if field.kind == "sequence":
+            encoded = _token_expr(spec).list.eval(
+                pl.element().replace_strict(keys, ids, default=OOV_ID, return_dtype=pl.Int32))
+            padding = pl.lit([PAD_ID] * field.max_length, dtype=pl.List(pl.Int32))
+            exprs.append(pl.concat_list(encoded.list.head(field.max_length), padding)
+                         .list.head(field.max_length).alias(field.name))
+        else:
+            exprs.append(_token_expr(spec).replace_strict(
+                keys, ids, default=OOV_ID, return_dtype=pl.Int32).alias(field.name))
+    if plan.schema.group:
+        exprs.append(pl.col(plan.schema.group).cast(pl.String).hash(seed=0)
+                     .reinterpret(signed=True).alias("group"))
+    if plan.schema.day:
+        exprs.append(pl.col(plan.schema.day).cast(pl.Int32).alias("day"))
+    exprs += [pl.col(c).cast(pl.Float64).alias(c) for c in plan.schema.passthrough]
+    return frame.select(exprs)
+
+
+class _ShardWriter:
+    """Buffers encoded rows per split and writes fixed-size Parquet shards."""
+
+    def __init__(self, root: Path, shard_rows: int) -> None:
+        self.root = root
+        self.shard_rows = shard_rows
+        self.buffers: dict[str, list[pl.DataFrame]] = {s: [] for s in SPLITS}
+        self.buffered = dict.fromkeys(SPLITS, 0)
+        self.shards = dict.fromkeys(SPLITS, 0)
+        self.rows = dict.fromkeys(SPLITS, 0)
+
+    def add(self, split: str, frame: pl.DataFrame) -> None:
+        if not len(frame):
+            return
+        self.buffers[split].append(frame)
+        self.buffered[split] += len(frame)
+        self.rows[split] += len(frame)
+        while self.buffered[split] >= self.shard_rows:
+            whole = pl.concat(self.buffers[split])
+            self._write(split, whole.head(self.shard_rows))
+            rest = whole.slice(self.shard_rows)
+            self.buffers[split] = [rest] if len(rest) else []
+            self.buffered[split] = len(rest)
+
+    def _write(self, split: str, frame: pl.DataFrame) -> None:
+        folder = self.root / split
+        folder.mkdir(exist_ok=True)
+        frame.write_parquet(folder / f"part-{self.shards[split]:05d}.parquet")
+        self.shards[split] += 1
+
+    def close(self) -> None:
+        for split in SPLITS:
+            if self.buffers[split]:
+                self._write(split, pl.concat(self.buffers[split]))
+            self.buffers[split] = []
+
+
+def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
+    """Run the two passes and write `config.output` (atomically). Returns the feature map."""
+    plan, _ = _plan(config)
+    vocabularies, stats, total = _fit(config, plan, show_progress)
+    feature_map = _feature_map(plan, vocabularies, stats, config)
+    with atomic_directory(config.output, overwrite=config.overwrite) as tmp:
+        writer = _ShardWriter(tmp, config.shard_rows)
+        with progress(total, "prepare: encode", "rows", show_progress) as bar:
+            for frame in _chunks(config, plan):
+                encoded = _encode(frame, plan, feature_map, vocabularies)
+                split_of = frame["__split"]
+                for index, split in enumerate(SPLITS):
+                    writer.add(split, encoded.filter(split_of == index))
+                bar.update(len(frame))
+        writer.close()
+        feature_map.splits = dict(writer.rows)
+        (tmp / "vocab").mkdir()
+        for owner, vocab in vocabularies.items():
+            vocab.write_parquet(tmp / "vocab" / f"{owner}.parquet")
+        (tmp / "schema.json").write_text(plan.schema.model_dump_json(indent=2))
+        feature_map.save(tmp / FEATURE_MAP_FILE)
+    return feature_map

@@ -1,0 +1,131 @@
+"""Recipes: how each raw format is read into frames with the schema's raw columns.
+
+A recipe knows its format's default schema and its benchmark protocols (split ratios, min count,
+numeric transform), and yields Polars frames whose label is already 0/1.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from ctrdistill.data.schema import Schema
+from ctrdistill.data.sources import raw_files, read_delimited, read_parquet
+from ctrdistill.errors import CtrDistillError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A published data protocol: split ratios, min count, and Criteo-x4-style bucketising."""
+
+    ratios: tuple[float, float, float]
+    min_count: int
+    bucketize: bool = False
+    description: str = ""
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+
+    def default_schema(self, protocol: Protocol | None) -> Schema | None:
+        """The format's schema; None where the user must give one."""
+        return None
+
+    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError
+
+
+def text_column_types(schema: Schema) -> dict[str, pa.DataType]:
+    """Categoricals read as strings (ids are never parsed as numbers), numerics as floats."""
+    types: dict[str, pa.DataType] = {schema.label: pa.float64()}
+    for spec in schema.fields:
+        types[spec.column] = pa.float64() if spec.kind == "numeric" else pa.string()
+    for column in schema.passthrough:
+        types[column] = pa.float64()
+    if schema.group:
+        types[schema.group] = pa.string()
+    if schema.day:
+        types[schema.day] = pa.int64()
+    return types
+
+
+class DelimitedRecipe(Recipe):
+    """Generic CSV/TSV with a header line; the schema names the columns to use."""
+
+    def __init__(self, name: str, delimiter: str) -> None:
+        super().__init__(name, f"generic {name.upper()} with a header; needs a schema")
+        self.delimiter = delimiter
+
+    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        types = text_column_types(schema)
+        for file in raw_files(path, (".csv", ".tsv", ".txt", ".gz")):
+            for frame in read_delimited(file, self.delimiter, None, types):
+                missing = sorted(set(schema.raw_columns()) - set(frame.columns))
+                if missing:
+                    raise CtrDistillError(f"{file}: missing columns {missing}")
+                yield frame.select(schema.raw_columns())
+
+
+class ParquetRecipe(Recipe):
+    """Generic Parquet file or directory of Parquet files; the schema names the columns."""
+
+    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        for file in raw_files(path, (".parquet",)):
+            yield from read_parquet(file, schema.raw_columns(), chunk_rows)
+
+
+class SyntheticRecipe(ParquetRecipe):
+    """The output of `ctrdistill synth` (Parquet with label, I*, C*, day, p_true)."""
+
+    def default_schema(self, protocol: Protocol | None) -> Schema:
+        from ctrdistill.data.synthetic import SynthConfig, synthetic_schema
+
+        return synthetic_schema(SynthConfig(), bucketize=protocol is None or protocol.bucketize)
+
+    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        for frame in super().read(path, schema, chunk_rows):
+            # Numerics arrive as integers; categoricals must be strings for the vocabulary.
+            yield frame.with_columns(
+                [pl.col(f.column).cast(pl.Float64) for f in schema.fields if f.kind == "numeric"]
+            )
+
+
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+register_recipe(DelimitedRecipe("csv", ","))
+register_recipe(DelimitedRecipe("tsv", "\t"))
+register_recipe(ParquetRecipe("parquet", "generic Parquet; needs a schema"))
+register_recipe(SyntheticRecipe(
+    "synthetic", "output of `ctrdistill synth`",
+    {"x4": Protocol((0.8, 0.1, 0.1), 10, True, "8:1:1, min count 10, bucketised numerics"),
+     "x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1, log1p numerics")},
+))
+
+
+def recipe_names() -> list[str]:
+    import ctrdistill.data.formats  # noqa: F401  (registers the official raw formats)
+
+    return sorted(_RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    names = recipe_names()
+    if name not in _RECIPES:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise CtrDistillError(f"unknown recipe '{name}'{hint} (valid: {', '.join(names)})")
+    return _RECIPES[name]

@@ -1,0 +1,27 @@
+"""First-order (wide) term: one learned weight per feature value, as in logistic regression."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+
+
+class FeatureLinear(nn.Module):
+    """Per-field first-order weights (B, F); the caller sums them into the logit.
+
+    The weights are a dimension-1 FeatureEmbedding of the model's own, so they stay private even
+    when the model's wide embedding is shared, and sparse optimizers work on them unchanged.
+    Returning them per field (not summed) lets models expose them in their hidden vector.
+    """
+
+    def __init__(self, feature_map: FeatureMap, sparse: bool = False) -> None:
+        super().__init__()
+        self.weights = FeatureEmbedding(feature_map, 1, sparse)
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.output_dim = self.weights.num_fields
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.weights(batch).squeeze(-1)
