@@ -1,4 +1,6 @@
-"""Strict pydantic configs loaded from YAML: unknown keys are errors that name the nearest valid key."""
+"""Strict pydantic configs loaded from YAML.
+
+An unknown key is an error that names the nearest valid key."""
 
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ from tqdm import tqdm
 
 
 @contextmanager
-def progress(total: int | None, description: str, unit: str, enabled: bool = True) -> Iterator[tqdm]:
+def progress(
+    total: int | None, description: str, unit: str, enabled: bool = True
+) -> Iterator[tqdm]:
     bar = tqdm(total=total, desc=description, unit=unit, unit_scale=True, dynamic_ncols=True,
                disable=not enabled, file=sys.stderr, mininterval=1.0, leave=False)
     try:
