@@ -84,7 +84,7 @@ def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
             raise CtrDistillError(
                 f"recipe '{recipe.name}' has no protocol '{config.protocol}' (valid: {valid})")
         protocol = recipe.protocols[config.protocol]
-    schema = config.schema_ or recipe.default_schema(protocol)
+    schema = config.schema_ or recipe.default_schema(protocol, config.input)
     if schema is None:
         raise CtrDistillError(f"recipe '{recipe.name}' needs a schema in the prepare config")
     min_count = config.min_count or (protocol.min_count if protocol else None)
@@ -231,7 +231,8 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
         raise CtrDistillError(f"{config.input}: no rows")
     if train_rows == 0:
         raise CtrDistillError("the split leaves no training rows")
-    vocabularies = {o: counter.vocabulary(o, schema.min_count_of(owners[o][0])) for o in owners}
+    by_name = {s.name: s for s in schema.fields}
+    vocabularies = {o: counter.vocabulary(o, schema.min_count_of(by_name[o])) for o in owners}
     mean = sums / train_rows
     std = np.sqrt(np.maximum(squares / train_rows - mean**2, 0)) + 1e-12
     stats = {s.name: (float(m), float(d)) for s, m, d in zip(standardized, mean, std, strict=True)}
@@ -331,6 +332,9 @@ class _ShardWriter:
 def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
     """Run the two passes and write `config.output` (atomically). Returns the feature map."""
     plan, _ = _plan(config)
+    if config.output.exists() and not config.overwrite:  # fail before the long fitting pass
+        raise CtrDistillError(
+            f"output already exists: {config.output} (choose another path or remove it)")
     vocabularies, stats, total = _fit(config, plan, show_progress)
     feature_map = _feature_map(plan, vocabularies, stats, config)
     with atomic_directory(config.output, overwrite=config.overwrite) as tmp:

@@ -35,8 +35,9 @@ class Recipe:
     description: str
     protocols: dict[str, Protocol] = field(default_factory=dict)
 
-    def default_schema(self, protocol: Protocol | None) -> Schema | None:
-        """The format's schema; None where the user must give one."""
+    def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema | None:
+        """The format's schema; None where the user must give one. `path`, the raw input, lets a
+        format whose optional side files vary (MovieLens) use only the features it can read."""
         return None
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
@@ -67,10 +68,8 @@ class DelimitedRecipe(Recipe):
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         types = text_column_types(schema)
         for file in raw_files(path, (".csv", ".tsv", ".txt", ".gz")):
-            for frame in read_delimited(file, self.delimiter, None, types):
-                missing = sorted(set(schema.raw_columns()) - set(frame.columns))
-                if missing:
-                    raise CtrDistillError(f"{file}: missing columns {missing}")
+            for frame in read_delimited(file, self.delimiter, None, types, max_rows=chunk_rows,
+                                        include_columns=schema.raw_columns()):
                 yield frame.select(schema.raw_columns())
 
 
@@ -85,7 +84,7 @@ class ParquetRecipe(Recipe):
 class SyntheticRecipe(ParquetRecipe):
     """The output of `ctrdistill synth` (Parquet with label, I*, C*, day, p_true)."""
 
-    def default_schema(self, protocol: Protocol | None) -> Schema:
+    def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         from ctrdistill.data.synthetic import SynthConfig, synthetic_schema
 
         return synthetic_schema(SynthConfig(), bucketize=protocol is None or protocol.bucketize)

@@ -49,7 +49,8 @@ def model_config(data: Any, source: str = "model") -> ModelConfig:
     if isinstance(data, str):
         data = {"name": data}
     if not isinstance(data, dict) or "name" not in data:
-        raise CtrDistillError(f"{source}: a model needs a 'name' (valid: {', '.join(model_names())})")
+        valid = ", ".join(model_names())
+        raise CtrDistillError(f"{source}: a model needs a 'name' (valid: {valid})")
     cls = model_class(str(data["name"]))
     return validate_config(cls.config_class, data, source=source)
 

@@ -61,7 +61,8 @@ class FeatureEmbedding(nn.Module):
             parts.append(pooled)
             seq_norm = vectors.pow(2).sum()
             sq_norm = seq_norm if sq_norm is None else sq_norm + seq_norm
-        # Recorded so the trainer can apply L2 to the rows this batch used (works with sparse grads).
+        # Recorded so the trainer can apply L2 to the rows this batch used (works with sparse
+        # grads).
         first = parts[0]
         self.batch_sq_norm = None if sq_norm is None else sq_norm / first.shape[0]
         return torch.cat(parts, dim=1) if len(parts) > 1 else first

@@ -1,0 +1,1 @@
+"""Analysis: results tables, learning-curve plots and collapse diagnostics."""

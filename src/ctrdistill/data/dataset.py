@@ -1,0 +1,150 @@
+"""Prepared datasets as column tensors: a split is loaded once, batches are slices of columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from ctrdistill.data.schema import FEATURE_MAP_FILE, FeatureMap
+from ctrdistill.errors import CtrDistillError
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class ColumnData:
+    """The rows of one split as tensors; `extras` holds passthrough and joined per-row columns."""
+
+    feature_map: FeatureMap
+    cat: torch.Tensor
+    num: torch.Tensor
+    seq: torch.Tensor
+    label: torch.Tensor
+    row_id: torch.Tensor
+    optional: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def take(self, index: torch.Tensor | slice) -> Batch:
+        batch: Batch = {"cat": self.cat[index], "num": self.num[index], "label": self.label[index],
+                        "row_id": self.row_id[index]}
+        if self.seq.shape[1]:
+            batch["seq"] = self.seq[index]
+        for name, values in self.optional.items():
+            batch[name] = values[index]
+        return batch
+
+    def subset(self, mask: torch.Tensor) -> ColumnData:
+        return replace(self, cat=self.cat[mask], num=self.num[mask], seq=self.seq[mask],
+                       label=self.label[mask], row_id=self.row_id[mask],
+                       optional={k: v[mask] for k, v in self.optional.items()})
+
+    def join(self, frame: pl.DataFrame, columns: list[str] | None = None) -> ColumnData:
+        """Attach per-row columns of `frame` (keyed by `row_id`); every row must be present."""
+        if "row_id" not in frame.columns:
+            raise CtrDistillError("cannot join: the frame has no row_id column")
+        columns = columns or [c for c in frame.columns if c != "row_id"]
+        keys = pl.DataFrame({"row_id": self.row_id.numpy()})
+        joined = keys.join(frame.select(["row_id", *columns]), on="row_id", how="left",
+                           maintain_order="left")
+        missing = joined[columns[0]].null_count() if columns else 0
+        if missing:
+            raise CtrDistillError(f"cannot join: {missing} of {len(self)} rows have no "
+                                  f"{columns[0]} (row ids do not match this data)")
+        optional = dict(self.optional)
+        for name in columns:
+            optional[name] = torch.from_numpy(_column_array(joined[name]))
+        return replace(self, optional=optional)
+
+    @staticmethod
+    def concat(parts: list[ColumnData]) -> ColumnData:
+        first = parts[0]
+        keys = first.optional.keys()
+        return replace(
+            first,
+            cat=torch.cat([p.cat for p in parts]), num=torch.cat([p.num for p in parts]),
+            seq=torch.cat([p.seq for p in parts]), label=torch.cat([p.label for p in parts]),
+            row_id=torch.cat([p.row_id for p in parts]),
+            optional={k: torch.cat([p.optional[k] for p in parts]) for k in keys})
+
+
+def _column_array(series: pl.Series) -> np.ndarray:
+    if isinstance(series.dtype, pl.List | pl.Array):
+        return np.stack(series.to_numpy()).astype(np.float32)
+    array = series.to_numpy()
+    return array.astype(np.float32) if array.dtype == np.float64 else array.copy()
+
+
+def frame_to_columns(frame: pl.DataFrame, feature_map: FeatureMap) -> ColumnData:
+    n = len(frame)
+
+    def matrix(names: list[str], dtype) -> np.ndarray:
+        if not names:
+            return np.zeros((n, 0), dtype=dtype)
+        return frame.select(names).to_numpy().astype(dtype, copy=False)
+
+    cat = matrix([f.name for f in feature_map.categorical], np.int32)
+    num = matrix([f.name for f in feature_map.numeric], np.float32)
+    seq_fields = feature_map.sequence
+    if seq_fields:
+        seq = np.stack([np.stack(frame[f.name].to_numpy()) for f in seq_fields], 1)
+    else:
+        seq = np.zeros((n, 0, 0), dtype=np.int32)
+    optional = {}
+    if feature_map.has_group and "group" in frame.columns:
+        optional["group"] = torch.from_numpy(frame["group"].to_numpy().copy())
+    if feature_map.has_day and "day" in frame.columns:
+        optional["day"] = torch.from_numpy(frame["day"].to_numpy().copy())
+    for name in feature_map.passthrough:
+        optional[name] = torch.from_numpy(frame[name].to_numpy().astype(np.float64))
+    return ColumnData(
+        feature_map=feature_map,
+        cat=torch.from_numpy(np.ascontiguousarray(cat)),
+        num=torch.from_numpy(np.ascontiguousarray(num)),
+        seq=torch.from_numpy(seq.astype(np.int32)),
+        label=torch.from_numpy(frame["label"].to_numpy().astype(np.float32, copy=True)),
+        row_id=torch.from_numpy(frame["row_id"].to_numpy().astype(np.int64, copy=True)),
+        optional=optional,
+    )
+
+
+class PreparedData:
+    """A directory written by `prepare`: feature map, vocabularies and Parquet shards per split."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise CtrDistillError(f"prepared data not found: {self.path}")
+        self.feature_map = FeatureMap.load(self.path / FEATURE_MAP_FILE)
+
+    def shards(self, split: str) -> list[Path]:
+        files = sorted((self.path / split).glob("*.parquet"))
+        if not files:
+            raise CtrDistillError(f"{self.path}: split '{split}' has no rows")
+        return files
+
+    def scan(self, split: str, days: list[int] | None = None) -> pl.LazyFrame:
+        frame = pl.scan_parquet(self.shards(split))
+        if days is not None:
+            if not self.feature_map.has_day:
+                raise CtrDistillError(f"{self.path}: has no day column to select days from")
+            frame = frame.filter(pl.col("day").is_in(days))
+        return frame
+
+    def load(self, split: str, days: list[int] | None = None) -> ColumnData:
+        frame = self.scan(split, days).collect()
+        if not len(frame):
+            raise CtrDistillError(f"{self.path}: no rows in split '{split}' for days {days}")
+        return frame_to_columns(frame, self.feature_map)
+
+    def days(self) -> list[int]:
+        if not self.feature_map.has_day:
+            return []
+        frames = [pl.scan_parquet(self.shards(s)).select("day").unique()
+                  for s in self.feature_map.splits if self.feature_map.splits[s]]
+        return sorted(pl.concat(frames).unique().collect()["day"].to_list())

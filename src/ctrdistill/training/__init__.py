@@ -1,0 +1,1 @@
+"""Training: the one trainer, its callbacks, metrics, and run directories."""

@@ -1,0 +1,41 @@
+"""Model checkpoints that remember the model config and the feature map they were trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.models.base import CTRModel
+from ctrdistill.models.registry import build_model
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, model: CTRModel, feature_map: FeatureMap) -> None:
+    torch.save({"model_config": model.config.model_dump(),
+                "state_dict": model.state_dict(),
+                "feature_map": feature_map.model_dump(),
+                "fingerprint": feature_map.fingerprint()}, path)
+
+
+def load_checkpoint(path: Path, feature_map: FeatureMap | None = None) -> tuple[CTRModel,
+                                                                                 FeatureMap]:
+    """Rebuild the model; refuse a feature map that differs from the one it was trained on."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CtrDistillError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    trained_on = FeatureMap.model_validate(state["feature_map"])
+    if feature_map is not None and feature_map.fingerprint() != state["fingerprint"]:
+        raise CtrDistillError(
+            f"{path}: the prepared dataset's feature map does not match the checkpoint "
+            f"(fingerprint {feature_map.fingerprint()} vs {state['fingerprint']}); "
+            "use the data the model was trained on, or retrain")
+    model = build_model(state["model_config"], trained_on)
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), trained_on

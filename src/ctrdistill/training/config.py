@@ -1,0 +1,62 @@
+"""Training hyperparameters (BARS defaults: Adam 1e-3, batch 4096, embedding L2 1e-5, early stop
+on validation AUC with patience 2, learning rate x0.1 on plateau)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ctrdistill.config import StrictConfig
+
+
+class EarlyStopConfig(StrictConfig):
+    monitor: str | dict[str, float] = Field(
+        "auc", description="a validation quantity ('auc', 'logloss', 'distill', 'peer0.auc') "
+        "or weights of several, e.g. {auc: 1, logloss: -1}")
+    mode: Literal["max", "min", "auto"] = "auto"
+    patience: int = Field(2, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+
+    def resolved_mode(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        if isinstance(self.monitor, dict):
+            return "max"
+        lowered = self.monitor.split(".")[-1]
+        return "max" if lowered in ("auc", "gauc") else "min"
+
+
+class PlateauConfig(StrictConfig):
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(1, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class TrainConfig(StrictConfig):
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    eval_batch_size: int = Field(16384, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    sparse_embedding: bool = Field(
+        True, description="sparse embedding gradients with SparseAdam: only used rows update")
+    embedding_lr: float | None = Field(None, gt=0, description="defaults to lr")
+    embedding_l2: float = Field(1e-5, ge=0, description="L2 on the embedding rows a batch uses")
+    grad_clip: float | None = Field(10.0, gt=0)
+    eval_every_steps: int | None = Field(None, ge=1, description="None: once per epoch")
+    early_stop: EarlyStopConfig | None = Field(default_factory=EarlyStopConfig)
+    lr_plateau: PlateauConfig | None = Field(default_factory=PlateauConfig)
+    seed: int = 2026
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
+    streaming: bool = Field(False, description="read training shards through a shuffle buffer")
+    buffer_rows: int = Field(1_000_000, ge=1)
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.lr_plateau is not None and self.early_stop is None:
+            raise ValueError("lr_plateau needs early_stop's monitor; set early_stop or drop it")
+        return self
