@@ -1,0 +1,171 @@
+"""Foundation: configs, synthetic data, loaders, metrics, trainer, runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from ctrdistill.config import validate_config
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.loader import BatchLoader, StreamingLoader
+from ctrdistill.data.prepare import PrepareConfig, prepare
+from ctrdistill.data.synthetic import SynthConfig, generate_chunks, write_synthetic
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.evaluation import evaluate, predict
+from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.metrics import group_auc
+from ctrdistill.training.run import RunConfig, run_train
+
+TINY = SynthConfig(rows=8000, max_vocab=400, chunk_rows=3000, seed=7)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("foundation")
+    write_synthetic(TINY, root / "raw", show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
+                          protocol="x4", shard_rows=2500), show_progress=False)
+    return root / "prep"
+
+
+def test_unknown_config_key_names_the_nearest() -> None:
+    with pytest.raises(CtrDistillError, match=r"unknown key 'train.epoch'.*did you mean 'epochs'"):
+        validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnn"},
+                                    "train": {"epoch": 3}})
+    with pytest.raises(CtrDistillError,
+                       match=r"model: unknown key 'hiden_units'.*did you mean 'hidden_units'"):
+        validate_config(RunConfig, {"name": "x", "data": ".",
+                                    "model": {"name": "dnn", "hiden_units": [3]}})
+    with pytest.raises(CtrDistillError, match=r"unknown model 'dnnn'.*did you mean 'dnn'"):
+        validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnnn"}})
+
+
+def test_synthetic_is_deterministic_and_criteo_like() -> None:
+    first = pl.concat(list(generate_chunks(TINY)))
+    second = pl.concat(list(generate_chunks(TINY)))
+    assert first.equals(second)
+    assert first.width == 1 + 13 + 26 + 2
+    assert 0.15 < first["label"].mean() < 0.30
+    # The stored probability is the one labels were drawn from: its AUC beats chance clearly.
+    assert roc_auc_score(first["label"], first["p_true"]) > 0.7
+    assert first["C1"].dtype == pl.String and first["C1"].null_count() > 0
+    other = pl.concat(list(generate_chunks(TINY.model_copy(update={"seed": 8}))))
+    assert not first["p_true"].equals(other["p_true"])
+
+
+def test_drift_changes_the_hidden_model_across_days() -> None:
+    config = TINY.model_copy(update={"days": 4, "drift": 0.4})
+    frame = pl.concat(list(generate_chunks(config)))
+    assert frame["day"].unique().sort().to_list() == [0, 1, 2, 3]
+    assert frame["day"].is_sorted()
+
+
+def test_split_and_vocabulary(prepared: Path) -> None:
+    data = PreparedData(prepared)
+    fm = data.feature_map
+    assert sum(fm.splits.values()) == TINY.rows
+    assert abs(fm.splits["train"] / TINY.rows - 0.8) < 0.03
+    assert len(fm.categorical) == 39 and not fm.numeric  # x4 bucketises numerics
+    ids = pl.concat([data.scan(s).select("row_id").collect() for s in ("train", "valid", "test")])
+    assert ids["row_id"].sort().to_list() == list(range(TINY.rows))
+    assert len(data.shards("train")) >= 2
+
+
+def test_in_memory_loader_is_deterministic_and_complete(prepared: Path) -> None:
+    rows = PreparedData(prepared).load("train")
+    def order(seed: int) -> torch.Tensor:
+        return torch.cat([b["row_id"] for b in BatchLoader(rows, 512, seed=seed)])
+    assert torch.equal(order(1), order(1))
+    assert not torch.equal(order(1), order(2))
+    assert torch.equal(order(1).sort().values, rows.row_id.sort().values)
+
+
+def test_streaming_loader_covers_every_row_once(prepared: Path) -> None:
+    data = PreparedData(prepared)
+    loader = StreamingLoader(data.shards("train"), data.feature_map, 300, buffer_rows=1000, seed=3)
+    ids = torch.cat([b["row_id"] for b in loader])
+    assert len(ids) == data.feature_map.splits["train"] == len(ids.unique())
+    again = torch.cat([b["row_id"] for b in StreamingLoader(
+        data.shards("train"), data.feature_map, 300, buffer_rows=1000, seed=3)])
+    assert torch.equal(ids, again)
+
+
+def test_join_by_row_id_and_mismatch_refused(prepared: Path) -> None:
+    rows = PreparedData(prepared).load("valid")
+    extra = pl.DataFrame({"row_id": rows.row_id.numpy()[::-1].copy(),
+                          "teacher": rows.row_id.numpy()[::-1].astype(np.float32) * 2})
+    joined = rows.join(extra)
+    assert torch.equal(joined.optional["teacher"], rows.row_id.float() * 2)
+    with pytest.raises(CtrDistillError, match="row ids do not match"):
+        rows.join(extra.head(10))
+
+
+def test_group_auc_matches_per_group_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 20, 2000)
+    labels = (rng.random(2000) < 0.3).astype(float)
+    scores = labels * 0.3 + rng.random(2000)
+    expected, weight = 0.0, 0
+    for g in np.unique(groups):
+        mask = groups == g
+        if 0 < labels[mask].sum() < mask.sum():
+            expected += roc_auc_score(labels[mask], scores[mask]) * mask.sum()
+            weight += mask.sum()
+    assert group_auc(labels, scores, groups) == pytest.approx(expected / weight)
+
+
+def _train(prepared: Path, out: Path, **train) -> object:
+    config = RunConfig(name="dnn", data=prepared, output_dir=out,
+                       model={"name": "dnn", "embedding_dim": 8, "hidden_units": [64, 32]},
+                       train=TrainConfig(**({"epochs": 3, "batch_size": 256, "progress": False}
+                                            | train)))
+    return run_train(config, log=lambda m: None)
+
+
+def test_train_evaluate_predict_round_trip(prepared: Path, tmp_path: Path) -> None:
+    result = _train(prepared, tmp_path, lr=3e-3)
+    for name in ("config.yaml", "history.json", "metrics.json", "checkpoint.pt", "summary.md",
+                 "curves.png"):
+        assert (result.path / name).is_file(), name
+    test = result.metrics["test"]
+    # Well above chance, measured against what the hidden model allows on this very split.
+    assert test["auc"] > 0.5 + 0.4 * (test["bayes_auc"] - 0.5)
+    assert evaluate(result.path, prepared, "test")["auc"] == pytest.approx(test["auc"], abs=1e-6)
+    scores = predict(result.path, prepared, tmp_path / "scores.parquet", "test")
+    frame = pl.read_parquet(tmp_path / "scores.parquet")
+    assert scores == len(frame) == PreparedData(prepared).feature_map.splits["test"]
+    assert frame.columns == ["row_id", "logit", "probability"]
+
+
+def test_early_stopping_restores_the_best_state(prepared: Path, tmp_path: Path) -> None:
+    # A huge learning rate overfits quickly: early stopping must stop and keep the best step.
+    result = _train(prepared, tmp_path, lr=0.05, eval_every_steps=5,
+                    early_stop={"monitor": "logloss", "patience": 1})
+    history = result.fit.history
+    assert result.metrics["stopped_early"]
+    best = min(history, key=lambda r: r["valid"]["logloss"])
+    assert result.metrics["best_step"] == best["step"]
+    assert result.metrics["valid"]["logloss"] == pytest.approx(best["valid"]["logloss"], abs=1e-6)
+
+
+def test_checkpoint_refuses_a_different_feature_map(prepared: Path, tmp_path: Path) -> None:
+    result = _train(prepared, tmp_path, epochs=1)
+    other = tmp_path / "other"
+    write_synthetic(TINY.model_copy(update={"max_vocab": 200}), tmp_path / "raw2",
+                    show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=tmp_path / "raw2", output=other,
+                          protocol="x4"), show_progress=False)
+    with pytest.raises(CtrDistillError, match="does not match the checkpoint"):
+        load_checkpoint(result.path, PreparedData(other).feature_map)
+
+
+def test_failed_run_leaves_nothing_behind(prepared: Path, tmp_path: Path) -> None:
+    with pytest.raises(CtrDistillError, match="unknown quantity 'nope'"):
+        _train(prepared, tmp_path, epochs=1, early_stop={"monitor": "nope"})
+    assert not any(tmp_path.iterdir())
