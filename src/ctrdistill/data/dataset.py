@@ -31,12 +31,15 @@ class ColumnData:
         return len(self.label)
 
     def take(self, index: torch.Tensor | slice) -> Batch:
-        batch: Batch = {"cat": self.cat[index], "num": self.num[index], "label": self.label[index],
-                        "row_id": self.row_id[index]}
+        """Rows by slice (views) or by an index tensor (index_select: much faster than [])."""
+        pick = (lambda t: t[index]) if isinstance(index, slice) else (
+            lambda t: t.index_select(0, index))
+        batch: Batch = {"cat": pick(self.cat), "num": pick(self.num), "label": pick(self.label),
+                        "row_id": pick(self.row_id)}
         if self.seq.shape[1]:
-            batch["seq"] = self.seq[index]
+            batch["seq"] = pick(self.seq)
         for name, values in self.optional.items():
-            batch[name] = values[index]
+            batch[name] = pick(values)
         return batch
 
     def subset(self, mask: torch.Tensor) -> ColumnData:

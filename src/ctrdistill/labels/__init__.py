@@ -1,0 +1,1 @@
+"""Teacher labels at scale: scored once, stored and versioned, shared by many students."""

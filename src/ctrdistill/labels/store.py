@@ -1,0 +1,192 @@
+"""The teacher label store: teacher logits keyed by row id, one Parquet partition per source
+shard of the prepared data, listed in a manifest.
+
+Write protocol: a partition is written to a temporary file and renamed into place, then the
+manifest (also replaced atomically) gains its entry. Readers trust only the manifest, so they
+see complete partitions only; an interrupted labelling resumes by redoing the partitions the
+manifest lacks, which neither duplicates nor loses rows (partitions are deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from ctrdistill.data.dataset import ColumnData, PreparedData, frame_to_columns
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.models.base import CTRModel
+from ctrdistill.progress import progress
+from ctrdistill.storage import atomic_file
+from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+LOGITS = "teacher_logits"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def row_ids_digest(row_ids: np.ndarray) -> str:
+    """Identity of a partition's rows, in order."""
+    return hashlib.sha256(np.ascontiguousarray(row_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def data_fingerprint(data: PreparedData) -> str:
+    """Feature map plus every shard's row ids: changes whenever the prepared data does."""
+    digest = hashlib.sha256(data.feature_map.fingerprint().encode())
+    for split, rows in sorted(data.feature_map.splits.items()):
+        if not rows:
+            continue
+        for shard in data.shards(split):
+            ids = pl.read_parquet(shard, columns=["row_id"])["row_id"].to_numpy()
+            digest.update(f"{split}/{shard.name}:{row_ids_digest(ids)}".encode())
+    return digest.hexdigest()[:16]
+
+
+class LabelStore:
+    """Read side: partitions listed in the manifest, checked against the data they label."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            raise CtrDistillError(f"not a teacher label store: {manifest} is missing")
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+
+    @property
+    def teacher_versions(self) -> list[dict[str, Any]]:
+        return self.manifest["teacher_versions"]
+
+    def partitions(self, split: str, days: list[int] | None = None) -> list[dict[str, Any]]:
+        return [p for p in self.manifest["partitions"].values()
+                if p["split"] == split and (days is None or p["day"] in days)]
+
+    def check(self, data: PreparedData) -> None:
+        """Refuse a store made for other data (feature map, or rows)."""
+        if self.manifest["feature_map_fingerprint"] != data.feature_map.fingerprint():
+            raise CtrDistillError(f"label store {self.path} was made for a different feature map "
+                                  f"than {data.path}")
+        if self.manifest["data_fingerprint"] != data_fingerprint(data):
+            raise CtrDistillError(f"label store {self.path} does not match the rows of "
+                                  f"{data.path} (data fingerprint differs)")
+
+    def frame(self, split: str, days: list[int] | None = None) -> pl.DataFrame:
+        parts = self.partitions(split, days)
+        if not parts:
+            raise CtrDistillError(f"label store {self.path} has no labels for split '{split}'"
+                                  + ("" if days is None else f" on days {days}"))
+        return pl.concat([pl.read_parquet(self.path / p["file"]) for p in parts])
+
+    def join(self, rows: ColumnData, split: str, days: list[int] | None = None) -> ColumnData:
+        """Attach the stored teacher logits to `rows`; every row must be labelled."""
+        return rows.join(self.frame(split, days), [LOGITS])
+
+
+def _teacher_entry(run: Path) -> dict[str, Any]:
+    checkpoint = run / CHECKPOINT_FILE if run.is_dir() else run
+    return {"run": str(run), "checkpoint_sha256": file_sha256(checkpoint)}
+
+
+@torch.no_grad()
+def teacher_logits(teachers: list[CTRModel], rows: ColumnData,
+                   batch_size: int = 16384) -> np.ndarray:
+    """(rows, teachers) logits, batched, no gradients."""
+    out = np.empty((len(rows), len(teachers)), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = rows.take(slice(start, start + batch_size))
+        for index, teacher in enumerate(teachers):
+            out[start:start + len(batch["label"]), index] = teacher(batch).float().numpy()
+    return out
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    with atomic_file(path / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _open_manifest(out: Path, data: PreparedData, fingerprint: str) -> dict[str, Any]:
+    path = out / MANIFEST
+    if path.is_file():
+        manifest = json.loads(path.read_text())
+        if manifest["data_fingerprint"] != fingerprint:
+            raise CtrDistillError(f"{out} holds labels of other data; choose a new store path")
+        return manifest
+    return {"format_version": FORMAT_VERSION, "teacher_versions": [],
+            "feature_map_fingerprint": data.feature_map.fingerprint(), "data": str(data.path),
+            "data_fingerprint": fingerprint, "created": _now(), "partitions": {}}
+
+
+def _teacher_version(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> int:
+    """Index of this teacher set among the store's versions (added when new)."""
+    hashes = [t["checkpoint_sha256"] for t in entries]
+    for index, version in enumerate(manifest["teacher_versions"]):
+        if [t["checkpoint_sha256"] for t in version["teachers"]] == hashes:
+            return index
+    manifest["teacher_versions"].append({"teachers": entries, "created": _now()})
+    return len(manifest["teacher_versions"]) - 1
+
+
+def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str] | None = None,
+          days: list[int] | None = None, show_progress: bool = True,
+          stop_after: int | None = None) -> LabelStore:
+    """Score rows of `data_path` once with the teachers and store their logits.
+
+    One partition per (split, shard[, day]). Partitions already in the manifest are kept, so an
+    interrupted labelling resumes where it stopped, and a stream adds new days labelled by newer
+    teacher versions. `stop_after` (partitions) exists to test interruption.
+    """
+    data = PreparedData(data_path)
+    teachers = [load_checkpoint(run, data.feature_map)[0] for run in teacher_runs]
+    entries = [_teacher_entry(Path(run)) for run in teacher_runs]
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _open_manifest(out, data, data_fingerprint(data))
+    version = _teacher_version(manifest, entries)
+    _write_manifest(out, manifest)
+    (out / "partitions").mkdir(exist_ok=True)
+    splits = splits or [s for s, n in data.feature_map.splits.items() if n]
+    todo = [(split, shard) for split in splits for shard in data.shards(split)]
+    with progress(None, "label", "rows", show_progress) as bar:
+        written = 0
+        for split, shard in todo:
+            frame = pl.read_parquet(shard)
+            if days is not None:
+                frame = frame.filter(pl.col("day").is_in(days))
+            parts = frame.partition_by("day", as_dict=True) if data.feature_map.has_day \
+                else {(None,): frame}
+            for (day,), part in sorted(parts.items(), key=lambda kv: kv[0][0] or 0):
+                key = f"{split}/{shard.stem}" + ("" if day is None else f"/day={day}")
+                if key in manifest["partitions"] or not len(part):
+                    continue
+                if stop_after is not None and written >= stop_after:
+                    return LabelStore(out)
+                rows = frame_to_columns(part, data.feature_map)
+                logits = teacher_logits(teachers, rows)
+                labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits})
+                name = "partitions/" + key.replace("/", "-").replace("=", "") + ".parquet"
+                with atomic_file(out / name) as tmp:
+                    labels.write_parquet(tmp)
+                manifest["partitions"][key] = {
+                    "split": split, "day": day, "file": name, "rows": len(labels),
+                    "row_ids": row_ids_digest(rows.row_id.numpy()), "teacher_version": version,
+                    "created": _now()}
+                _write_manifest(out, manifest)  # the partition exists for readers only now
+                written += 1
+                bar.update(len(labels))
+    return LabelStore(out)
