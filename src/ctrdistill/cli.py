@@ -61,6 +61,33 @@ def cmd_train(args) -> None:
     print(f"run saved to {result.path}")
 
 
+def cmd_mutual(args) -> None:
+    from ctrdistill.config import validate_config
+    from ctrdistill.ensembles import MutualConfig, mutual
+
+    config = validate_config(MutualConfig, _config(args.config, args.set), args.config)
+    print(f"run saved to {mutual(config).path}")
+
+
+def cmd_kdef(args) -> None:
+    from ctrdistill.config import validate_config
+    from ctrdistill.ensembles import KDEFConfig, kdef
+
+    config = validate_config(KDEFConfig, _config(args.config, args.set), args.config)
+    print(f"run saved to {kdef(config).path}")
+
+
+def cmd_analyze_collapse(args) -> None:
+    from ctrdistill.analysis.collapse import analyze_collapse
+
+    reports = analyze_collapse([Path(r) for r in args.runs], Path(args.data), Path(args.output),
+                               args.sample_rows)
+    for r in reports:
+        print(f"{r['run']}: N={r['num_subnetworks']} field IA {r['mean_field_abundance']:.2f} "
+              f"hidden IA {r['mean_hidden_abundance']:.2f}")
+    print(f"collapse report written to {args.output}")
+
+
 def cmd_evaluate(args) -> None:
     from ctrdistill.analysis.report import print_table
     from ctrdistill.evaluation import evaluate
@@ -116,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true")
 
     add("train", cmd_train, "train one model on hard labels", config="required")
+    add("mutual", cmd_mutual, "mutual learning between peers", config="required")
+    add("kdef", cmd_kdef, "KDEF ensemble of sub-networks on a shared embedding",
+        config="required")
+
+    analyze = verbs.add_parser("analyze", help="analyses of finished runs")
+    analyses = analyze.add_subparsers(dest="analysis", required=True)
+    sub = analyses.add_parser("collapse", help="embedding/representation collapse spectra")
+    sub.add_argument("runs", nargs="+", help="run directories")
+    sub.add_argument("--data", required=True, help="prepared dataset")
+    sub.add_argument("--output", default="collapse", help="directory for JSON and PNG")
+    sub.add_argument("--sample-rows", type=int, default=4096)
+    sub.set_defaults(handler=cmd_analyze_collapse)
 
     for name, handler, text in (("evaluate", cmd_evaluate, "metrics of a run on a split"),
                                 ("predict", cmd_predict, "scores of a run, keyed by row id")):

@@ -24,7 +24,11 @@ def register_model(name: str):
 
 
 def _registry() -> dict[str, type[CTRModel]]:
-    import ctrdistill.models.zoo  # noqa: F401  (registers the zoo)
+    # Importing registers the zoo, and the ensemble models (KDEF sub-networks, mutual-learning
+    # peers) that runs save as models too.
+    import ctrdistill.models.zoo
+    import ctrdistill.strategies.kdef
+    import ctrdistill.strategies.mutual  # noqa: F401
 
     return _MODELS
 

@@ -1,0 +1,151 @@
+"""Dimensional collapse (Guo et al. 2023, used by KDEF): singular-value spectra of each field's
+embedding table and of each sub-network's hidden representation, summarised by information
+abundance IA = sum s / max s and effective rank exp(-sum q ln q), q = s / sum s."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+# Imported so ensemble checkpoints (kdef_ensemble, peer_ensemble) can be rebuilt.
+import ctrdistill.strategies.kdef
+import ctrdistill.strategies.mutual  # noqa: F401
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.models.base import CTRModel
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+from ctrdistill.storage import atomic_file
+from ctrdistill.training.checkpoint import load_checkpoint
+
+
+def singular_values(matrix: torch.Tensor) -> torch.Tensor:
+    """Descending singular values, in float64 so tiny tails are not lost."""
+    return torch.linalg.svdvals(matrix.detach().double())
+
+
+def information_abundance(s: torch.Tensor) -> float:
+    top = float(s.max()) if s.numel() else 0.0
+    return float(s.sum()) / top if top > 0 else 0.0
+
+
+def effective_rank(s: torch.Tensor) -> float:
+    total = float(s.sum())
+    if total <= 0:
+        return 0.0
+    q = s / total
+    q = q[q > 0]  # 0 ln 0 = 0
+    return math.exp(float(-(q * q.log()).sum()))
+
+
+def spectrum(matrix: torch.Tensor) -> dict[str, Any]:
+    s = singular_values(matrix)
+    return {"information_abundance": information_abundance(s), "effective_rank": effective_rank(s),
+            "singular_values": s.tolist()}
+
+
+def _parts(model: CTRModel) -> list[CTRModel]:
+    """The sub-networks (KDEF) or peers (mutual) of an ensemble; a plain model is its own part."""
+    for attribute in ("subnetworks", "peers"):
+        parts = getattr(model, attribute, None)
+        if isinstance(parts, torch.nn.ModuleList):
+            return list(parts)
+    return [model]
+
+
+def collapse_report(run_dir: Path, data: PreparedData | Path,
+                    sample_rows: int = 4096, split: str = "test") -> dict[str, Any]:
+    """Spectra of every field's embedding table (per distinct embedding) and every part's hidden
+    representation over the first `sample_rows` rows of `split`."""
+    data = data if isinstance(data, PreparedData) else PreparedData(data)
+    model, feature_map = load_checkpoint(Path(run_dir), data.feature_map)
+    parts = _parts(model)
+    embeddings: list[FeatureEmbedding] = []
+    for part in parts:  # KDEF parts share one embedding; mutual peers own theirs
+        if all(part.embedding is not e for e in embeddings):
+            embeddings.append(part.embedding)
+    fields: dict[str, Any] = {}
+    for e_index, embedding in enumerate(embeddings):
+        for field in feature_map.categorical + feature_map.sequence:
+            owner = field.vocab or field.name
+            key = owner if len(embeddings) == 1 else f"emb{e_index}/{owner}"
+            if key not in fields:
+                fields[key] = spectrum(embedding.field_table(owner, field.vocab_size))
+    rows = data.load(split)
+    batch = rows.take(slice(0, min(sample_rows, len(rows))))
+    with torch.no_grad():
+        hidden = {f"sub{k}": spectrum(part.encode(batch).hidden) for k, part in enumerate(parts)}
+    return {
+        "run": str(run_dir), "model": model.config.name, "num_subnetworks": len(parts),
+        "sample_rows": len(batch["label"]), "fields": fields, "hidden": hidden,
+        "mean_field_abundance": _mean(fields, "information_abundance"),
+        "mean_field_effective_rank": _mean(fields, "effective_rank"),
+        "mean_hidden_abundance": _mean(hidden, "information_abundance"),
+        "mean_hidden_effective_rank": _mean(hidden, "effective_rank"),
+    }
+
+
+def _mean(spectra: dict[str, Any], key: str) -> float:
+    values = [v[key] for v in spectra.values()]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def plot_spectra(report: dict[str, Any], path: Path) -> Path:
+    """Normalised singular values (s / max s) of field tables and hidden representations."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, group in zip(axes, ("fields", "hidden"), strict=True):
+        for name, spec in report[group].items():
+            s = torch.tensor(spec["singular_values"])
+            if s.numel() and float(s[0]) > 0:
+                ax.plot(range(1, len(s) + 1), (s / s[0]).tolist(), label=name, linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("index")
+        ax.set_ylabel("s / max s")
+        ax.set_title(f"{Path(report['run']).name}: {group}")
+        ax.grid(alpha=0.3)
+        if len(report[group]) <= 12:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
+    """Mean information abundance against the number of sub-networks, one point per run."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key, title in ((axes[0], "mean_field_abundance", "embedding tables"),
+                           (axes[1], "mean_hidden_abundance", "hidden representations")):
+        for report in reports:
+            ax.scatter(report["num_subnetworks"], report[key], label=Path(report["run"]).name)
+        ax.set_xlabel("number of sub-networks N")
+        ax.set_ylabel("mean information abundance")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def analyze_collapse(run_dirs: list[Path], data: Path, output: Path,
+                     sample_rows: int = 4096) -> list[dict[str, Any]]:
+    """Write collapse.json, spectra-<run>.png per run and abundance.png (vs N) under `output`."""
+    prepared = PreparedData(data)
+    output.mkdir(parents=True, exist_ok=True)
+    reports = [collapse_report(Path(r), prepared, sample_rows) for r in run_dirs]
+    for report in reports:
+        plot_spectra(report, output / f"spectra-{Path(report['run']).name}.png")
+    plot_abundance(reports, output / "abundance.png")
+    with atomic_file(output / "collapse.json") as tmp:
+        tmp.write_text(json.dumps(reports, indent=1))
+    return reports
