@@ -139,7 +139,8 @@ def _token_expr(spec: FieldSpec) -> pl.Expr:
     if spec.kind == "numeric":  # bucketise: floor(ln(x)^2) for x > 2, else int(x)
         x = col.cast(pl.Float64)
         bucket = pl.when(x > 2).then((x.log() ** 2).floor()).otherwise(x.floor())
-        return bucket.cast(pl.Int64).cast(pl.String).fill_null(MISSING_TOKEN)
+        # NaN and ±inf have no bucket: they become the missing token, like an empty value
+        return bucket.cast(pl.Int64, strict=False).cast(pl.String).fill_null(MISSING_TOKEN)
     if spec.kind == "sequence":
         return col.cast(pl.String).fill_null("").str.split(spec.separator).list.eval(
             pl.element().filter(pl.element() != ""))

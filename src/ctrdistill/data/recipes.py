@@ -87,7 +87,10 @@ class SyntheticRecipe(ParquetRecipe):
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         from ctrdistill.data.synthetic import SynthConfig, synthetic_schema
 
-        return synthetic_schema(SynthConfig(), bucketize=protocol is None or protocol.bucketize)
+        config = SynthConfig()  # the generator's config, when `synth.json` is beside the parts
+        if path is not None and (Path(path) / "synth.json").is_file():
+            config = SynthConfig.model_validate_json((Path(path) / "synth.json").read_text())
+        return synthetic_schema(config, bucketize=protocol is None or protocol.bucketize)
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         for frame in super().read(path, schema, chunk_rows):

@@ -12,12 +12,18 @@ from ctrdistill.models.base import CTRModel, ModelConfig
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 
 _MODELS: dict[str, type[CTRModel]] = {}
+_ZOO: set[str] = set()
 
 
-def register_model(name: str):
+def register_model(name: str, zoo: bool = True):
+    """Register a model class; `zoo=False` for composite models (ensembles) that runs save but
+    that are not architectures a user picks from the zoo."""
+
     def decorate(cls: type[CTRModel]) -> type[CTRModel]:
         cls.name = name
         _MODELS[name] = cls
+        if zoo:
+            _ZOO.add(name)
         return cls
 
     return decorate
@@ -34,7 +40,9 @@ def _registry() -> dict[str, type[CTRModel]]:
 
 
 def model_names() -> list[str]:
-    return sorted(_registry())
+    """The zoo's architectures."""
+    _registry()
+    return sorted(_ZOO)
 
 
 def model_class(name: str) -> type[CTRModel]:

@@ -33,7 +33,7 @@ class KDEFModelConfig(ModelConfig):
     num_subnetworks: int = Field(4, ge=1)
 
 
-@register_model("kdef_ensemble")
+@register_model("kdef_ensemble", zoo=False)
 class KDEFModel(CTRModel):
     """N sub-networks of one zoo backbone sharing a FeatureEmbedding; logit = mean of theirs."""
 

@@ -41,7 +41,7 @@ class PeerEnsembleConfig(ModelConfig):
     peers: list[ModelSpec] = Field(min_length=1)
 
 
-@register_model("peer_ensemble")
+@register_model("peer_ensemble", zoo=False)
 class PeerEnsemble(CTRModel):
     """Peers with their own embeddings, served as the mean of their logits (one checkpoint)."""
 
