@@ -105,6 +105,16 @@ def cmd_predict(args) -> None:
     print(f"wrote {rows:,} scores to {args.output}")
 
 
+def cmd_label(args) -> None:
+    from ctrdistill.labels.store import label
+
+    store = label([Path(r) for r in args.teachers], Path(args.data), Path(args.output),
+                  splits=args.split or None, days=args.day or None)
+    rows = sum(p["rows"] for p in store.manifest["partitions"].values())
+    print(f"label store {args.output}: {len(store.manifest['partitions'])} partitions, "
+          f"{rows:,} rows, {len(store.teacher_versions)} teacher version(s)")
+
+
 def cmd_demo(args) -> None:
     from ctrdistill.demo import demo
 
@@ -166,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--output", required=True, help="Parquet file to write")
         else:
             sub.add_argument("--json", action="store_true", help="also print metrics as JSON")
+
+    sub = add("label", cmd_label, "score data once with teacher runs into a label store",
+              config=None)
+    sub.add_argument("teachers", nargs="+", help="teacher run directories (an ensemble if many)")
+    sub.add_argument("--data", required=True, help="prepared dataset")
+    sub.add_argument("--output", required=True, help="label store directory")
+    sub.add_argument("--split", action="append", help="only these splits (repeatable)")
+    sub.add_argument("--day", type=int, action="append", help="only these days (repeatable)")
 
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
     sub.add_argument("--workdir", default="ctrdistill-demo")

@@ -1,0 +1,146 @@
+"""Teacher label store: manifest, fingerprints, resume after a crash, readers see only complete
+partitions, mismatched stores refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from ctrdistill.cli import main
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.prepare import PrepareConfig, prepare
+from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.labels.store import LOGITS, LabelStore, file_sha256, label
+from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.run import RunConfig, run_train
+
+SYNTH = SynthConfig(rows=6000, days=3, drift=0.2, max_vocab=300, chunk_rows=2000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("store")
+    write_synthetic(SYNTH, root / "raw", show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
+                          protocol="x4", shard_rows=1500), show_progress=False)
+    runs = []
+    for name, model in (("lr", {"name": "lr"}), ("dnn", {"name": "dnn", "embedding_dim": 4,
+                                                         "hidden_units": [16]})):
+        result = run_train(RunConfig(name=name, data=root / "prep", output_dir=root / "runs",
+                                     model=model, train=TrainConfig(epochs=1, batch_size=512,
+                                                                    progress=False)),
+                           log=lambda m: None)
+        runs.append(result.path)
+    return root / "prep", runs
+
+
+def _expected(run: Path, data: PreparedData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    model, _ = load_checkpoint(run, data.feature_map)
+    rows = data.load(split)
+    with torch.no_grad():
+        return rows.row_id.numpy(), model(rows.take(slice(None))).numpy()
+
+
+def test_store_holds_each_teachers_logits_once(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    data = PreparedData(prep)
+    store = label(runs, prep, tmp_path / "store", show_progress=False)
+    manifest = store.manifest
+    assert manifest["feature_map_fingerprint"] == data.feature_map.fingerprint()
+    version = store.teacher_versions[0]["teachers"]
+    assert [t["checkpoint_sha256"] for t in version] == [
+        file_sha256(r / "checkpoint.pt") for r in runs]
+    total = sum(p["rows"] for p in manifest["partitions"].values())
+    assert total == sum(data.feature_map.splits.values())
+    assert {p["day"] for p in manifest["partitions"].values()} == {0, 1, 2}
+    for split in ("train", "valid", "test"):
+        frame = store.frame(split)
+        assert frame["row_id"].is_unique().all()
+        ids, logits = _expected(runs[1], data, split)
+        joined = pl.DataFrame({"row_id": ids}).join(frame, on="row_id", maintain_order="left")
+        np.testing.assert_allclose(np.stack(joined[LOGITS].to_numpy())[:, 1], logits, atol=1e-5)
+    rows = store.join(data.load("valid"), "valid")
+    assert rows.optional[LOGITS].shape == (data.feature_map.splits["valid"], 2)
+
+
+def test_resume_after_crash_mid_partition(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    out = tmp_path / "store"
+    label(runs[:1], prep, out, show_progress=False, stop_after=2)
+    # A crash while writing the third partition leaves a temporary file and no manifest entry.
+    (out / "partitions" / ".train-part-00001-day1.parquet.tmp-crash").write_bytes(b"partial")
+    partial = LabelStore(out)
+    assert len(partial.manifest["partitions"]) == 2
+    store = label(runs[:1], prep, out, show_progress=False)
+    data = PreparedData(prep)
+    for split in ("train", "valid", "test"):
+        frame = store.frame(split)
+        assert len(frame) == data.feature_map.splits[split] == frame["row_id"].n_unique()
+    assert len(store.teacher_versions) == 1
+
+
+def test_reader_sees_only_complete_partitions(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    out = tmp_path / "store"
+    label(runs[:1], prep, out, splits=["valid"], show_progress=False)
+    reader = LabelStore(out)
+    before = len(reader.frame("valid"))
+    # A writer has renamed a new partition into place but not yet listed it in the manifest.
+    extra = pl.DataFrame({"row_id": [10**9], LOGITS: [[0.0]]})
+    extra.write_parquet(out / "partitions" / "valid-part-99999-day0.parquet")
+    assert len(LabelStore(out).frame("valid")) == before
+    with pytest.raises(CtrDistillError, match="no labels for split 'train'"):
+        reader.frame("train")
+
+
+def test_mismatched_store_is_refused(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    store = label(runs[:1], prep, tmp_path / "store", splits=["valid"], show_progress=False)
+    other = tmp_path / "other"
+    write_synthetic(SYNTH.model_copy(update={"rows": 5000}), tmp_path / "raw2", show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=tmp_path / "raw2", output=other,
+                          protocol="x4", shard_rows=1500), show_progress=False)
+    with pytest.raises(CtrDistillError, match=r"(feature map|rows)"):
+        store.check(PreparedData(other))
+    store.check(PreparedData(prep))
+    with pytest.raises(CtrDistillError, match="row ids do not match"):
+        store.join(PreparedData(prep).load("test"), "valid")
+    with pytest.raises(CtrDistillError, match="does not match the checkpoint"):
+        label(runs[:1], other, tmp_path / "store", show_progress=False)
+    # Same feature map, other rows: the store's data fingerprint refuses to mix them.
+    manifest_path = tmp_path / "store" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["data_fingerprint"] = "0" * 16
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(CtrDistillError, match="does not match the rows"):
+        LabelStore(tmp_path / "store").check(PreparedData(prep))
+    with pytest.raises(CtrDistillError, match="labels of other data"):
+        label(runs[:1], prep, tmp_path / "store", show_progress=False)
+
+
+def test_new_teacher_version_adds_days_without_relabelling(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    out = tmp_path / "store"
+    label(runs[:1], prep, out, days=[0], show_progress=False)
+    store = label(runs[1:], prep, out, days=[1], show_progress=False)
+    versions = {p["day"]: p["teacher_version"] for p in store.manifest["partitions"].values()}
+    assert versions == {0: 0, 1: 1}
+    assert len(store.teacher_versions) == 2
+
+
+def test_label_cli(setup, tmp_path: Path, capsys) -> None:
+    prep, runs = setup
+    assert main(["label", *map(str, runs), "--data", str(prep), "--output",
+                 str(tmp_path / "s"), "--split", "test"]) == 0
+    assert "1 teacher version" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert {p["split"] for p in manifest["partitions"].values()} == {"test"}
+    assert main(["label", str(tmp_path / "nope"), "--data", str(prep), "--output",
+                 str(tmp_path / "t")]) == 2
