@@ -42,7 +42,8 @@ class TrainConfig(StrictConfig):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     sparse_embedding: bool = Field(
-        True, description="sparse embedding gradients with SparseAdam: only used rows update")
+        False, description="sparse embedding gradients with SparseAdam: only the rows a batch "
+        "uses are updated; pays off for tables of millions of rows (see BENCHMARKS.md)")
     embedding_lr: float | None = Field(None, gt=0, description="defaults to lr")
     embedding_l2: float = Field(1e-5, ge=0, description="L2 on the embedding rows a batch uses")
     grad_clip: float | None = Field(10.0, gt=0)
