@@ -47,7 +47,8 @@ class CTRModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.embedding = embedding or FeatureEmbedding(feature_map, config.embedding_dim, sparse)
+        self.embedding = (embedding if embedding is not None
+                          else FeatureEmbedding(feature_map, config.embedding_dim, sparse))
         self.num_fields = self.embedding.num_fields
         self.hidden_dim = 0
 

@@ -20,23 +20,25 @@ class CIN(nn.Module):
         if split_half and any(u % 2 for u in hidden_units[:-1]):
             raise ValueError(f"CIN with split_half needs even layer sizes (got {hidden_units})")
         self.convs = nn.ModuleList()
-        self.keep: list[int] = []  # maps passed on to the next layer
+        self.splits: list[bool] = []
         maps, output_dim = num_fields, 0
         for k, units in enumerate(hidden_units):
             self.convs.append(nn.Conv1d(num_fields * maps, units, kernel_size=1))
-            keep = units // 2 if split_half and k < len(hidden_units) - 1 else units
-            self.keep.append(keep)
-            output_dim += units - keep if keep < units else units
-            maps = keep
+            split = split_half and k < len(hidden_units) - 1
+            self.splits.append(split)
+            maps = units // 2 if split else units
+            output_dim += units - maps if split else units
         self.output_dim = output_dim
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         batch, _, dim = x0.shape
         x, pooled = x0, []
-        for conv, keep in zip(self.convs, self.keep, strict=True):
-            hadamard = (x0.unsqueeze(2) * x.unsqueeze(1)).reshape(batch, -1, dim)
-            out = conv(hadamard)
-            direct = out[:, keep:] if keep < out.shape[1] else out
-            x = out[:, :keep]
+        for conv, split in zip(self.convs, self.splits, strict=True):
+            # (B, F, H, D) Hadamard maps, channel index m * H + h for x0 field m, x map h.
+            out = conv((x0.unsqueeze(2) * x.unsqueeze(1)).reshape(batch, -1, dim))
+            if split:
+                x, direct = out.chunk(2, dim=1)
+            else:
+                x = direct = out
             pooled.append(direct.sum(-1))
         return torch.cat(pooled, dim=1)

@@ -38,8 +38,8 @@ class CrossNetMix(nn.Module):
         super().__init__()
 
         def stack(*shape: int) -> nn.ParameterList:
-            return nn.ParameterList(
-                nn.Parameter(nn.init.xavier_normal_(torch.empty(*shape))) for _ in range(num_layers))
+            return nn.ParameterList(nn.Parameter(nn.init.xavier_normal_(torch.empty(*shape)))
+                                    for _ in range(num_layers))
 
         self.down = stack(num_experts, input_dim, low_rank)  # V
         self.mix = stack(num_experts, low_rank, low_rank)  # C

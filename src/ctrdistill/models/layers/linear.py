@@ -13,14 +13,14 @@ class FeatureLinear(nn.Module):
     """Per-field first-order weights (B, F); the caller sums them into the logit.
 
     The weights are a dimension-1 FeatureEmbedding of the model's own, so they stay private even
-    when the model's wide embedding is shared, and sparse optimizers work on them unchanged.
-    Returning them per field (not summed) lets models expose them in their hidden vector.
+    when the model's field embedding is shared, and sparse optimizers work on them unchanged.
+    Returning them per field (not summed) lets models expose them in their hidden vector. There
+    is no bias here: the model's output layer already has one.
     """
 
     def __init__(self, feature_map: FeatureMap, sparse: bool = False) -> None:
         super().__init__()
         self.weights = FeatureEmbedding(feature_map, 1, sparse)
-        self.bias = nn.Parameter(torch.zeros(1))
         self.output_dim = self.weights.num_fields
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

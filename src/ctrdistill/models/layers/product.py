@@ -5,20 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctrdistill.models.layers.pairs import FieldPairs
 
-class InnerProductInteraction(nn.Module):
+
+class InnerProductInteraction(FieldPairs):
     """<v_i, v_j> for every field pair i < j (or i <= j with `self_interaction`): (B, P).
 
-    One batched matmul gives the whole Gram matrix; the upper triangle is then gathered, which
-    is faster than a Python loop over pairs and keeps the pair order fixed (row-major i < j).
+    One batched matmul gives the whole Gram matrix (cheaper than P separate (B, D) products);
+    the pairs are then gathered from it.
     """
 
     def __init__(self, num_fields: int, self_interaction: bool = False) -> None:
-        super().__init__()
-        rows, cols = torch.triu_indices(num_fields, num_fields, 0 if self_interaction else 1)
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("cols", cols, persistent=False)
-        self.output_dim = len(rows)
+        super().__init__(num_fields, self_interaction)
+        self.output_dim = self.num_pairs
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         gram = torch.bmm(emb, emb.transpose(1, 2))

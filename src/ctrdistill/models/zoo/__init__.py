@@ -1,5 +1,22 @@
 """The zoo: importing it registers every model."""
 
-from ctrdistill.models.zoo import dnn, lr
+from ctrdistill.models.zoo import (
+    afm,
+    autoint,
+    dcn,
+    dcnv2,
+    deepfm,
+    dlrm,
+    dnn,
+    fibinet,
+    finalmlp,
+    fm,
+    lr,
+    nfm,
+    pnn,
+    widedeep,
+    xdeepfm,
+)
 
-__all__ = ["dnn", "lr"]
+__all__ = ["afm", "autoint", "dcn", "dcnv2", "deepfm", "dlrm", "dnn", "fibinet", "finalmlp",
+           "fm", "lr", "nfm", "pnn", "widedeep", "xdeepfm"]
