@@ -77,6 +77,14 @@ def cmd_kdef(args) -> None:
     print(f"run saved to {kdef(config).path}")
 
 
+def cmd_distill(args) -> None:
+    from ctrdistill.config import validate_config
+    from ctrdistill.distill import DistillConfig, distill
+
+    config = validate_config(DistillConfig, _config(args.config, args.set), args.config)
+    print(f"run saved to {distill(config).path}")
+
+
 def cmd_analyze_collapse(args) -> None:
     from ctrdistill.analysis.collapse import analyze_collapse
 
@@ -113,6 +121,17 @@ def cmd_label(args) -> None:
     rows = sum(p["rows"] for p in store.manifest["partitions"].values())
     print(f"label store {args.output}: {len(store.manifest['partitions'])} partitions, "
           f"{rows:,} rows, {len(store.teacher_versions)} teacher version(s)")
+
+
+def cmd_stream(args) -> None:
+    from ctrdistill.analysis.report import print_table
+    from ctrdistill.config import validate_config
+    from ctrdistill.stream import StreamConfig, stream
+
+    config = validate_config(StreamConfig, _config(args.config, args.set), args.config)
+    result = stream(config)
+    print_table(result["rows"], f"{config.name}: daily evaluation")
+    print(f"stream saved to {result['path']}")
 
 
 def cmd_demo(args) -> None:
@@ -156,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("mutual", cmd_mutual, "mutual learning between peers", config="required")
     add("kdef", cmd_kdef, "KDEF ensemble of sub-networks on a shared embedding",
         config="required")
+    add("distill", cmd_distill, "distil frozen teachers (an ensemble, optionally gated) into "
+        "a student", config="required")
 
     analyze = verbs.add_parser("analyze", help="analyses of finished runs")
     analyses = analyze.add_subparsers(dest="analysis", required=True)
@@ -176,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--output", required=True, help="Parquet file to write")
         else:
             sub.add_argument("--json", action="store_true", help="also print metrics as JSON")
+
+    add("stream", cmd_stream, "continual distillation day by day", config="required")
 
     sub = add("label", cmd_label, "score data once with teacher runs into a label store",
               config=None)

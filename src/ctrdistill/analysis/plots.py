@@ -35,3 +35,26 @@ def plot_learning_curves(histories: dict[str, list[dict]], path: Path,
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_daily(histories: dict[str, list[dict]], path: Path,
+               metrics: tuple[str, ...] = ("auc", "calibration")) -> Path:
+    """Daily metrics of a stream: one panel per metric, teacher and student of every run."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for run, history in histories.items():
+            days = [r["eval_day"] for r in history]
+            for who, style in (("teacher", "--"), ("student", "-")):
+                ax.plot(days, [r[who][metric] for r in history], style, marker="o",
+                        markersize=3, label=f"{run} {who}")
+        if metric == "calibration":
+            ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_xlabel("evaluation day")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,118 @@
+"""Teacher ensembles: M teacher logits (B, M) -> one logit z_E = sum_i a_i z_i per sample.
+
+`mean_logits` and `mean_probs` are fixed; `weights` learns global softmax weights; `gate` learns
+per-sample weights a(x) = softmax(W g(x) + b) from the sample's own embeddings and/or the
+teachers' logits. Learned combiners are fitted with BCE(y, sigmoid(z_E)) (`fit_loss`); they read
+only detached teacher logits and their own embedding, so neither the student nor the teachers
+share a gradient path with them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ctrdistill.data.dataset import ColumnData
+from ctrdistill.data.loader import BatchLoader
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.models.base import Batch
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+from ctrdistill.strategies.base import bce
+
+Combine = Literal["mean_logits", "mean_probs", "weights", "gate"]
+GateInputs = Literal["embedding", "logits", "both"]
+EPS = 1e-6
+
+
+class TeacherEnsemble(nn.Module):
+    def __init__(self, kind: Combine, num_teachers: int, feature_map: FeatureMap | None = None,
+                 gate_inputs: GateInputs = "both", gate_embedding_dim: int = 8,
+                 gate_hidden: int = 32) -> None:
+        super().__init__()
+        self.kind = kind
+        self.num_teachers = num_teachers
+        self.gate_inputs = gate_inputs
+        self.embedding: FeatureEmbedding | None = None
+        if kind == "weights":
+            self.scores = nn.Parameter(torch.zeros(num_teachers))  # uniform at the start
+        elif kind == "gate":
+            width = num_teachers if gate_inputs != "embedding" else 0
+            if gate_inputs != "logits":
+                if feature_map is None:
+                    raise ValueError("a gate fed by embeddings needs the feature map")
+                self.embedding = FeatureEmbedding(feature_map, gate_embedding_dim)
+                width += self.embedding.num_fields * gate_embedding_dim
+            self.gate = nn.Sequential(nn.Linear(width, gate_hidden), nn.ReLU(),
+                                      nn.Linear(gate_hidden, num_teachers))
+        # Running sums of the weights seen in training steps, read (and reset) by `mean_weights`.
+        self._weight_sum = torch.zeros(num_teachers)
+        self._weight_rows = 0
+
+    @property
+    def trainable(self) -> bool:
+        """Learned and not frozen (a gate pre-fitted on held-out rows is frozen)."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def weights(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Per-sample teacher weights (B, M), each row summing to 1."""
+        logits = logits.detach()
+        n, m = logits.shape
+        if self.kind == "weights":
+            return torch.softmax(self.scores, 0).expand(n, m)
+        if self.kind == "gate":
+            inputs = []
+            if self.embedding is not None:
+                inputs.append(self.embedding(batch).flatten(1))
+            if self.gate_inputs != "embedding":
+                inputs.append(logits)
+            return torch.softmax(self.gate(torch.cat(inputs, 1)), 1)
+        return logits.new_full((n, m), 1.0 / m)
+
+    def forward(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_E, weights): the ensemble logit (B,) and the weights (B, M)."""
+        weights = self.weights(logits, batch)
+        if self.kind == "mean_probs":
+            prob = torch.sigmoid(logits.detach()).mean(1).clamp(EPS, 1 - EPS)
+            return torch.logit(prob), weights
+        return (weights * logits.detach()).sum(1), weights
+
+    def fit_loss(self, ensemble_logit: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """BCE of the ensemble on the labels for learned combiners; None for fixed ones."""
+        return bce(ensemble_logit, labels) if self.trainable else None
+
+    def record(self, weights: torch.Tensor) -> None:
+        self._weight_sum += weights.detach().sum(0).cpu()
+        self._weight_rows += weights.shape[0]
+
+    def mean_weights(self) -> dict[str, float]:
+        if not self._weight_rows:
+            return {}
+        means = (self._weight_sum / self._weight_rows).tolist()
+        self._weight_sum.zero_()
+        self._weight_rows = 0
+        return {f"teacher_weight.{k}": w for k, w in enumerate(means)}
+
+
+def fit_ensemble(ensemble: TeacherEnsemble, rows: ColumnData, epochs: int = 5,
+                 batch_size: int = 1024, lr: float = 1e-2, seed: int = 0) -> list[float]:
+    """Fit a learned combiner on labelled rows whose `teacher_logits` are out-of-sample, then
+    freeze it. Why: on the teachers' own training rows the most overfitted teacher looks best,
+    and a jointly trained gate collapses onto it. Returns the mean BCE of every epoch."""
+    optimizer = torch.optim.Adam(ensemble.parameters(), lr=lr)
+    losses = []
+    ensemble.train()
+    for _ in range(epochs):
+        total = 0.0
+        for batch in BatchLoader(rows, batch_size, shuffle=True, seed=seed):
+            z_e, _ = ensemble(batch["teacher_logits"].float(), batch)
+            loss = bce(z_e, batch["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch["label"])
+        losses.append(total / len(rows))
+    for parameter in ensemble.parameters():
+        parameter.requires_grad_(False)
+    return losses

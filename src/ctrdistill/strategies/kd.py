@@ -1,0 +1,155 @@
+"""Knowledge distillation from frozen teachers (METHODS.md sections 1 and 2).
+
+`KDStrategy` (direct): L = BCE(y, p_s) + lambda * D(z_E, z_s) [+ hint * ||h_t - W h_s||^2].
+`AuxDistillStrategy`: the teacher term trains an auxiliary head on the student's hidden vector;
+the main head sees hard labels only and is the one served, so teacher miscalibration does not
+leak into served scores. Both add the ensemble's own fitting loss when it is learned (weights or
+gate) and report the label-free distillation loss as the held-out term "distill".
+
+Teacher logits come from `batch["teacher_logits"]` (B, M) when cached, else from the frozen
+teachers run live (always live when the hint loss needs their hidden vectors).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ctrdistill.models.base import Batch, CTRModel, ModelOutput
+from ctrdistill.strategies.base import SERVED, Strategy, bce, freeze
+from ctrdistill.strategies.ensemble import TeacherEnsemble
+from ctrdistill.strategies.losses import Distance, distill_distance
+
+TEACHER_LOGITS = "teacher_logits"
+ENSEMBLE = "ensemble"
+
+
+class _Distill(Strategy):
+    def __init__(self, student: CTRModel, teachers: list[CTRModel], ensemble: TeacherEnsemble,
+                 distance: Distance = "bce", temperature: float = 1.0, t2_scaling: bool = True,
+                 weight: float = 1.0) -> None:
+        super().__init__()
+        self.student = student
+        self.teachers = nn.ModuleList([freeze(t) for t in teachers])
+        self.ensemble = ensemble
+        self.distance, self.temperature, self.t2_scaling = distance, temperature, t2_scaling
+        self.weight = weight
+
+    def teacher_outputs(self, batch: Batch, hidden: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher logits (B, M) and, when asked, their concatenated hidden vectors."""
+        if TEACHER_LOGITS in batch and not hidden:
+            return batch[TEACHER_LOGITS].float().reshape(len(batch["label"]), -1), None
+        if not len(self.teachers):
+            raise ValueError("no cached teacher_logits in the batch and no live teachers")
+        with torch.no_grad():
+            outputs: list[ModelOutput] = [t.encode(batch) for t in self.teachers]
+        return (torch.stack([o.logit for o in outputs], 1),
+                torch.cat([o.hidden for o in outputs], 1) if hidden else None)
+
+    def has_teacher(self, batch: Batch) -> bool:
+        """Whether teacher outputs exist for this batch (evaluation data may have none)."""
+        return TEACHER_LOGITS in batch or len(self.teachers) > 0
+
+    def ensemble_logit(self, batch: Batch, hidden: bool = False):
+        logits, teacher_hidden = self.teacher_outputs(batch, hidden)
+        z_e, weights = self.ensemble(logits, batch)
+        return z_e, weights, teacher_hidden
+
+    def d(self, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+        return distill_distance(teacher, student, self.distance, self.temperature,
+                                self.t2_scaling)
+
+    def _ensemble_terms(self, z_e: torch.Tensor, weights: torch.Tensor,
+                        batch: Batch) -> dict[str, torch.Tensor]:
+        if self.training:
+            self.ensemble.record(weights)
+        fit = self.ensemble.fit_loss(z_e, batch["label"])
+        return {} if fit is None else {"gate": fit}
+
+    def epoch_logs(self) -> dict[str, float]:
+        return self.ensemble.mean_weights()
+
+    def served_model(self) -> CTRModel:
+        return self.student
+
+
+class KDStrategy(_Distill):
+    """Direct distillation onto the served head, with an optional hint loss."""
+
+    name = "kd"
+
+    def __init__(self, student: CTRModel, teachers: list[CTRModel], ensemble: TeacherEnsemble,
+                 distance: Distance = "bce", temperature: float = 1.0, t2_scaling: bool = True,
+                 weight: float = 1.0, hint: float = 0.0) -> None:
+        super().__init__(student, teachers, ensemble, distance, temperature, t2_scaling, weight)
+        self.hint = hint
+        if hint:
+            if not teachers:
+                raise ValueError("the hint loss needs live teachers (their hidden vectors)")
+            # W maps the student's hidden vector onto the teachers' (concatenated) ones.
+            self.hint_map = nn.Linear(student.hidden_dim, sum(t.hidden_dim for t in teachers))
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out = self.student.encode(batch)
+        z_e, weights, teacher_hidden = self.ensemble_logit(batch, hidden=bool(self.hint))
+        hard = bce(out.logit, batch["label"])
+        distill = self.d(z_e, out.logit)  # z_e is detached inside: the gate gets no gradient
+        terms = {"bce": hard, "distill": distill}
+        total = hard + self.weight * distill
+        if self.hint and teacher_hidden is not None:
+            hint = (teacher_hidden - self.hint_map(out.hidden)).pow(2).sum(1).mean()
+            terms["hint"] = hint
+            total = total + self.hint * hint
+        terms |= self._ensemble_terms(z_e, weights, batch)
+        if "gate" in terms:
+            total = total + terms["gate"]
+        return {"loss": total, **terms}
+
+    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out = {SERVED: self.student(batch)}
+        if self.has_teacher(batch):
+            out[ENSEMBLE] = self.ensemble_logit(batch)[0]
+        return out
+
+    def held_out_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if not self.has_teacher(batch):
+            return {}
+        return {"distill": self.d(self.ensemble_logit(batch)[0], self.student(batch))}
+
+
+class AuxDistillStrategy(_Distill):
+    """Main head on hard labels (served); auxiliary head on the teachers (reported as "aux")."""
+
+    name = "aux_distill"
+
+    def __init__(self, student: CTRModel, teachers: list[CTRModel], ensemble: TeacherEnsemble,
+                 distance: Distance = "bce", temperature: float = 1.0, t2_scaling: bool = True,
+                 weight: float = 1.0) -> None:
+        super().__init__(student, teachers, ensemble, distance, temperature, t2_scaling, weight)
+        self.aux_head = nn.Linear(student.hidden_dim, 1)
+
+    def _heads(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.student.encode(batch)
+        return out.logit, self.aux_head(out.hidden).squeeze(-1)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        main, aux = self._heads(batch)
+        z_e, weights, _ = self.ensemble_logit(batch)
+        hard = bce(main, batch["label"])
+        distill = self.d(z_e, aux)  # reaches the shared layers through the aux head only
+        terms = {"bce": hard, "distill": distill} | self._ensemble_terms(z_e, weights, batch)
+        total = hard + self.weight * distill + terms.get("gate", 0.0)
+        return {"loss": total, **terms}
+
+    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
+        main, aux = self._heads(batch)
+        out = {SERVED: main, "aux": aux}
+        if self.has_teacher(batch):
+            out[ENSEMBLE] = self.ensemble_logit(batch)[0]
+        return out
+
+    def held_out_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if not self.has_teacher(batch):
+            return {}
+        return {"distill": self.d(self.ensemble_logit(batch)[0], self._heads(batch)[1])}

@@ -1,0 +1,232 @@
+"""Knowledge distillation: distances, ensembles/gating, gradient isolation, auxiliary heads,
+early stopping on the distillation loss, and `ctrdistill distill` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from ctrdistill.cli import main
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.loader import BatchLoader
+from ctrdistill.data.prepare import PrepareConfig, prepare
+from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.models.registry import build_model
+from ctrdistill.strategies.ensemble import TeacherEnsemble, fit_ensemble
+from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
+from ctrdistill.strategies.losses import distill_distance
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.trainer import Trainer
+
+TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _bce(p: float, q: float) -> float:
+    return -(p * math.log(q) + (1 - p) * math.log(1 - q))
+
+
+def test_distances_match_hand_computation():
+    t, s = [1.0, -2.0], [0.5, 0.0]
+    tt, st = torch.tensor(t), torch.tensor(s)
+    mean = lambda f: sum(f(a, b) for a, b in zip(t, s, strict=True)) / 2  # noqa: E731
+    temperature = 2.0
+    soft = mean(lambda a, b: _bce(_sig(a / temperature), _sig(b / temperature)))
+    cases = {
+        ("bce", False): soft,
+        ("bce", True): soft * temperature**2,
+        ("mse_logits", True): mean(lambda a, b: (a - b) ** 2),
+        ("mse_probs", True): mean(lambda a, b: (_sig(a) - _sig(b)) ** 2),
+        ("kl", True): mean(lambda a, b: _bce(_sig(a), _sig(b)) - _bce(_sig(a), _sig(a))),
+    }
+    for (kind, scale), expected in cases.items():
+        got = distill_distance(tt, st, kind, temperature if kind == "bce" else 1.0, scale)
+        assert float(got) == pytest.approx(expected, rel=1e-5), kind
+    # the teacher side is always detached
+    teacher = torch.tensor(t, requires_grad=True)
+    distill_distance(teacher, st.requires_grad_(), "kl").backward()
+    assert teacher.grad is None
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kd")
+    raw, prep = root / "raw", root / "prep"
+    write_synthetic(SynthConfig(rows=6000, max_vocab=500, chunk_rows=6000), raw,
+                    show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4"),
+            show_progress=False)
+    return prep
+
+
+@pytest.fixture(scope="module")
+def data(prepared) -> PreparedData:
+    return PreparedData(prepared)
+
+
+def _strategy(data, kind="gate", aux=False, hint=0.0, teachers=2):
+    torch.manual_seed(0)
+    fm = data.feature_map
+    teacher_models = [build_model(TINY, fm) for _ in range(teachers)]
+    ensemble = TeacherEnsemble(kind, teachers, fm)
+    student = build_model(TINY, fm)
+    if aux:
+        return AuxDistillStrategy(student, teacher_models, ensemble)
+    return KDStrategy(student, teacher_models, ensemble, hint=hint)
+
+
+def _params(module):
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def test_no_gradient_reaches_frozen_teachers(data):
+    batch = data.load("valid").take(slice(0, 256))
+    for strategy in (_strategy(data, hint=0.5), _strategy(data, aux=True)):
+        strategy.train()
+        strategy.loss(batch)["loss"].backward()
+        for teacher in strategy.teachers:
+            assert not teacher.training
+            assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+        assert all(p.grad is not None for p in _params(strategy.student))
+        assert all(p.grad is not None for p in _params(strategy.ensemble.gate))
+        # frozen teachers are not part of the checkpointed state
+        assert not any(k.startswith("teachers.") for k in strategy.trained_state())
+
+
+def test_gate_and_student_gradients_are_isolated(data):
+    strategy = _strategy(data)
+    strategy.train()
+    terms = strategy.loss(data.load("valid").take(slice(0, 256)))
+    gate, student = _params(strategy.ensemble), _params(strategy.student)
+    grads = torch.autograd.grad(terms["distill"], gate, allow_unused=True, retain_graph=True)
+    assert all(g is None for g in grads)  # the student's distillation term cannot move the gate
+    grads = torch.autograd.grad(terms["gate"], student, allow_unused=True)
+    assert all(g is None for g in grads)  # the gate's fitting loss cannot move the student
+
+
+@pytest.mark.parametrize("kind", ["mean_logits", "mean_probs", "weights", "gate"])
+def test_ensemble_weights_sum_to_one(data, kind):
+    strategy = _strategy(data, kind=kind, teachers=3)
+    batch = data.load("valid").take(slice(0, 128))
+    logits, _ = strategy.teacher_outputs(batch)
+    z_e, weights = strategy.ensemble(logits, batch)
+    assert weights.shape == (128, 3)
+    assert torch.allclose(weights.sum(1), torch.ones(128), atol=1e-6)
+    if kind == "mean_probs":
+        assert torch.allclose(torch.sigmoid(z_e), torch.sigmoid(logits).mean(1), atol=1e-5)
+    else:
+        assert torch.allclose(z_e, (weights * logits).sum(1), atol=1e-5)
+    strategy.train()
+    strategy.loss(batch)
+    logs = strategy.epoch_logs()
+    assert sorted(logs) == ["teacher_weight.0", "teacher_weight.1", "teacher_weight.2"]
+    assert sum(logs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert strategy.epoch_logs() == {}  # reset after each read
+
+
+def test_cached_teacher_logits_are_used(data):
+    strategy = _strategy(data, kind="mean_logits")
+    batch = data.load("valid").take(slice(0, 64))
+    live, _ = strategy.teacher_outputs(batch)
+    batch["teacher_logits"] = live + 1.0
+    cached, _ = strategy.teacher_outputs(batch)
+    assert torch.allclose(cached, live + 1.0)
+
+
+def test_gate_fitted_on_held_out_rows_is_frozen(data):
+    strategy = _strategy(data)
+    valid = data.load("valid")
+    frame = pl.DataFrame({"row_id": valid.row_id.numpy(), "teacher_logits": torch.stack(
+        [valid.label * 4 - 2, torch.zeros(len(valid))], 1).numpy()})  # teacher 0 is an oracle
+    valid = valid.join(frame)
+    losses = fit_ensemble(strategy.ensemble, valid, epochs=20)
+    assert losses[-1] < losses[0]
+    assert not strategy.ensemble.trainable
+    strategy.train()
+    terms = strategy.loss(valid.take(slice(0, 256)))
+    assert "gate" not in terms
+    assert strategy.epoch_logs()["teacher_weight.0"] > 0.5  # it learned to trust the oracle
+
+
+def test_aux_head_is_not_served(data):
+    strategy = _strategy(data, aux=True).eval()
+    batch = data.load("valid").take(slice(0, 128))
+    before = strategy.predict(batch)
+    with torch.no_grad():
+        strategy.aux_head.weight.add_(1.0)
+        strategy.aux_head.bias.add_(1.0)
+    after = strategy.predict(batch)
+    assert torch.equal(before["served"], after["served"])
+    assert not torch.allclose(before["aux"], after["aux"])
+    assert torch.equal(strategy.served_model()(batch), after["served"])
+
+
+def test_early_stop_on_distillation_loss(data):
+    """All labels 1 and teacher logits -20: the student's logits rise every step, so the
+    distillation loss on held-out rows worsens after the first evaluation."""
+    def rows(split):
+        cd = data.load(split)
+        cd = replace(cd, label=torch.ones_like(cd.label))
+        frame = pl.DataFrame({"row_id": cd.row_id.numpy(),
+                              "teacher_logits": torch.full((len(cd), 1), -20.0).numpy()})
+        return cd.join(frame)
+
+    strategy = _strategy(data, kind="mean_logits", teachers=1)
+    strategy.weight, strategy.distance = 0.0, "mse_logits"
+    config = TrainConfig(epochs=1, batch_size=256, eval_every_steps=1, lr=0.01, progress=False,
+                         early_stop={"monitor": "distill", "patience": 0})
+    result = Trainer(strategy, config).fit(BatchLoader(rows("train"), 256, seed=0),
+                                           rows("valid"))
+    assert result.stopped_early and result.steps == 2
+    assert result.best["step"] == 1
+    assert result.history[1]["valid"]["distill"] > result.history[0]["valid"]["distill"]
+
+
+def test_distill_end_to_end(prepared, tmp_path):
+    # A larger learning rate than BARS's: 6,000 rows give only a few dozen steps.
+    train = {"epochs": 3, "batch_size": 256, "lr": 0.01, "progress": False, "threads": 1}
+    config = {"name": "kd", "data": str(prepared), "output_dir": str(tmp_path),
+              "teachers": [{"model": {**TINY, "hidden_units": [32]}, "name": "dnn32"},
+                           {"model": {"name": "lr"}, "train": {"epochs": 1}}],
+              "student": {**TINY, "hidden_units": [32]},
+              "strategy": {"ensemble": "gate", "distance": "bce", "temperature": 2.0,
+                           "lambda": 0.5},
+              "stop_on": "distill", "add_valid_to_train": True,
+              "train": {**train, "early_stop": {"patience": 1}}}
+    path = tmp_path / "kd.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["distill", str(path)]) == 0
+    run = tmp_path / "kd"
+    rows = json.loads((run / "results.json").read_text())
+    assert [r["model"] for r in rows] == ["teacher dnn32", "teacher teacher1-lr",
+                                          "teacher ensemble", "student kd"]
+    assert all({"params", "auc", "logloss", "calibration", "inference_samples_per_second"}
+               <= set(r) for r in rows)
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["auc"] > 0.5 + 0.3 * (test["bayes_auc"] - 0.5)
+    assert {"ensemble.auc", "distill"} <= set(test)
+    history = json.loads((run / "history.json").read_text())
+    assert "distill" in history[0]["valid"] and "teacher_weight.1" in history[0]
+    assert (run / "curves.png").is_file() and (run / "results.md").is_file()
+    assert (tmp_path / "kd-teachers" / "dnn32" / "checkpoint.pt").is_file()
+    # Teachers are reused; aux distillation from a teacher run directory; a bad option is
+    # one line and exit code 2.
+    teacher_run = str(tmp_path / "kd-teachers" / "dnn32")
+    assert main(["distill", str(path), "--set", "name=aux", "--set", "strategy.kind=aux",
+                 "--set", "strategy.ensemble=weights", "--set", "strategy.gate_fit=valid",
+                 "--set", f"teachers=[{{run: {teacher_run}}}]", "--set", "train.epochs=1",
+                 "--set", "stop_on=valid_auc", "--set", "add_valid_to_train=false"]) == 0
+    rows = json.loads((tmp_path / "aux" / "results.json").read_text())
+    assert rows[-1]["model"] == "student aux/aux"
+    assert main(["distill", str(path), "--set", "name=x", "--set", "stop_on=valid_auc"]) == 2

@@ -1,0 +1,90 @@
+"""Continual distillation: the day schedule, stored labels per day, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctrdistill.cli import main
+from ctrdistill.data.prepare import PrepareConfig, prepare
+from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.labels.store import LabelStore
+from ctrdistill.stream import StreamConfig, _Stream, stream
+
+TRAIN = {"epochs": 1, "batch_size": 512, "early_stop": None, "lr_plateau": None,
+         "progress": False, "lr": 0.005, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def days_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("stream")
+    write_synthetic(SynthConfig(rows=10000, days=5, drift=0.3, max_vocab=300, chunk_rows=2000,
+                                seed=5), root / "raw", show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
+                          protocol="x4"), show_progress=False)
+    return root / "prep"
+
+
+def _config(data: Path, out: Path, **extra) -> StreamConfig:
+    return StreamConfig(name="s", data=data, output_dir=out,
+                        teacher={"name": "dnn", "embedding_dim": 4, "hidden_units": [16]},
+                        student={"name": "dnn", "embedding_dim": 4, "hidden_units": [8]},
+                        train=TRAIN, **extra)
+
+
+def test_schedule_labels_each_day_once_with_a_new_teacher_version(days_data, tmp_path):
+    result = stream(_config(days_data, tmp_path), log=lambda m: None)
+    history = result["history"]
+    # warm-up on day 0; then (train t, label t+1, student t+1, evaluate t+2) for t = 0, 1, 2
+    assert [(r["trained_through"], r["student_day"], r["eval_day"]) for r in history] == [
+        (0, 1, 2), (1, 2, 3), (2, 3, 4)]
+    store = LabelStore(tmp_path / "s" / "labels")
+    assert sorted({p["day"] for p in store.manifest["partitions"].values()}) == [1, 2, 3]
+    assert len(store.teacher_versions) == 3  # the teacher changed every day
+    for record in history:
+        assert {"auc", "logloss", "calibration"} <= set(record["student"])
+    for name in ("daily.json", "daily.md", "daily.png", "state.pt"):
+        assert (tmp_path / "s" / name).is_file()
+
+
+def test_stale_teacher_is_one_version(days_data, tmp_path):
+    stream(_config(days_data, tmp_path, teacher_updates="stale"), log=lambda m: None)
+    store = LabelStore(tmp_path / "s" / "labels")
+    assert len(store.teacher_versions) == 1
+
+
+def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_path,
+                                                                 monkeypatch):
+    full = stream(_config(days_data, tmp_path / "full"), log=lambda m: None)["history"]
+    calls = {"n": 0}
+    original = _Stream.train_student
+
+    def crash_on_second_day(self, day, store):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, day, store)
+
+    monkeypatch.setattr(_Stream, "train_student", crash_on_second_day)
+    with pytest.raises(KeyboardInterrupt):
+        stream(_config(days_data, tmp_path / "cut"), log=lambda m: None)
+    monkeypatch.setattr(_Stream, "train_student", original)
+    resumed = stream(_config(days_data, tmp_path / "cut"), log=lambda m: None)["history"]
+    assert [r["eval_day"] for r in resumed] == [2, 3, 4]
+    for a, b in zip(full, resumed, strict=True):
+        assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
+        assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
+
+
+def test_stream_cli_and_too_few_days(days_data, tmp_path):
+    config = _config(days_data, tmp_path, distill={"kind": "aux"}).model_dump(mode="json",
+                                                                             by_alias=True)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["stream", str(path)]) == 0
+    history = json.loads((tmp_path / "s" / "daily.json").read_text())
+    assert "aux.auc" not in history[0]["student"] or history[0]["student"]["aux.auc"] > 0
+    assert main(["stream", str(path), "--set", "warmup_days=4", "--set", "name=t"]) == 2
