@@ -144,3 +144,27 @@ def test_label_cli(setup, tmp_path: Path, capsys) -> None:
     assert {p["split"] for p in manifest["partitions"].values()} == {"test"}
     assert main(["label", str(tmp_path / "nope"), "--data", str(prep), "--output",
                  str(tmp_path / "t")]) == 2
+
+
+def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
+    from ctrdistill.config import validate_config
+    from ctrdistill.distill import DistillConfig, distill
+
+    prep, runs = setup
+    store = tmp_path / "store"
+    label(runs, prep, store, show_progress=False)
+    student = {"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}
+    train = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
+    results = []
+    for name, kind in (("direct", "direct"), ("aux", "aux")):
+        config = DistillConfig(name=name, data=prep, output_dir=tmp_path / "runs",
+                               label_store=store, student=student, train=train,
+                               strategy={"kind": kind, "ensemble": "mean_probs"})
+        results.append(distill(config, log=lambda m: None))
+    for result in results:
+        rows = result.extra["rows"]
+        assert [r["model"] for r in rows][:2] == ["teacher lr", "teacher dnn"]
+        assert 0 < result.metrics["test"]["auc"] < 1
+    with pytest.raises(CtrDistillError, match="either teachers or a label_store"):
+        validate_config(DistillConfig, {"name": "x", "data": str(prep), "label_store": str(store),
+                                        "teachers": [{"run": str(runs[0])}]})
