@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,12 @@ def test_misspelled_key_in_yaml(tmp_path: Path) -> None:
     result = run_cli("train", str(path))
     assert result.returncode == 2
     assert "unknown key 'trian'" in result.stderr and "did you mean 'train'" in result.stderr
+
+
+def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--rows", "4000", "--workdir", str(workdir)]) == 0
+    rows = json.loads((workdir / "results.json").read_text())
+    assert [r["model"] for r in rows] == ["teacher dcnv2", "student dnn-student", "dnn alone"]
+    assert all("auc_gap" in r for r in rows)
+    assert main(["demo", "--rows", "4000", "--workdir", str(workdir)]) == 2  # exists

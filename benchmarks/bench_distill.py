@@ -1,0 +1,139 @@
+"""Knowledge-distillation experiments on the synthetic benchmark (issue: KD).
+
+    python benchmarks/bench_distill.py --workdir bench_out/synth2m --experiment kd --seeds 3
+    python benchmarks/bench_distill.py --workdir bench_out/synth2m --experiment stopping
+    python benchmarks/bench_distill.py --workdir bench_out/drift --experiment bias
+
+kd:       DNN alone vs KD from one teacher (DCNv2) vs KD from a 3-teacher ensemble combined by
+          mean of logits, learned weights and a per-sample gate.
+stopping: early stopping on validation AUC vs on the distillation loss, with and without the
+          validation split added to the student's training data.
+bias:     auxiliary vs direct distillation from biased teachers: one trained on earlier days of
+          drifting data, one whose logits carry a constant shift.
+Finished runs are reused, so an interrupted benchmark resumes. Teachers train once (seed 2026).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import synthetic_dataset
+from ctrdistill.distill import DistillConfig, distill
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.run import RunConfig, run_train
+
+TEACHERS = ["dcnv2", "deepfm", "pnn"]
+STUDENT = {"name": "dnn", "embedding_dim": 16, "hidden_units": [400, 400, 400]}
+
+
+def train_config(seed: int, **extra) -> TrainConfig:
+    base = {"epochs": 1, "batch_size": 4096, "early_stop": None, "lr_plateau": None,
+            "progress": False, "seed": seed}
+    return TrainConfig(**(base | extra))
+
+
+def teacher_run(root: Path, prep: Path, name: str, days: list[int] | None = None) -> Path:
+    run = root / "teachers" / name
+    if not (run / "metrics.json").exists():
+        run_train(RunConfig(name=name, data=prep, output_dir=root / "teachers",
+                            model={"name": name}, train=train_config(2026)))
+    return run
+
+
+def summarise(results: dict[str, list[dict]], keys=("auc", "logloss", "calibration")) -> str:
+    lines = ["| variant | seeds | " + " | ".join(f"test {k} (mean ± std)" for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for variant, runs in results.items():
+        cells = []
+        for key in keys:
+            values = [r[key] for r in runs]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.5f} ± {std:.5f}")
+        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def student(root: Path, prep: Path, name: str, seed: int, **config) -> dict:
+    out = root / "students"
+    metrics_file = out / f"{name}-s{seed}" / "metrics.json"
+    if not metrics_file.exists():
+        distill(DistillConfig(name=f"{name}-s{seed}", data=prep, output_dir=out,
+                              student=STUDENT, **config), log=print)
+    metrics = json.loads(metrics_file.read_text())
+    return metrics["test"] | {k: metrics[k] for k in ("params", "inference_samples_per_second")}
+
+
+def alone(root: Path, prep: Path, seed: int) -> dict:
+    run = root / "students" / f"dnn-alone-s{seed}"
+    if not (run / "metrics.json").exists():
+        run_train(RunConfig(name=run.name, data=prep, output_dir=run.parent, model=STUDENT,
+                            train=train_config(seed)))
+    metrics = json.loads((run / "metrics.json").read_text())
+    return metrics["test"] | {k: metrics[k] for k in ("params", "inference_samples_per_second")}
+
+
+def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
+    runs = {t: teacher_run(root, prep, t) for t in TEACHERS}
+    results: dict[str, list[dict]] = {}
+    for t, run in runs.items():
+        metrics = json.loads((run / "metrics.json").read_text())
+        results[f"teacher {t}"] = [metrics["test"]]
+    variants = {"KD from dcnv2": {"teachers": [{"run": runs["dcnv2"]}]}}
+    for combine in ("mean_logits", "weights", "gate"):
+        variants[f"KD from 3 teachers, {combine}"] = {
+            "teachers": [{"run": r} for r in runs.values()],
+            "strategy": {"ensemble": combine}}
+    for seed in seeds:
+        results.setdefault("DNN alone", []).append(alone(root, prep, seed))
+        for variant, config in variants.items():
+            slug = variant.replace(" ", "-").replace(",", "")
+            results.setdefault(variant, []).append(
+                student(root, prep, slug, seed, train=train_config(seed), **config))
+    return results
+
+
+def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
+    teacher = teacher_run(root, prep, "dcnv2")
+    stop = {"epochs": 4, "early_stop": {"patience": 0}, "eval_every_steps": 150}
+    variants = {
+        "stop on valid AUC": {"stop_on": "valid_auc"},
+        "stop on distill loss": {"stop_on": "distill"},
+        "stop on distill loss + valid in training": {"stop_on": "distill",
+                                                     "add_valid_to_train": True},
+    }
+    results: dict[str, list[dict]] = {}
+    for seed in seeds:
+        for variant, config in variants.items():
+            slug = "stop-" + variant.replace(" ", "-").replace("+", "plus")
+            results.setdefault(variant, []).append(student(
+                root, prep, slug, seed, teachers=[{"run": teacher}],
+                train=train_config(seed, **stop), **config))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", default="bench_out/synth2m")
+    parser.add_argument("--rows", type=int, default=2_500_000)
+    parser.add_argument("--experiment", choices=["kd", "stopping"], default="kd")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(args.workdir)
+    prep = synthetic_dataset(root, args.rows)
+    seeds = list(range(1, args.seeds + 1))
+    run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
+    results = run(root, prep, seeds)
+    table = summarise(results)
+    (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
+    (root / f"distill_{args.experiment}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
