@@ -2,14 +2,12 @@
 
     python benchmarks/bench_distill.py --workdir bench_out/synth2m --experiment kd --seeds 3
     python benchmarks/bench_distill.py --workdir bench_out/synth2m --experiment stopping
-    python benchmarks/bench_distill.py --workdir bench_out/drift --experiment bias
 
 kd:       DNN alone vs KD from one teacher (DCNv2) vs KD from a 3-teacher ensemble combined by
           mean of logits, learned weights and a per-sample gate.
 stopping: early stopping on validation AUC vs on the distillation loss, with and without the
           validation split added to the student's training data.
-bias:     auxiliary vs direct distillation from biased teachers: one trained on earlier days of
-          drifting data, one whose logits carry a constant shift.
+(bench_drift.py holds the biased-teacher and streaming experiments.)
 Finished runs are reused, so an interrupted benchmark resumes. Teachers train once (seed 2026).
 """
 
@@ -38,7 +36,7 @@ def train_config(seed: int, **extra) -> TrainConfig:
     return TrainConfig(**(base | extra))
 
 
-def teacher_run(root: Path, prep: Path, name: str, days: list[int] | None = None) -> Path:
+def teacher_run(root: Path, prep: Path, name: str) -> Path:
     run = root / "teachers" / name
     if not (run / "metrics.json").exists():
         run_train(RunConfig(name=name, data=prep, output_dir=root / "teachers",

@@ -1,0 +1,20 @@
+"""Shared by the benchmarks: the synthetic benchmark dataset, made once and reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ctrdistill.data.prepare import PrepareConfig, prepare
+from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+
+
+def synthetic_dataset(root: Path, rows: int, days: int = 1, drift: float = 0.0,
+                      seed: int = 2026, split: dict | None = None) -> Path:
+    """Raw synthetic rows and their x4 preparation under `root` (reused when present)."""
+    raw, prep = root / "raw", root / "prep"
+    if not raw.exists():
+        write_synthetic(SynthConfig(rows=rows, days=days, drift=drift, seed=seed), raw)
+    if not prep.exists():
+        prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4",
+                              **({"split": split} if split else {})))
+    return prep
