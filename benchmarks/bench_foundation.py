@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -29,6 +28,17 @@ prepare(PrepareConfig(recipe="synthetic", input="{work}/raw", output="{work}/pre
     "loader": """
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
+rows = PreparedData("{work}/prep").load("train")
+start = time.perf_counter(); n = 0
+for batch in BatchLoader(rows, 4096, seed=0):
+    n += len(batch["label"])
+RESULT["rows_per_second"] = n / (time.perf_counter() - start)
+""",
+    "loader_1_thread": """
+import torch
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.loader import BatchLoader
+torch.set_num_threads(1)
 rows = PreparedData("{work}/prep").load("train")
 start = time.perf_counter(); n = 0
 for batch in BatchLoader(rows, 4096, seed=0):
@@ -63,15 +73,15 @@ RESULT["embedding_rows"] = model.embedding.num_rows
 
 
 def run_stage(name: str, **values) -> dict:
-    code = ("import time, json\nfrom pathlib import Path\nRESULT = {}\n"
-            + STAGES[name].format(**values) + "\nprint(json.dumps(RESULT))")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # The child reports its own peak RSS, so each stage's memory is its own.
+    code = ("import time, json, resource\nfrom pathlib import Path\nRESULT = {}\n"
+            + STAGES[name].format(**values)
+            + "\nRESULT['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+            + "\nprint(json.dumps(RESULT))")
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result.update(seconds=seconds, peak_rss_mib=max(peak, before) / 1024)
+    result["seconds"] = time.perf_counter() - start
     return result
 
 
