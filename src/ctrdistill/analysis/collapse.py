@@ -18,6 +18,7 @@ import torch
 # Imported so ensemble checkpoints (kdef_ensemble, peer_ensemble) can be rebuilt.
 import ctrdistill.strategies.kdef
 import ctrdistill.strategies.mutual  # noqa: F401
+from ctrdistill.analysis.plots import save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.layers.embedding import FeatureEmbedding
@@ -111,7 +112,7 @@ def plot_spectra(report: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if len(report[group]) <= 12:
             ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
@@ -126,15 +127,7 @@ def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def analyze_collapse(run_dirs: list[Path], data: Path, output: Path,

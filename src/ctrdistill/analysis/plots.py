@@ -30,11 +30,7 @@ def plot_learning_curves(histories: dict[str, list[dict]], path: Path,
         ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_daily(histories: dict[str, list[dict]], path: Path,
@@ -53,6 +49,11 @@ def plot_daily(histories: dict[str, list[dict]], path: Path,
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure as PNG atomically and release it."""
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -6,7 +6,6 @@ numeric transform), and yields Polars frames whose label is already 0/1.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ import pyarrow as pa
 
 from ctrdistill.data.schema import Schema
 from ctrdistill.data.sources import raw_files, read_delimited, read_parquet
-from ctrdistill.errors import CtrDistillError
+from ctrdistill.errors import unknown_name
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,5 @@ def recipe_names() -> list[str]:
 def get_recipe(name: str) -> Recipe:
     names = recipe_names()
     if name not in _RECIPES:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise CtrDistillError(f"unknown recipe '{name}'{hint} (valid: {', '.join(names)})")
+        raise unknown_name("recipe", name, names)
     return _RECIPES[name]

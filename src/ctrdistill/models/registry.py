@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from ctrdistill.config import validate_config
 from ctrdistill.data.schema import FeatureMap
-from ctrdistill.errors import CtrDistillError
+from ctrdistill.errors import CtrDistillError, unknown_name
 from ctrdistill.models.base import CTRModel, ModelConfig
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 
@@ -48,9 +47,7 @@ def model_names() -> list[str]:
 def model_class(name: str) -> type[CTRModel]:
     models = _registry()
     if name not in models:
-        close = difflib.get_close_matches(name, models, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise CtrDistillError(f"unknown model '{name}'{hint} (valid: {', '.join(sorted(models))})")
+        raise unknown_name("model", name, model_names())
     return models[name]
 
 

@@ -67,6 +67,26 @@ class _Distill(Strategy):
         fit = self.ensemble.fit_loss(z_e, batch["label"])
         return {} if fit is None else {"gate": fit}
 
+    def heads(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The student's evaluated logits: "served" plus any extra head."""
+        return {SERVED: self.student(batch)}
+
+    def distilled_head(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head the teacher term trains."""
+        return heads[SERVED]
+
+    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
+        out = self.heads(batch)
+        if self.has_teacher(batch):
+            out[ENSEMBLE] = self.ensemble_logit(batch)[0]
+        return out
+
+    def held_out_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if not self.has_teacher(batch):
+            return {}
+        student = self.distilled_head(self.heads(batch))
+        return {"distill": self.d(self.ensemble_logit(batch)[0], student)}
+
     def epoch_logs(self) -> dict[str, float]:
         return self.ensemble.mean_weights()
 
@@ -106,17 +126,6 @@ class KDStrategy(_Distill):
             total = total + terms["gate"]
         return {"loss": total, **terms}
 
-    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
-        out = {SERVED: self.student(batch)}
-        if self.has_teacher(batch):
-            out[ENSEMBLE] = self.ensemble_logit(batch)[0]
-        return out
-
-    def held_out_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if not self.has_teacher(batch):
-            return {}
-        return {"distill": self.d(self.ensemble_logit(batch)[0], self.student(batch))}
-
 
 class AuxDistillStrategy(_Distill):
     """Main head on hard labels (served); auxiliary head on the teachers (reported as "aux")."""
@@ -129,27 +138,19 @@ class AuxDistillStrategy(_Distill):
         super().__init__(student, teachers, ensemble, distance, temperature, t2_scaling, weight)
         self.aux_head = nn.Linear(student.hidden_dim, 1)
 
-    def _heads(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def heads(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.student.encode(batch)
-        return out.logit, self.aux_head(out.hidden).squeeze(-1)
+        return {SERVED: out.logit, "aux": self.aux_head(out.hidden).squeeze(-1)}
+
+    def distilled_head(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+        return heads["aux"]
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        main, aux = self._heads(batch)
+        heads = self.heads(batch)
+        main, aux = heads[SERVED], heads["aux"]
         z_e, weights, _ = self.ensemble_logit(batch)
         hard = bce(main, batch["label"])
         distill = self.d(z_e, aux)  # reaches the shared layers through the aux head only
         terms = {"bce": hard, "distill": distill} | self._ensemble_terms(z_e, weights, batch)
         total = hard + self.weight * distill + terms.get("gate", 0.0)
         return {"loss": total, **terms}
-
-    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
-        main, aux = self._heads(batch)
-        out = {SERVED: main, "aux": aux}
-        if self.has_teacher(batch):
-            out[ENSEMBLE] = self.ensemble_logit(batch)[0]
-        return out
-
-    def held_out_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if not self.has_teacher(batch):
-            return {}
-        return {"distill": self.d(self.ensemble_logit(batch)[0], self._heads(batch)[1])}
