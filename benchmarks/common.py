@@ -10,7 +10,6 @@ import torch
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 
-
 # Two benchmark processes with one thread each use two cores better than two processes fighting
 # over two OpenMP threads each (which slows both several times over).
 if "BENCH_THREADS" in os.environ:
