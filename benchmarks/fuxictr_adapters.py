@@ -178,6 +178,7 @@ def train(args) -> dict:
             seed_everything(seed)
             model = classes[name](feature_map, model_id=f"{name}_{seed}",
                                   **_model_params(name, args))
+            os.makedirs(model.model_dir, exist_ok=True)  # as FuxiCTR's run_expid.py does
             valid_s = [0.0]
             original = model.eval_step
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ctrdistill.data.dataset import Batch, ColumnData
+from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.progress import progress
 from ctrdistill.strategies.base import SERVED, Strategy
@@ -191,8 +192,6 @@ class Trainer:
         weights = monitor.monitor if isinstance(monitor.monitor, dict) else {monitor.monitor: 1.0}
         missing = [k for k in weights if k not in values]
         if missing:
-            from ctrdistill.errors import CtrDistillError
-
             raise CtrDistillError(f"early_stop.monitor: unknown quantity {missing[0]!r} "
                                   f"(available: {', '.join(sorted(values))})")
         score = sum(w * values[k] for k, w in weights.items())
