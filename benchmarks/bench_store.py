@@ -49,7 +49,7 @@ def main() -> None:
     splits = {s: data.load(s) for s in ("train", "valid", "test")}
     start = time.perf_counter()
     for rows in splits.values():
-        teacher_logits([model], rows)
+        teacher_logits([model], rows)  # logits only, as the store holds
     live_seconds = time.perf_counter() - start  # what each student pays without a store
 
     store = LabelStore(store_path)

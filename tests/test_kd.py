@@ -19,7 +19,7 @@ from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.models.registry import build_model
-from ctrdistill.strategies.ensemble import TeacherEnsemble, fit_ensemble
+from ctrdistill.strategies.ensemble import TeacherEnsemble, fit_ensemble, teacher_outputs
 from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
 from ctrdistill.strategies.losses import distill_distance
 from ctrdistill.training.config import TrainConfig
@@ -74,11 +74,13 @@ def data(prepared) -> PreparedData:
     return PreparedData(prepared)
 
 
-def _strategy(data, kind="gate", aux=False, hint=0.0, teachers=2):
+def _strategy(data, kind="gate", aux=False, hint=0.0, teachers=2,
+              gate_inputs=("embedding", "logits")):
     torch.manual_seed(0)
     fm = data.feature_map
     teacher_models = [build_model(TINY, fm) for _ in range(teachers)]
-    ensemble = TeacherEnsemble(kind, teachers, fm)
+    ensemble = TeacherEnsemble(kind, teachers, fm, gate_inputs,
+                               teacher_hidden_dim=sum(t.hidden_dim for t in teacher_models))
     student = build_model(TINY, fm)
     if aux:
         return AuxDistillStrategy(student, teacher_models, ensemble)
@@ -118,7 +120,7 @@ def test_gate_and_student_gradients_are_isolated(data):
 def test_ensemble_weights_sum_to_one(data, kind):
     strategy = _strategy(data, kind=kind, teachers=3)
     batch = data.load("valid").take(slice(0, 128))
-    logits, _ = strategy.teacher_outputs(batch)
+    logits, _ = teacher_outputs(batch, strategy.teachers)
     z_e, weights = strategy.ensemble(logits, batch)
     assert weights.shape == (128, 3)
     assert torch.allclose(weights.sum(1), torch.ones(128), atol=1e-6)
@@ -137,10 +139,58 @@ def test_ensemble_weights_sum_to_one(data, kind):
 def test_cached_teacher_logits_are_used(data):
     strategy = _strategy(data, kind="mean_logits")
     batch = data.load("valid").take(slice(0, 64))
-    live, _ = strategy.teacher_outputs(batch)
+    live, _ = teacher_outputs(batch, strategy.teachers)
     batch["teacher_logits"] = live + 1.0
-    cached, _ = strategy.teacher_outputs(batch)
+    cached, _ = teacher_outputs(batch, strategy.teachers)
     assert torch.allclose(cached, live + 1.0)
+    # hidden vectors: cached ones when the batch carries them, else the teachers run live
+    _, live_hidden = teacher_outputs(batch, strategy.teachers, hidden=True)
+    assert live_hidden.shape == (64, 32)
+    batch["teacher_hidden"] = live_hidden + 1.0
+    logits, hidden = teacher_outputs(batch, [], hidden=True)
+    assert torch.allclose(logits, live + 1.0) and torch.allclose(hidden, live_hidden + 1.0)
+    with pytest.raises(ValueError, match="hidden"):
+        teacher_outputs({"label": batch["label"], "teacher_logits": live}, [], hidden=True)
+
+
+@pytest.mark.parametrize("inputs", [("hidden",), ("logits", "hidden"),
+                                    ("embedding", "logits", "hidden")])
+def test_gate_reads_teacher_hidden_vectors(data, inputs):
+    strategy = _strategy(data, gate_inputs=inputs)
+    assert strategy.needs_hidden
+    width = strategy.ensemble.gate[0].in_features
+    expected = 32 + (2 if "logits" in inputs else 0) + (
+        strategy.ensemble.embedding.num_fields * 8 if "embedding" in inputs else 0)
+    assert width == expected
+    batch = data.load("valid").take(slice(0, 128))
+    strategy.train()
+    terms = strategy.loss(batch)
+    terms["loss"].backward()
+    assert all(p.grad is not None for p in _params(strategy.ensemble.gate))
+    _, weights, hidden = strategy.ensemble_logit(batch)
+    assert hidden.shape == (128, 32) and torch.allclose(weights.sum(1), torch.ones(128))
+    # the weights depend on the hidden vectors: change them, the weights change
+    logits, _ = teacher_outputs(batch, strategy.teachers)
+    moved = strategy.ensemble.weights(logits, batch, hidden + 5.0)
+    assert not torch.allclose(moved, weights)
+
+
+def test_hint_from_stored_hidden_vectors(data):
+    """A student with no live teachers learns the hint from stored hidden vectors."""
+    torch.manual_seed(0)
+    fm = data.feature_map
+    ensemble = TeacherEnsemble("mean_logits", 1, fm)
+    strategy = KDStrategy(build_model(TINY, fm), [], ensemble, hint=1.0, teacher_hidden_dim=6)
+    batch = data.load("valid").take(slice(0, 64))
+    batch["teacher_logits"] = torch.zeros(64, 1)
+    batch["teacher_hidden"] = torch.ones(64, 6)
+    strategy.eval()  # no dropout: the two forward passes below must agree
+    with torch.no_grad():
+        terms = strategy.loss(batch)
+        expected = (1.0 - strategy.hint_map(strategy.student.encode(batch).hidden)).pow(2).sum(1)
+    assert float(terms["hint"]) == pytest.approx(float(expected.mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="hidden"):
+        KDStrategy(build_model(TINY, fm), [], ensemble, hint=1.0)
 
 
 def test_gate_fitted_on_held_out_rows_is_frozen(data):

@@ -168,3 +168,42 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     with pytest.raises(CtrDistillError, match="either teachers or a label_store"):
         validate_config(DistillConfig, {"name": "x", "data": str(prep), "label_store": str(store),
                                         "teachers": [{"run": str(runs[0])}]})
+
+
+def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) -> None:
+    from ctrdistill.distill import DistillConfig, distill
+
+    prep, runs = setup
+    data = PreparedData(prep)
+    store_path = tmp_path / "store"
+    assert main(["label", *map(str, runs), "--data", str(prep), "--output", str(store_path),
+                 "--hidden"]) == 0
+    store = LabelStore(store_path)
+    teachers = [load_checkpoint(r, data.feature_map)[0] for r in runs]
+    assert store.has_hidden and store.hidden_dim == sum(t.hidden_dim for t in teachers)
+    rows = store.join(data.load("valid"), "valid", hidden=True)
+    with torch.no_grad():
+        batch = rows.take(slice(None))
+        expected = torch.cat([t.encode(batch).hidden for t in teachers], 1)
+    np.testing.assert_allclose(rows.optional["teacher_hidden"].numpy(), expected.numpy(),
+                               atol=1e-5)
+    # A store keeps one layout: labelling it again without hidden vectors is refused.
+    assert main(["label", *map(str, runs), "--data", str(prep), "--output",
+                 str(store_path)]) == 2
+    student = {"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}
+    train = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
+    result = distill(DistillConfig(
+        name="gated", data=prep, output_dir=tmp_path / "runs", label_store=store_path,
+        student=student, train=train,
+        strategy={"ensemble": "gate", "gate_inputs": ["logits", "hidden"], "hint": 0.1}),
+        log=lambda m: None)
+    history = json.loads((result.path / "history.json").read_text())
+    assert "hint" in history[0]["train"] and "teacher_weight.1" in history[0]
+    assert 0 < result.metrics["test"]["auc"] < 1  # tiny drifting data: only that it runs
+    # Hidden vectors asked of a store that has none: one clear error.
+    plain = tmp_path / "plain"
+    label(runs, prep, plain, show_progress=False)
+    with pytest.raises(CtrDistillError, match="no teacher hidden vectors"):
+        distill(DistillConfig(name="x", data=prep, output_dir=tmp_path / "runs",
+                              label_store=plain, student=student, train=train,
+                              strategy={"hint": 0.1}), log=lambda m: None)

@@ -28,8 +28,14 @@ from ctrdistill.labels.store import LabelStore, teacher_logits
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import build_model, model_config
 from ctrdistill.strategies.base import Strategy
-from ctrdistill.strategies.ensemble import Combine, GateInputs, TeacherEnsemble, fit_ensemble
-from ctrdistill.strategies.kd import TEACHER_LOGITS, AuxDistillStrategy, KDStrategy
+from ctrdistill.strategies.ensemble import (
+    TEACHER_LOGITS,
+    Combine,
+    GateInput,
+    TeacherEnsemble,
+    fit_ensemble,
+)
+from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
 from ctrdistill.strategies.losses import Distance
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
@@ -65,7 +71,10 @@ class KDOptions(StrictConfig):
     t2_scaling: bool = Field(True, description="multiply the soft-label BCE by T^2")
     lambda_: float = Field(1.0, ge=0, alias="lambda", description="weight of the teacher term")
     ensemble: Combine = "mean_logits"
-    gate_inputs: GateInputs = "both"
+    gate_inputs: list[GateInput] = Field(
+        default_factory=lambda: ["embedding", "logits"], min_length=1,
+        description="what the gate reads: the sample's embeddings, the teachers' logits, the "
+        "teachers' hidden vectors (live teachers, or a store labelled with --hidden)")
     gate_embedding_dim: int = Field(8, ge=1)
     gate_hidden: int = Field(32, ge=1)
     gate_fit: Literal["joint", "valid"] = Field(
@@ -78,7 +87,14 @@ class KDOptions(StrictConfig):
     def _check(self) -> KDOptions:
         if self.hint and self.kind != "direct":
             raise ValueError("the hint loss applies to direct distillation only")
+        if len(set(self.gate_inputs)) != len(self.gate_inputs):
+            raise ValueError("gate_inputs lists an input twice")
         return self
+
+    @property
+    def needs_hidden(self) -> bool:
+        """Whether the teachers' hidden vectors are read (hint loss or a gate fed by them)."""
+        return bool(self.hint) or (self.ensemble == "gate" and "hidden" in self.gate_inputs)
 
 
 class DistillConfig(StrictConfig):
@@ -105,8 +121,6 @@ class DistillConfig(StrictConfig):
     def _check(self) -> DistillConfig:
         if bool(self.teachers) == (self.label_store is not None):
             raise ValueError("give either teachers or a label_store")
-        if self.label_store is not None and self.strategy.hint:
-            raise ValueError("the hint loss needs live teachers, not a label store")
         if self.add_valid_to_train and self.stop_on != "distill":
             raise ValueError("add_valid_to_train needs stop_on: distill (valid AUC is then seen "
                              "in training)")
@@ -143,22 +157,28 @@ def _teachers(config: DistillConfig, data: PreparedData, log) -> list[tuple[str,
 
 def build_strategy(options: KDOptions, student: CTRModel, teachers: list[CTRModel],
                    num_teachers: int, feature_map: FeatureMap, valid: ColumnData | None = None,
-                   seed: int = 0, log=print) -> Strategy:
+                   seed: int = 0, log=print, teacher_hidden_dim: int = 0) -> Strategy:
     """The KD strategy `options` describe. Teachers may be empty when batches carry cached or
-    stored `teacher_logits`; `valid` is needed for `gate_fit: valid`."""
+    stored teacher outputs (then `teacher_hidden_dim` gives the width of stored hidden vectors);
+    `valid` is needed for `gate_fit: valid`."""
     o = options
+    hidden_dim = teacher_hidden_dim or sum(t.hidden_dim for t in teachers)
+    if o.needs_hidden and not hidden_dim:
+        raise CtrDistillError("the hint loss and a gate fed by hidden vectors need the teachers' "
+                              "hidden vectors: live teachers, or a store labelled with --hidden")
     ensemble = TeacherEnsemble(o.ensemble, num_teachers, feature_map, o.gate_inputs,
-                               o.gate_embedding_dim, o.gate_hidden)
+                               o.gate_embedding_dim, o.gate_hidden, hidden_dim)
     if o.gate_fit == "valid" and ensemble.trainable:
         if valid is None:
             raise CtrDistillError("gate_fit: valid needs a labelled validation split")
-        losses = fit_ensemble(ensemble, valid, seed=seed)
+        losses = fit_ensemble(ensemble, valid, teachers, seed=seed)
         log(f"ensemble '{o.ensemble}' fitted on valid: BCE {losses[0]:.5f} -> {losses[-1]:.5f}")
     common = dict(distance=o.distance, temperature=o.temperature, t2_scaling=o.t2_scaling,
                   weight=o.lambda_)
     if o.kind == "aux":
         return AuxDistillStrategy(student, teachers, ensemble, **common)
-    return KDStrategy(student, teachers, ensemble, hint=o.hint, **common)
+    return KDStrategy(student, teachers, ensemble, hint=o.hint, teacher_hidden_dim=hidden_dim,
+                      **common)
 
 
 def _split_for_stopping(config: DistillConfig, train: ColumnData, valid: ColumnData
@@ -172,34 +192,38 @@ def _split_for_stopping(config: DistillConfig, train: ColumnData, valid: ColumnD
 
 
 def _teacher_splits(config: DistillConfig, data: PreparedData, log
-                    ) -> tuple[dict[str, ColumnData], list[tuple[str, CTRModel | None]]]:
-    """Every split with `teacher_logits` attached, and the (name, live model or None) teachers.
+                    ) -> tuple[dict[str, ColumnData], list[tuple[str, CTRModel | None]], int]:
+    """Every split with teacher outputs attached, the (name, live model or None) teachers, and
+    the width of stored hidden vectors (0 when teachers run live).
 
-    Live teachers score each split once here; a label store was scored once for all students.
+    Live teachers score each split once here (logits only: hidden vectors are too wide to cache
+    in memory, so the teachers run on each batch when those are needed); a label store was
+    scored once for all students and may carry hidden vectors.
     """
     splits: dict[str, ColumnData] = {}
+    hidden = config.strategy.needs_hidden
     if config.label_store is not None:
         store = LabelStore(config.label_store)
         store.check(data)
         for split in SPLITS:
-            splits[split] = store.join(data.load(split), split)
+            splits[split] = store.join(data.load(split), split, hidden=hidden)
         latest = store.teacher_versions[-1]["teachers"]
-        log(f"teacher logits read from {config.label_store}")
-        return splits, [(Path(t["run"]).name, None) for t in latest]
+        log(f"teacher {'outputs' if hidden else 'logits'} read from {config.label_store}")
+        return splits, [(Path(t["run"]).name, None) for t in latest], store.hidden_dim
     runs = _teachers(config, data, log)
     teachers = [load_checkpoint(path, data.feature_map)[0] for _, path in runs]
     for split in SPLITS:
         rows = data.load(split)
         frame = pl.DataFrame({"row_id": rows.row_id.numpy(),
-                              TEACHER_LOGITS: teacher_logits(teachers, rows)})
+                              TEACHER_LOGITS: teacher_logits(teachers, rows)[0]})
         splits[split] = rows.join(frame, [TEACHER_LOGITS])
     log(f"teacher logits cached for {', '.join(f'{s} {len(r):,}' for s, r in splits.items())}")
-    return splits, [(name, t) for (name, _), t in zip(runs, teachers, strict=True)]
+    return splits, [(name, t) for (name, _), t in zip(runs, teachers, strict=True)], 0
 
 
 def distill(config: DistillConfig, log=print) -> RunResult:
     data = PreparedData(config.data)
-    splits, named_teachers = _teacher_splits(config, data, log)
+    splits, named_teachers, stored_hidden_dim = _teacher_splits(config, data, log)
     teachers = [t for _, t in named_teachers if t is not None]
     num_teachers = splits["train"].optional[TEACHER_LOGITS].shape[1]
 
@@ -213,7 +237,8 @@ def distill(config: DistillConfig, log=print) -> RunResult:
     torch.manual_seed(config.train.seed)
     student = build_model(config.student, data.feature_map, sparse=config.train.sparse_embedding)
     strategy = build_strategy(config.strategy, student, teachers, num_teachers,
-                              data.feature_map, splits["valid"], config.train.seed, log)
+                              data.feature_map, splits["valid"], config.train.seed, log,
+                              stored_hidden_dim)
     loader = BatchLoader(fit_rows, train_config.batch_size, shuffle=True, seed=train_config.seed)
     result = execute(config.name, strategy, data, train_config, config.output_dir / config.name,
                      config.model_dump(mode="json", by_alias=True), loader=loader,

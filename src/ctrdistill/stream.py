@@ -63,8 +63,9 @@ class _Stream:
                                                  sparse=config.train.sparse_embedding))
         student = build_model(config.student, data.feature_map,
                               sparse=config.train.sparse_embedding)
-        self.student = build_strategy(config.distill, student, [], 1, data.feature_map,
-                                      seed=config.train.seed)
+        self.student = build_strategy(
+            config.distill, student, [], 1, data.feature_map, seed=config.train.seed,
+            teacher_hidden_dim=self.teacher.served_model().hidden_dim)
         self.teacher_trainer = Trainer(self.teacher, config.train)
         self.student_trainer = Trainer(self.student, config.train)
         self.history: list[dict[str, Any]] = []
@@ -115,7 +116,8 @@ class _Stream:
         return folder
 
     def train_student(self, day: int, store: LabelStore) -> None:
-        rows = store.join(self.data.load("train", [day]), "train", [day])
+        rows = store.join(self.data.load("train", [day]), "train", [day],
+                          hidden=self.config.distill.needs_hidden)
         self.student_trainer.fit(self._loader(rows), None)
 
     def evaluate(self, day: int) -> dict[str, Any]:
@@ -149,7 +151,7 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
             state.train_teacher(today)
         teacher_run = state.teacher_checkpoint(today)
         store = label([teacher_run], config.data, store_path, splits=["train"], days=[label_day],
-                      show_progress=False)
+                      show_progress=False, hidden=config.distill.needs_hidden)
         state.train_student(label_day, store)
         record = {"trained_through": today, "student_day": label_day, "eval_day": eval_day,
                   **state.evaluate(eval_day)}

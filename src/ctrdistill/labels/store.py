@@ -1,5 +1,5 @@
-"""The teacher label store: teacher logits keyed by row id, one Parquet partition per source
-shard of the prepared data, listed in a manifest.
+"""The teacher label store: teacher logits (and optionally their hidden vectors) keyed by row
+id, one Parquet partition per source shard and day of the prepared data, listed in a manifest.
 
 Write protocol: a partition is written to a temporary file and renamed into place, then the
 manifest (also replaced atomically) gains its entry. Readers trust only the manifest, so they
@@ -24,11 +24,13 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_file
+from ctrdistill.strategies.ensemble import TEACHER_HIDDEN, TEACHER_LOGITS
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-LOGITS = "teacher_logits"
+LOGITS = TEACHER_LOGITS
+HIDDEN = TEACHER_HIDDEN
 
 
 def file_sha256(path: Path) -> str:
@@ -70,6 +72,17 @@ class LabelStore:
     def teacher_versions(self) -> list[dict[str, Any]]:
         return self.manifest["teacher_versions"]
 
+    @property
+    def has_hidden(self) -> bool:
+        return bool(self.manifest.get("hidden", False))
+
+    @property
+    def hidden_dim(self) -> int:
+        """Width of the stored (concatenated) teacher hidden vectors; 0 when not stored."""
+        if not self.has_hidden:
+            return 0
+        return sum(t["hidden_dim"] for t in self.teacher_versions[-1]["teachers"])
+
     def partitions(self, split: str, days: list[int] | None = None) -> list[dict[str, Any]]:
         return [p for p in self.manifest["partitions"].values()
                 if p["split"] == split and (days is None or p["day"] in days)]
@@ -90,26 +103,38 @@ class LabelStore:
                                   + ("" if days is None else f" on days {days}"))
         return pl.concat([pl.read_parquet(self.path / p["file"]) for p in parts])
 
-    def join(self, rows: ColumnData, split: str, days: list[int] | None = None) -> ColumnData:
-        """Attach the stored teacher logits to `rows`; every row must be labelled."""
-        return rows.join(self.frame(split, days), [LOGITS])
+    def join(self, rows: ColumnData, split: str, days: list[int] | None = None,
+             hidden: bool = False) -> ColumnData:
+        """Attach the stored teacher logits (and hidden vectors) to `rows`; every row must be
+        labelled."""
+        if hidden and not self.has_hidden:
+            raise CtrDistillError(f"label store {self.path} holds no teacher hidden vectors; "
+                                  "label it again with hidden vectors (ctrdistill label --hidden)")
+        return rows.join(self.frame(split, days), [LOGITS, HIDDEN] if hidden else [LOGITS])
 
 
-def _teacher_entry(run: Path) -> dict[str, Any]:
+def _teacher_entry(run: Path, teacher: CTRModel) -> dict[str, Any]:
     checkpoint = run / CHECKPOINT_FILE if run.is_dir() else run
-    return {"run": str(run), "checkpoint_sha256": file_sha256(checkpoint)}
+    return {"run": str(run), "checkpoint_sha256": file_sha256(checkpoint),
+            "model": teacher.config.name, "hidden_dim": teacher.hidden_dim}
 
 
 @torch.no_grad()
-def teacher_logits(teachers: list[CTRModel], rows: ColumnData,
-                   batch_size: int = 16384) -> np.ndarray:
-    """(rows, teachers) logits, batched, no gradients."""
-    out = np.empty((len(rows), len(teachers)), dtype=np.float32)
+def teacher_logits(teachers: list[CTRModel], rows: ColumnData, batch_size: int = 16384,
+                   hidden: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows, teachers) logits and, when asked, (rows, sum of hidden dims) hidden vectors;
+    batched, no gradients."""
+    logits = np.empty((len(rows), len(teachers)), dtype=np.float32)
+    vectors = (np.empty((len(rows), sum(t.hidden_dim for t in teachers)), dtype=np.float32)
+               if hidden else None)
     for start in range(0, len(rows), batch_size):
         batch = rows.take(slice(start, start + batch_size))
-        for index, teacher in enumerate(teachers):
-            out[start:start + len(batch["label"]), index] = teacher(batch).float().numpy()
-    return out
+        end = start + len(batch["label"])
+        outputs = [teacher.encode(batch) for teacher in teachers]
+        logits[start:end] = torch.stack([o.logit for o in outputs], 1).float().numpy()
+        if vectors is not None:
+            vectors[start:end] = torch.cat([o.hidden for o in outputs], 1).float().numpy()
+    return logits, vectors
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -121,16 +146,22 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _open_manifest(out: Path, data: PreparedData, fingerprint: str) -> dict[str, Any]:
+def _open_manifest(out: Path, data: PreparedData, fingerprint: str,
+                   hidden: bool) -> dict[str, Any]:
     path = out / MANIFEST
     if path.is_file():
         manifest = json.loads(path.read_text())
         if manifest["data_fingerprint"] != fingerprint:
             raise CtrDistillError(f"{out} holds labels of other data; choose a new store path")
+        if manifest.get("hidden", False) != hidden:
+            raise CtrDistillError(f"{out} was labelled {'with' if not hidden else 'without'} "
+                                  "teacher hidden vectors; label it the same way or choose a "
+                                  "new store path")
         return manifest
     return {"format_version": FORMAT_VERSION, "teacher_versions": [],
             "feature_map_fingerprint": data.feature_map.fingerprint(), "data": str(data.path),
-            "data_fingerprint": fingerprint, "created": _now(), "partitions": {}}
+            "data_fingerprint": fingerprint, "hidden": hidden, "created": _now(),
+            "partitions": {}}
 
 
 def _teacher_version(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> int:
@@ -145,8 +176,9 @@ def _teacher_version(manifest: dict[str, Any], entries: list[dict[str, Any]]) ->
 
 def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str] | None = None,
           days: list[int] | None = None, show_progress: bool = True,
-          stop_after: int | None = None) -> LabelStore:
-    """Score rows of `data_path` once with the teachers and store their logits.
+          stop_after: int | None = None, hidden: bool = False) -> LabelStore:
+    """Score rows of `data_path` once with the teachers and store their logits (and, with
+    `hidden`, their concatenated hidden vectors, for gates and hint losses).
 
     One partition per (split, shard[, day]). Partitions already in the manifest are kept, so an
     interrupted labelling resumes where it stopped, and a stream adds new days labelled by newer
@@ -154,9 +186,9 @@ def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str
     """
     data = PreparedData(data_path)
     teachers = [load_checkpoint(run, data.feature_map)[0] for run in teacher_runs]
-    entries = [_teacher_entry(Path(run)) for run in teacher_runs]
+    entries = [_teacher_entry(Path(run), t) for run, t in zip(teacher_runs, teachers, strict=True)]
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _open_manifest(out, data, data_fingerprint(data))
+    manifest = _open_manifest(out, data, data_fingerprint(data), hidden)
     version = _teacher_version(manifest, entries)
     _write_manifest(out, manifest)
     (out / "partitions").mkdir(exist_ok=True)
@@ -177,8 +209,9 @@ def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str
                 if stop_after is not None and written >= stop_after:
                     return LabelStore(out)
                 rows = frame_to_columns(part, data.feature_map)
-                logits = teacher_logits(teachers, rows)
-                labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits})
+                logits, vectors = teacher_logits(teachers, rows, hidden=hidden)
+                labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits}
+                                      | ({} if vectors is None else {HIDDEN: vectors}))
                 name = "partitions/" + key.replace("/", "-").replace("=", "") + ".parquet"
                 with atomic_file(out / name) as tmp:
                     labels.write_parquet(tmp)

@@ -1,14 +1,15 @@
 """Teacher ensembles: M teacher logits (B, M) -> one logit z_E = sum_i a_i z_i per sample.
 
 `mean_logits` and `mean_probs` are fixed; `weights` learns global softmax weights; `gate` learns
-per-sample weights a(x) = softmax(W g(x) + b) from the sample's own embeddings and/or the
-teachers' logits. Learned combiners are fitted with BCE(y, sigmoid(z_E)) (`fit_loss`); they read
-only detached teacher logits and their own embedding, so neither the student nor the teachers
-share a gradient path with them.
+per-sample weights a(x) = softmax(W g(x) + b), g(x) built from any of the sample's own
+embeddings, the teachers' logits and the teachers' hidden vectors. Learned combiners are fitted
+with BCE(y, sigmoid(z_E)) (`fit_loss`); they read only detached teacher outputs and their own
+embedding, so neither the student nor the teachers share a gradient path with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -17,29 +18,60 @@ from torch import nn
 from ctrdistill.data.dataset import ColumnData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.schema import FeatureMap
-from ctrdistill.models.base import Batch
+from ctrdistill.models.base import Batch, CTRModel
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.strategies.base import bce
 
 Combine = Literal["mean_logits", "mean_probs", "weights", "gate"]
-GateInputs = Literal["embedding", "logits", "both"]
+GateInput = Literal["embedding", "logits", "hidden"]
 EPS = 1e-6
+TEACHER_LOGITS = "teacher_logits"
+TEACHER_HIDDEN = "teacher_hidden"
+
+
+def teacher_outputs(batch: Batch, teachers: Sequence[CTRModel], hidden: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Teacher logits (B, M) and, when asked, their concatenated hidden vectors (B, H).
+
+    Cached or stored columns of the batch are used when present; otherwise the frozen teachers
+    run on the batch, without gradients.
+    """
+    n = len(batch["label"])
+    cached_hidden = batch.get(TEACHER_HIDDEN) if hidden else None
+    if TEACHER_LOGITS in batch and (not hidden or cached_hidden is not None):
+        logits = batch[TEACHER_LOGITS].float().reshape(n, -1)
+        return logits, None if cached_hidden is None else cached_hidden.float()
+    if not len(teachers):
+        raise ValueError("the batch carries no teacher outputs and there are no live teachers"
+                         + (" (hidden vectors need live teachers or a store labelled with "
+                            "hidden vectors)" if hidden else ""))
+    with torch.no_grad():
+        outputs = [t.encode(batch) for t in teachers]
+    return (torch.stack([o.logit for o in outputs], 1),
+            torch.cat([o.hidden for o in outputs], 1) if hidden else None)
 
 
 class TeacherEnsemble(nn.Module):
     def __init__(self, kind: Combine, num_teachers: int, feature_map: FeatureMap | None = None,
-                 gate_inputs: GateInputs = "both", gate_embedding_dim: int = 8,
-                 gate_hidden: int = 32) -> None:
+                 gate_inputs: Sequence[GateInput] = ("embedding", "logits"),
+                 gate_embedding_dim: int = 8, gate_hidden: int = 32,
+                 teacher_hidden_dim: int = 0) -> None:
         super().__init__()
         self.kind = kind
         self.num_teachers = num_teachers
-        self.gate_inputs = gate_inputs
+        self.gate_inputs = tuple(gate_inputs) if kind == "gate" else ()
         self.embedding: FeatureEmbedding | None = None
         if kind == "weights":
             self.scores = nn.Parameter(torch.zeros(num_teachers))  # uniform at the start
         elif kind == "gate":
-            width = num_teachers if gate_inputs != "embedding" else 0
-            if gate_inputs != "logits":
+            if not self.gate_inputs:
+                raise ValueError("a gate needs at least one input")
+            width = num_teachers if "logits" in self.gate_inputs else 0
+            if "hidden" in self.gate_inputs:
+                if teacher_hidden_dim <= 0:
+                    raise ValueError("a gate fed by hidden vectors needs their width")
+                width += teacher_hidden_dim
+            if "embedding" in self.gate_inputs:
                 if feature_map is None:
                     raise ValueError("a gate fed by embeddings needs the feature map")
                 self.embedding = FeatureEmbedding(feature_map, gate_embedding_dim)
@@ -51,11 +83,16 @@ class TeacherEnsemble(nn.Module):
         self._weight_rows = 0
 
     @property
+    def uses_hidden(self) -> bool:
+        return "hidden" in self.gate_inputs
+
+    @property
     def trainable(self) -> bool:
         """Learned and not frozen (a gate pre-fitted on held-out rows is frozen)."""
         return any(p.requires_grad for p in self.parameters())
 
-    def weights(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def weights(self, logits: torch.Tensor, batch: Batch,
+                hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample teacher weights (B, M), each row summing to 1."""
         logits = logits.detach()
         n, m = logits.shape
@@ -65,14 +102,19 @@ class TeacherEnsemble(nn.Module):
             inputs = []
             if self.embedding is not None:
                 inputs.append(self.embedding(batch).flatten(1))
-            if self.gate_inputs != "embedding":
+            if "logits" in self.gate_inputs:
                 inputs.append(logits)
+            if self.uses_hidden:
+                if hidden is None:
+                    raise ValueError("this gate reads the teachers' hidden vectors; none given")
+                inputs.append(hidden.detach())
             return torch.softmax(self.gate(torch.cat(inputs, 1)), 1)
         return logits.new_full((n, m), 1.0 / m)
 
-    def forward(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, logits: torch.Tensor, batch: Batch, hidden: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_E, weights): the ensemble logit (B,) and the weights (B, M)."""
-        weights = self.weights(logits, batch)
+        weights = self.weights(logits, batch, hidden)
         if self.kind == "mean_probs":
             prob = torch.sigmoid(logits.detach()).mean(1).clamp(EPS, 1 - EPS)
             return torch.logit(prob), weights
@@ -95,8 +137,9 @@ class TeacherEnsemble(nn.Module):
         return {f"teacher_weight.{k}": w for k, w in enumerate(means)}
 
 
-def fit_ensemble(ensemble: TeacherEnsemble, rows: ColumnData, epochs: int = 5,
-                 batch_size: int = 1024, lr: float = 1e-2, seed: int = 0) -> list[float]:
+def fit_ensemble(ensemble: TeacherEnsemble, rows: ColumnData,
+                 teachers: Sequence[CTRModel] = (), epochs: int = 5, batch_size: int = 1024,
+                 lr: float = 1e-2, seed: int = 0) -> list[float]:
     """Fit a learned combiner on labelled rows whose `teacher_logits` are out-of-sample, then
     freeze it. Why: on the teachers' own training rows the most overfitted teacher looks best,
     and a jointly trained gate collapses onto it. Returns the mean BCE of every epoch."""
@@ -106,7 +149,8 @@ def fit_ensemble(ensemble: TeacherEnsemble, rows: ColumnData, epochs: int = 5,
     for _ in range(epochs):
         total = 0.0
         for batch in BatchLoader(rows, batch_size, shuffle=True, seed=seed):
-            z_e, _ = ensemble(batch["teacher_logits"].float(), batch)
+            logits, hidden = teacher_outputs(batch, teachers, ensemble.uses_hidden)
+            z_e, _ = ensemble(logits, batch, hidden)
             loss = bce(z_e, batch["label"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

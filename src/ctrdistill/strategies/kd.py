@@ -6,8 +6,8 @@ the main head sees hard labels only and is the one served, so teacher miscalibra
 leak into served scores. Both add the ensemble's own fitting loss when it is learned (weights or
 gate) and report the label-free distillation loss as the held-out term "distill".
 
-Teacher logits come from `batch["teacher_logits"]` (B, M) when cached, else from the frozen
-teachers run live (always live when the hint loss needs their hidden vectors).
+Teacher logits (B, M) and hidden vectors come from the batch when cached or read from a label
+store, else from the frozen teachers run live (`ensemble.teacher_outputs`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ctrdistill.models.base import Batch, CTRModel, ModelOutput
+from ctrdistill.models.base import Batch, CTRModel
 from ctrdistill.strategies.base import SERVED, Strategy, bce, freeze
-from ctrdistill.strategies.ensemble import TeacherEnsemble
+from ctrdistill.strategies.ensemble import TEACHER_LOGITS, TeacherEnsemble, teacher_outputs
 from ctrdistill.strategies.losses import Distance, distill_distance
 
-TEACHER_LOGITS = "teacher_logits"
 ENSEMBLE = "ensemble"
 
 
@@ -35,25 +34,19 @@ class _Distill(Strategy):
         self.distance, self.temperature, self.t2_scaling = distance, temperature, t2_scaling
         self.weight = weight
 
-    def teacher_outputs(self, batch: Batch, hidden: bool = False
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Teacher logits (B, M) and, when asked, their concatenated hidden vectors."""
-        if TEACHER_LOGITS in batch and not hidden:
-            return batch[TEACHER_LOGITS].float().reshape(len(batch["label"]), -1), None
-        if not len(self.teachers):
-            raise ValueError("no cached teacher_logits in the batch and no live teachers")
-        with torch.no_grad():
-            outputs: list[ModelOutput] = [t.encode(batch) for t in self.teachers]
-        return (torch.stack([o.logit for o in outputs], 1),
-                torch.cat([o.hidden for o in outputs], 1) if hidden else None)
+    @property
+    def needs_hidden(self) -> bool:
+        """Whether the teachers' hidden vectors are read (hint loss, or a gate fed by them)."""
+        return self.ensemble.uses_hidden
 
     def has_teacher(self, batch: Batch) -> bool:
         """Whether teacher outputs exist for this batch (evaluation data may have none)."""
         return TEACHER_LOGITS in batch or len(self.teachers) > 0
 
-    def ensemble_logit(self, batch: Batch, hidden: bool = False):
-        logits, teacher_hidden = self.teacher_outputs(batch, hidden)
-        z_e, weights = self.ensemble(logits, batch)
+    def ensemble_logit(self, batch: Batch):
+        """(z_E, weights (B, M), teacher hidden vectors or None)."""
+        logits, teacher_hidden = teacher_outputs(batch, self.teachers, self.needs_hidden)
+        z_e, weights = self.ensemble(logits, batch, teacher_hidden)
         return z_e, weights, teacher_hidden
 
     def d(self, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
@@ -101,18 +94,24 @@ class KDStrategy(_Distill):
 
     def __init__(self, student: CTRModel, teachers: list[CTRModel], ensemble: TeacherEnsemble,
                  distance: Distance = "bce", temperature: float = 1.0, t2_scaling: bool = True,
-                 weight: float = 1.0, hint: float = 0.0) -> None:
+                 weight: float = 1.0, hint: float = 0.0, teacher_hidden_dim: int = 0) -> None:
         super().__init__(student, teachers, ensemble, distance, temperature, t2_scaling, weight)
         self.hint = hint
         if hint:
-            if not teachers:
-                raise ValueError("the hint loss needs live teachers (their hidden vectors)")
+            width = teacher_hidden_dim or sum(t.hidden_dim for t in teachers)
+            if not width:
+                raise ValueError("the hint loss needs the teachers' hidden vectors: live "
+                                 "teachers or a store labelled with hidden vectors")
             # W maps the student's hidden vector onto the teachers' (concatenated) ones.
-            self.hint_map = nn.Linear(student.hidden_dim, sum(t.hidden_dim for t in teachers))
+            self.hint_map = nn.Linear(student.hidden_dim, width)
+
+    @property
+    def needs_hidden(self) -> bool:
+        return bool(self.hint) or self.ensemble.uses_hidden
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.student.encode(batch)
-        z_e, weights, teacher_hidden = self.ensemble_logit(batch, hidden=bool(self.hint))
+        z_e, weights, teacher_hidden = self.ensemble_logit(batch)
         hard = bce(out.logit, batch["label"])
         distill = self.d(z_e, out.logit)  # z_e is detached inside: the gate gets no gradient
         terms = {"bce": hard, "distill": distill}
