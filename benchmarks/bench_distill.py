@@ -4,9 +4,11 @@
     python benchmarks/bench_distill.py --workdir bench_out/synth2m --experiment stopping
 
 kd:       DNN alone vs KD from one teacher (DCNv2) vs KD from a 3-teacher ensemble combined by
-          mean of logits, learned weights and a per-sample gate.
+          mean of logits, learned weights and a per-sample gate (the ensembles' own AUC too).
 stopping: early stopping on validation AUC vs on the distillation loss, with and without the
           validation split added to the student's training data.
+cost:     inference samples/s of each teacher, the 3-teacher ensemble and the students, measured
+          one model at a time (run it alone on the machine) on the runs of `kd`.
 (bench_drift.py holds the biased-teacher and streaming experiments.)
 Finished runs are reused, so an interrupted benchmark resumes. Teachers train once (seed 2026).
 """
@@ -22,9 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import synthetic_dataset
+from ctrdistill.analysis.report import markdown_table
+from ctrdistill.data.dataset import PreparedData
 from ctrdistill.distill import DistillConfig, distill
+from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.run import RunConfig, run_train
+from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
 STUDENT = {"name": "dnn", "embedding_dim": 16, "hidden_units": [400, 400, 400]}
@@ -82,18 +88,77 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[di
     for t, run in runs.items():
         metrics = json.loads((run / "metrics.json").read_text())
         results[f"teacher {t}"] = [metrics["test"]]
-    variants = {"KD from dcnv2": {"teachers": [{"run": runs["dcnv2"]}]}}
+    variants = kd_variants(runs)
+    for seed in seeds:
+        results.setdefault("DNN alone", []).append(alone(root, prep, seed))
+        for variant, config in variants.items():
+            metrics = student(root, prep, slug(variant), seed, train=train_config(seed), **config)
+            results.setdefault(variant, []).append(metrics)
+            if "3 teachers" in variant:  # the ensemble the student learned from, on test
+                combine = variant.rsplit(" ", 1)[-1]
+                results.setdefault(f"teacher ensemble, {combine}", []).append(
+                    {k.removeprefix("ensemble."): v for k, v in metrics.items()
+                     if k.startswith("ensemble.")})
+    return results
+
+
+def kd_variants(runs: dict[str, Path]) -> dict[str, dict]:
+    variants: dict[str, dict] = {"KD from dcnv2": {"teachers": [{"run": runs["dcnv2"]}]}}
     for combine in ("mean_logits", "weights", "gate"):
         variants[f"KD from 3 teachers, {combine}"] = {
             "teachers": [{"run": r} for r in runs.values()],
             "strategy": {"ensemble": combine}}
-    for seed in seeds:
-        results.setdefault("DNN alone", []).append(alone(root, prep, seed))
-        for variant, config in variants.items():
-            slug = variant.replace(" ", "-").replace(",", "")
-            results.setdefault(variant, []).append(
-                student(root, prep, slug, seed, train=train_config(seed), **config))
-    return results
+    return variants
+
+
+def slug(variant: str) -> str:
+    return variant.replace(" ", "-").replace(",", "")
+
+
+def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
+    """Inference cost at the AUC each model reached in `kd` (test split; students: mean over
+    seeds, speed of the seed-1 checkpoint). Teachers of an ensemble run one after another."""
+    data = PreparedData(prep)
+    test = data.load("test")
+
+    def speed(run: Path) -> tuple[int, float]:
+        model, _ = load_checkpoint(run, data.feature_map)
+        return model.num_parameters(), inference_samples_per_second(model, test, max_rows=200_000,
+                                                                    repeats=3)
+
+    def test_auc(run: Path, key: str = "auc") -> float:
+        return json.loads((run / "metrics.json").read_text())["test"][key]
+
+    rows, teacher_speeds, teacher_params = [], [], 0
+    for name in TEACHERS:
+        run = root / "teachers" / name
+        params, rate = speed(run)
+        teacher_speeds.append(rate)
+        teacher_params += params
+        rows.append({"model": f"teacher {name}", "params": params, "auc": test_auc(run),
+                     "inference_samples_per_second": rate})
+    ensemble_rate = 1.0 / sum(1.0 / r for r in teacher_speeds)
+    gate_runs = [root / "students" / f"{slug('KD from 3 teachers, gate')}-s{s}" for s in seeds]
+    rows.append({"model": "teacher ensemble (gate)", "params": teacher_params,
+                 "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
+                 "inference_samples_per_second": ensemble_rate})
+    students = {"DNN alone": [root / "students" / f"dnn-alone-s{s}" for s in seeds]}
+    for variant in kd_variants({t: root / "teachers" / t for t in TEACHERS}):
+        students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
+    for name, runs in students.items():
+        params, rate = speed(runs[0])
+        rows.append({"model": f"student: {name}", "params": params,
+                     "auc": statistics.mean(test_auc(r) for r in runs),
+                     "inference_samples_per_second": rate})
+    best = max(rows[: len(TEACHERS)], key=lambda r: r["auc"])
+    lines = [markdown_table(rows), "", "| student | AUC - best teacher AUC | speed-up vs best "
+             "teacher | speed-up vs ensemble |", "|---|---|---|---|"]
+    for row in rows[len(TEACHERS) + 1:]:
+        rate = row["inference_samples_per_second"]
+        lines.append(f"| {row['model']} | {row['auc'] - best['auc']:+.5f} | "
+                     f"{rate / best['inference_samples_per_second']:.1f}x | "
+                     f"{rate / ensemble_rate:.1f}x |")
+    return "\n".join(lines) + "\n"
 
 
 def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
@@ -108,9 +173,9 @@ def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, l
     results: dict[str, list[dict]] = {}
     for seed in seeds:
         for variant, config in variants.items():
-            slug = "stop-" + variant.replace(" ", "-").replace("+", "plus")
+            name = "stop-" + variant.replace(" ", "-").replace("+", "plus")
             results.setdefault(variant, []).append(student(
-                root, prep, slug, seed, teachers=[{"run": teacher}],
+                root, prep, name, seed, teachers=[{"run": teacher}],
                 train=train_config(seed, **stop), **config))
     return results
 
@@ -119,16 +184,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
-    parser.add_argument("--experiment", choices=["kd", "stopping"], default="kd")
+    parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
     seeds = list(range(1, args.seeds + 1))
-    run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
-    results = run(root, prep, seeds)
-    table = summarise(results)
-    (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
+    if args.experiment == "cost":
+        table = experiment_cost(root, prep, seeds)
+    else:
+        run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
+        results = run(root, prep, seeds)
+        table = summarise(results)
+        (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
     (root / f"distill_{args.experiment}.md").write_text(table)
     print(table)
 
