@@ -186,10 +186,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="run seeds first-seed..seeds only (split one experiment over two "
+                        "processes; a later full run reuses the finished runs)")
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
-    seeds = list(range(1, args.seeds + 1))
+    seeds = list(range(args.first_seed, args.seeds + 1))
     if args.experiment == "cost":
         table = experiment_cost(root, prep, seeds)
     else:

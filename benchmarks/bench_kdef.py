@@ -1,15 +1,16 @@
 """KDEF vs naive ensembles as the number of sub-networks grows, and mutual learning between
-equals, on the synthetic benchmark (2M training rows).
+equals, on the synthetic benchmark (2M training rows); 3 seeds, mean ± std.
 
-    python benchmarks/bench_kdef.py --experiment scaling --seeds 1
-    python benchmarks/bench_kdef.py --experiment mutual
+    python benchmarks/bench_kdef.py --experiment scaling [--sizes 1 2 4 6 8] [--seeds 3]
+    python benchmarks/bench_kdef.py --experiment mutual [--peers deepfm dcn pnn fibinet]
 
-scaling: N in {1, 2, 4, 6, 8} sub-networks (MLP [256, 256] each, one shared embedding of 16),
-         trained one epoch as a naive joint ensemble (BCE of the mean logit only) and with KDEF.
-         Reported: ensemble AUC, mean and worst sub-network AUC, their spread, mean |p_k - p_E|
-         disagreement on test, and the information abundance of embeddings and representations.
-mutual:  peers DeepFM, DCN, PNN (groups of 2 and 3): trained together from scratch for one epoch
-         vs one epoch alone; and pretrained peers (one epoch alone) fine-tuned together for one
+scaling: N sub-networks (MLP [256, 256] each, one shared embedding of 16), trained one epoch as
+         a naive joint ensemble (BCE of the mean logit only) and with KDEF. Reported: ensemble
+         AUC, mean and worst sub-network AUC, their spread, mean |p_k - p_E| disagreement on
+         test, the information abundance of embeddings and representations, and a PNG of AUC
+         against N (kdef/scaling.png).
+mutual:  groups of the first 2, 3, ... peers: trained together from scratch for one epoch vs
+         one epoch alone; and pretrained peers (one epoch alone) fine-tuned together for one
          more epoch vs fine-tuned alone for one more epoch. Relative AUC gain of each peer.
 """
 
@@ -25,15 +26,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_distill import teacher_run, train_config
+from bench_distill import train_config
 from common import synthetic_dataset
 from ctrdistill.analysis.collapse import analyze_collapse
+from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.ensembles import KDEFConfig, MutualConfig, kdef, mutual
 from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.run import RunConfig, run_train
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
 SIZES = [1, 2, 4, 6, 8]
+PEERS = ["deepfm", "dcn", "pnn", "fibinet"]
 
 
 @torch.no_grad()
@@ -48,11 +52,11 @@ def disagreement(run: Path, data: PreparedData, rows: int = 100_000) -> float:
     return float((probs - ensemble).abs().mean())
 
 
-def experiment_scaling(root: Path, prep: Path, seeds: list[int]) -> str:
+def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int]) -> str:
     data = PreparedData(prep)
     runs: dict[tuple[str, int, int], Path] = {}
     for seed in seeds:
-        for n in SIZES:
+        for n in sizes:
             for mode in (["kdef"] if n == 1 else ["naive", "kdef"]):
                 name = f"{mode}-n{n}-s{seed}"
                 out = root / "kdef" / name
@@ -63,59 +67,108 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int]) -> str:
                 runs[(mode, n, seed)] = out
     reports = {Path(r["run"]).name: r for r in analyze_collapse(
         list(runs.values()), prep, root / "kdef" / "collapse", 4096)}
-    lines = ["| mode | N | ensemble AUC | mean sub AUC | worst sub AUC | spread | disagreement "
-             "| field IA | hidden IA |", "|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for (mode, n, seed), out in runs.items():
         test = json.loads((out / "metrics.json").read_text())["test"]
         subs = [test[f"sub{k}.auc"] for k in range(n)]
-        row = {"mode": "single MLP" if n == 1 else mode, "N": n, "seed": seed,
-               "ensemble_auc": test["auc"], "mean_sub_auc": statistics.mean(subs),
-               "worst_sub_auc": min(subs), "spread": max(subs) - min(subs),
-               "disagreement": disagreement(out, data),
-               "field_ia": reports[out.name]["mean_field_abundance"],
-               "hidden_ia": reports[out.name]["mean_hidden_abundance"]}
-        summary.append(row)
-        lines.append(f"| {row['mode']} | {n} | {row['ensemble_auc']:.5f} | "
-                     f"{row['mean_sub_auc']:.5f} | {row['worst_sub_auc']:.5f} | "
-                     f"{row['spread']:.5f} | {row['disagreement']:.4f} | {row['field_ia']:.2f} | "
-                     f"{row['hidden_ia']:.2f} |")
+        summary.append({"mode": "single MLP" if n == 1 else mode, "N": n, "seed": seed,
+                        "ensemble_auc": test["auc"], "mean_sub_auc": statistics.mean(subs),
+                        "worst_sub_auc": min(subs), "spread": max(subs) - min(subs),
+                        "disagreement": disagreement(out, data),
+                        "field_ia": reports[out.name]["mean_field_abundance"],
+                        "hidden_ia": reports[out.name]["mean_hidden_abundance"]})
     (root / "kdef" / "scaling.json").write_text(json.dumps(summary, indent=1))
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for row in summary:
+        groups.setdefault((row["mode"], row["N"]), []).append(row)
+    plot_scaling(groups, root / "kdef" / "scaling.png")
+    columns = ["ensemble_auc", "mean_sub_auc", "worst_sub_auc", "spread", "disagreement",
+               "field_ia", "hidden_ia"]
+    lines = ["| mode | N | seeds | ensemble AUC | mean sub AUC | worst sub AUC | spread "
+             "| disagreement | field IA | hidden IA |", "|---|---|---|" + "---|" * len(columns)]
+    for (mode, n), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = [mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5) for c in columns]
+        lines.append(f"| {mode} | {n} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _mutual_run(root: Path, prep: Path, name: str, weight: float = 1.0, **members) -> dict:
+def mean_std(values: list[float], digits: int) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
+    """Ensemble, mean and worst sub-network AUC against N, naive vs KDEF (mean ± std)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    single = groups.get(("single MLP", 1))
+    for mode, colour in (("naive", "tab:red"), ("kdef", "tab:blue")):
+        keys = sorted(n for m, n in groups if m == mode)
+        if single:
+            keys = [1, *keys]
+        for key, style, ax in (("ensemble_auc", "-o", axes[0]), ("mean_sub_auc", "-s", axes[1]),
+                               ("worst_sub_auc", ":v", axes[1])):
+            rows = [groups[(mode, n)] if n > 1 else single for n in keys]
+            means = [statistics.mean(r[key] for r in g) for g in rows]
+            stds = [statistics.stdev(r[key] for r in g) if len(g) > 1 else 0.0 for g in rows]
+            ax.errorbar(keys, means, yerr=stds, fmt=style, color=colour, capsize=3,
+                        label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
+    for ax, title in zip(axes, ("ensemble", "sub-networks"), strict=True):
+        ax.set_xlabel("number of sub-networks N")
+        ax.set_ylabel("test AUC")
+        ax.set_title(title)
+        ax.legend()
+    save_figure(fig, path)
+
+
+def _mutual_run(root: Path, prep: Path, name: str, seed: int, weight: float = 1.0,
+                **members) -> dict:
     out = root / "mutual" / name
     if not (out / "metrics.json").exists():
         mutual(MutualConfig(name=name, data=prep, output_dir=out.parent, weight=weight,
-                            train=train_config(2026), **members))
+                            train=train_config(seed), **members))
     return json.loads((out / "metrics.json").read_text())["test"]
 
 
-def experiment_mutual(root: Path, prep: Path) -> str:
-    peers = ["deepfm", "dcn", "pnn"]
-    alone = {p: teacher_run(root, prep, p) for p in peers}
-    scratch_base = {p: json.loads((alone[p] / "metrics.json").read_text())["test"]["auc"]
-                    for p in peers}
-    # Fine-tuning gets one more epoch: its baseline is each peer fine-tuned alone one more
-    # epoch (mutual weight 0 trains the peers independently, at the same cost).
-    alone_more = _mutual_run(root, prep, "finetune-alone", weight=0.0,
-                             peer_runs=[alone[p] for p in peers])
-    finetune_base = {p: alone_more[f"peer{k}.auc"] for k, p in enumerate(peers)}
-    lines = ["| start | group | peer | AUC without mutual term | AUC with | relative gain |",
-             "|---|---|---|---|---|---|"]
-    for start, base in (("scratch", scratch_base), ("finetune", finetune_base)):
-        for size in (2, 3):
-            group = peers[:size]
-            members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
-                       else {"peer_runs": [alone[p] for p in group]})
-            test = _mutual_run(root, prep, f"dml-{start}-{'-'.join(group)}", **members)
-            for k, peer in enumerate(group):
-                after = test[f"peer{k}.auc"]
-                lines.append(f"| {start} | {'+'.join(group)} | {peer} | {base[peer]:.5f} | "
-                             f"{after:.5f} | {100 * (after - base[peer]) / base[peer]:+.3f}% |")
-            lines.append(f"| {start} | {'+'.join(group)} | mean of peers | - | "
-                         f"{test['auc']:.5f} | - |")
+def _alone(root: Path, prep: Path, peer: str, seed: int) -> Path:
+    out = root / "mutual" / f"alone-{peer}-s{seed}"
+    if not (out / "metrics.json").exists():
+        run_train(RunConfig(name=out.name, data=prep, output_dir=out.parent,
+                            model={"name": peer}, train=train_config(seed)))
+    return out
+
+
+def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]) -> str:
+    """Groups peers[:2], peers[:3], ...: from scratch (one epoch together vs one epoch alone)
+    and fine-tuning (peers trained alone one epoch, then one more epoch together vs one more
+    epoch alone: mutual weight 0 trains them independently at the same cost)."""
+    gains: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for seed in seeds:
+        alone = {p: _alone(root, prep, p, seed) for p in peers}
+        scratch = {p: json.loads((alone[p] / "metrics.json").read_text())["test"]["auc"]
+                   for p in peers}
+        more = _mutual_run(root, prep, f"finetune-alone-s{seed}", seed, weight=0.0,
+                           peer_runs=[alone[p] for p in peers])
+        finetune = {p: more[f"peer{k}.auc"] for k, p in enumerate(peers)}
+        for start, base in (("scratch", scratch), ("finetune", finetune)):
+            for size in range(2, len(peers) + 1):
+                group = peers[:size]
+                members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
+                           else {"peer_runs": [alone[p] for p in group]})
+                test = _mutual_run(root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
+                                   **members)
+                for k, peer in enumerate(group):
+                    gains.setdefault((start, "+".join(group), peer), []).append(
+                        (base[peer], test[f"peer{k}.auc"]))
+                gains.setdefault((start, "+".join(group), "mean of peers"), []).append(
+                    (statistics.mean(base[p] for p in group), test["auc"]))
+    lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with "
+             "| relative gain (mean ± std) |", "|---|---|---|---|---|---|---|"]
+    for (start, group, peer), pairs in gains.items():
+        before, after = [b for b, _ in pairs], [a for _, a in pairs]
+        relative = [100 * (a - b) / b for b, a in pairs]
+        lines.append(f"| {start} | {group} | {peer} | {len(pairs)} | "
+                     f"{mean_std(before, 5)} | {mean_std(after, 5)} | "
+                     f"{mean_std(relative, 3)}% |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,14 +177,17 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["scaling", "mutual"], default="scaling")
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
+    parser.add_argument("--peers", nargs="*", default=PEERS)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
+    seeds = list(range(1, args.seeds + 1))
     if args.experiment == "scaling":
-        table = experiment_scaling(root, prep, list(range(1, args.seeds + 1)))
+        table = experiment_scaling(root, prep, seeds, args.sizes)
     else:
-        table = experiment_mutual(root, prep)
+        table = experiment_mutual(root, prep, args.peers, seeds)
     (root / f"kdef_{args.experiment}.md").write_text(table)
     print(table)
 
