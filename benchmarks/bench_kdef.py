@@ -112,7 +112,9 @@ def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
             stds = [statistics.stdev(r[key] for r in g) if len(g) > 1 else 0.0 for g in rows]
             ax.errorbar(keys, means, yerr=stds, fmt=style, color=colour, capsize=3,
                         label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
+    sizes = sorted({n for _, n in groups})
     for ax, title in zip(axes, ("ensemble", "sub-networks"), strict=True):
+        ax.set_xticks(sizes)
         ax.set_xlabel("number of sub-networks N")
         ax.set_ylabel("test AUC")
         ax.set_title(title)
