@@ -242,6 +242,21 @@ def test_early_stop_on_distillation_loss(data):
     assert result.history[1]["valid"]["distill"] > result.history[0]["valid"]["distill"]
 
 
+def test_stop_on_distill_needs_early_stopping(prepared):
+    from ctrdistill.config import validate_config
+    from ctrdistill.distill import DistillConfig
+    from ctrdistill.errors import CtrDistillError
+
+    base = {"name": "x", "data": str(prepared), "teachers": [{"model": {"name": "lr"}}]}
+    off = {"early_stop": None, "lr_plateau": None}
+    with pytest.raises(CtrDistillError, match=r"stop_on: distill needs train\.early_stop"):
+        validate_config(DistillConfig, {**base, "stop_on": "distill", "train": off})
+    # Not stopping at all stays valid when no signal was asked for.
+    assert validate_config(DistillConfig, {**base, "train": off}).train.early_stop is None
+    config = validate_config(DistillConfig, {**base, "stop_on": "distill"})
+    assert config.train.early_stop.patience == 2
+
+
 def test_distill_end_to_end(prepared, tmp_path):
     # A larger learning rate than BARS's: 6,000 rows give only a few dozen steps.
     train = {"epochs": 3, "batch_size": 256, "lr": 0.01, "progress": False, "threads": 1}

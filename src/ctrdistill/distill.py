@@ -113,7 +113,7 @@ class DistillConfig(StrictConfig):
     strategy: KDOptions = Field(default_factory=KDOptions)
     stop_on: Literal["valid_auc", "distill"] = Field(
         "valid_auc", description="early-stopping signal: labelled valid AUC, or the label-free "
-        "distillation loss on held-out data")
+        "distillation loss on held-out data; `distill` needs train.early_stop (its patience)")
     add_valid_to_train: bool = Field(
         False, description="train the student on the valid split too (needs stop_on: distill); "
         "a fraction of training rows is then held out, labels unused, for stopping")
@@ -128,6 +128,11 @@ class DistillConfig(StrictConfig):
         if self.label_store_version is not None and self.label_store is None:
             raise ValueError("label_store_version selects partitions of a label_store; "
                              "give label_store")
+        # An explicit request for a stopping signal with stopping switched off is a
+        # contradiction, not something to resolve silently.
+        if self.stop_on == "distill" and self.train.early_stop is None:
+            raise ValueError("stop_on: distill needs train.early_stop (e.g. {patience: 2}); "
+                             "with train.early_stop: null nothing would stop on it")
         if self.add_valid_to_train and self.stop_on != "distill":
             raise ValueError("add_valid_to_train needs stop_on: distill (valid AUC is then seen "
                              "in training)")
