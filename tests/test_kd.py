@@ -12,12 +12,14 @@ import polars as pl
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from ctrdistill.cli import main
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.models.base import ModelOutput
 from ctrdistill.models.registry import build_model
 from ctrdistill.strategies.ensemble import TeacherEnsemble, fit_ensemble, teacher_outputs
 from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
@@ -56,6 +58,99 @@ def test_distances_match_hand_computation():
     teacher = torch.tensor(t, requires_grad=True)
     distill_distance(teacher, st.requires_grad_(), "kl").backward()
     assert teacher.grad is None
+
+
+class FixedStudent(nn.Module):
+    """A 'student' whose logits and hidden vectors are parameters: losses by hand."""
+
+    def __init__(self, logits: list[float], hidden: list[list[float]]) -> None:
+        super().__init__()
+        self.z = nn.Parameter(torch.tensor(logits))
+        self.h = nn.Parameter(torch.tensor(hidden))
+        self.hidden_dim = self.h.shape[1]
+
+    def encode(self, batch) -> ModelOutput:
+        return ModelOutput(self.z, self.h)
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.z
+
+
+Y = [1.0, 0.0, 1.0]
+Z_S = [0.4, -0.3, 1.2]
+H_S = [[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]]
+Z_T = [[1.0, 2.0], [-1.5, 0.5], [0.3, -0.8]]  # two teachers' logits per sample
+W1, B1 = [[0.5, -0.25], [-0.75, 1.0]], [0.1, -0.2]  # the gate: softmax(W2 relu(W1 z + b1) + b2)
+W2, B2 = [[1.0, -1.0], [0.5, 2.0]], [0.3, -0.1]
+
+
+def _gate_weights(t: list[float]) -> list[float]:
+    hidden = [max(0.0, sum(w * v for w, v in zip(row, t, strict=True)) + b)
+              for row, b in zip(W1, B1, strict=True)]
+    scores = [sum(w * v for w, v in zip(row, hidden, strict=True)) + b
+              for row, b in zip(W2, B2, strict=True)]
+    total = sum(math.exp(v) for v in scores)
+    return [math.exp(v) / total for v in scores]
+
+
+def _hand_batch() -> dict[str, torch.Tensor]:
+    return {"label": torch.tensor(Y), "teacher_logits": torch.tensor(Z_T)}
+
+
+def _hand_gate() -> TeacherEnsemble:
+    ensemble = TeacherEnsemble("gate", 2, gate_inputs=("logits",), gate_hidden=2)
+    with torch.no_grad():
+        ensemble.gate[0].weight.copy_(torch.tensor(W1))
+        ensemble.gate[0].bias.copy_(torch.tensor(B1))
+        ensemble.gate[2].weight.copy_(torch.tensor(W2))
+        ensemble.gate[2].bias.copy_(torch.tensor(B2))
+    return ensemble
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def test_direct_kd_loss_matches_hand_computation():
+    """BCE(y, p_s) + lambda * T^2 * soft-label BCE(z_E / T, z_s / T) + BCE(y, sigmoid(z_E)),
+    z_E the gated ensemble."""
+    lam, temperature = 0.5, 2.0
+    strategy = KDStrategy(FixedStudent(Z_S, H_S), [], _hand_gate(), distance="bce",
+                          temperature=temperature, weight=lam).train()
+    terms = strategy.loss(_hand_batch())
+    z_e = [sum(a * t for a, t in zip(_gate_weights(ts), ts, strict=True)) for ts in Z_T]
+    hard = _mean(_bce(y, _sig(z)) for y, z in zip(Y, Z_S, strict=True))
+    soft = temperature**2 * _mean(_bce(_sig(e / temperature), _sig(z / temperature))
+                                  for e, z in zip(z_e, Z_S, strict=True))
+    gate = _mean(_bce(y, _sig(e)) for y, e in zip(Y, z_e, strict=True))
+    assert float(terms["bce"].detach()) == pytest.approx(hard, rel=1e-6)
+    assert float(terms["distill"].detach()) == pytest.approx(soft, rel=1e-6)
+    assert float(terms["gate"].detach()) == pytest.approx(gate, rel=1e-6)
+    assert float(terms["loss"].detach()) == pytest.approx(hard + lam * soft + gate, rel=1e-6)
+
+
+def test_aux_loss_matches_hand_computation():
+    """BCE(y, p_main) + lambda * mean (p_E - p_aux)^2 + BCE(y, sigmoid(z_E)), with
+    z_aux = w . h + b on the student's hidden vector."""
+    lam, w, b = 0.7, [0.6, -0.4], 0.25
+    strategy = AuxDistillStrategy(FixedStudent(Z_S, H_S), [], _hand_gate(),
+                                  distance="mse_probs", weight=lam).train()
+    with torch.no_grad():
+        strategy.aux_head.weight.copy_(torch.tensor([w]))
+        strategy.aux_head.bias.fill_(b)
+    terms = strategy.loss(_hand_batch())
+    z_e = [sum(a * t for a, t in zip(_gate_weights(ts), ts, strict=True)) for ts in Z_T]
+    z_aux = [sum(u * v for u, v in zip(w, h, strict=True)) + b for h in H_S]
+    hard = _mean(_bce(y, _sig(z)) for y, z in zip(Y, Z_S, strict=True))
+    distill = _mean((_sig(e) - _sig(a)) ** 2 for e, a in zip(z_e, z_aux, strict=True))
+    gate = _mean(_bce(y, _sig(e)) for y, e in zip(Y, z_e, strict=True))
+    assert float(terms["bce"].detach()) == pytest.approx(hard, rel=1e-6)
+    assert float(terms["distill"].detach()) == pytest.approx(distill, rel=1e-6)
+    assert float(terms["gate"].detach()) == pytest.approx(gate, rel=1e-6)
+    assert float(terms["loss"].detach()) == pytest.approx(hard + lam * distill + gate, rel=1e-6)
+    served = strategy.predict(_hand_batch())["served"]
+    assert torch.equal(served, torch.tensor(Z_S))  # the main head is served, not the aux one
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +316,22 @@ def test_aux_head_is_not_served(data):
     assert torch.equal(strategy.served_model()(batch), after["served"])
 
 
+def test_aux_distill_term_never_moves_the_main_head(data):
+    strategy = _strategy(data, aux=True)
+    strategy.train()
+    terms = strategy.loss(data.load("valid").take(slice(0, 256)))
+    head = list(strategy.student.head.parameters())
+    grads = torch.autograd.grad(terms["distill"], head, allow_unused=True, retain_graph=True)
+    assert all(g is None for g in grads)  # the served output layer never sees the teacher
+    shared = list(strategy.student.mlp.parameters())
+    grads = torch.autograd.grad(terms["distill"], shared, allow_unused=True, retain_graph=True)
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    # ... while the hard-label term trains the main head and never the aux head
+    grads = torch.autograd.grad(terms["bce"], list(strategy.aux_head.parameters()),
+                                allow_unused=True)
+    assert all(g is None for g in grads)
+
+
 def test_early_stop_on_distillation_loss(data):
     """All labels 1 and teacher logits -20: the student's logits rise every step, so the
     distillation loss on held-out rows worsens after the first evaluation."""
@@ -240,6 +351,21 @@ def test_early_stop_on_distillation_loss(data):
     assert result.stopped_early and result.steps == 2
     assert result.best["step"] == 1
     assert result.history[1]["valid"]["distill"] > result.history[0]["valid"]["distill"]
+
+
+def test_stop_on_distill_needs_early_stopping(prepared):
+    from ctrdistill.config import validate_config
+    from ctrdistill.distill import DistillConfig
+    from ctrdistill.errors import CtrDistillError
+
+    base = {"name": "x", "data": str(prepared), "teachers": [{"model": {"name": "lr"}}]}
+    off = {"early_stop": None, "lr_plateau": None}
+    with pytest.raises(CtrDistillError, match=r"stop_on: distill needs train\.early_stop"):
+        validate_config(DistillConfig, {**base, "stop_on": "distill", "train": off})
+    # Not stopping at all stays valid when no signal was asked for.
+    assert validate_config(DistillConfig, {**base, "train": off}).train.early_stop is None
+    config = validate_config(DistillConfig, {**base, "stop_on": "distill"})
+    assert config.train.early_stop.patience == 2
 
 
 def test_distill_end_to_end(prepared, tmp_path):

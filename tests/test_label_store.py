@@ -133,6 +133,61 @@ def test_new_teacher_version_adds_days_without_relabelling(setup, tmp_path: Path
     versions = {p["day"]: p["teacher_version"] for p in store.manifest["partitions"].values()}
     assert versions == {0: 0, 1: 1}
     assert len(store.teacher_versions) == 2
+    # A stream's days, labelled by successive versions of one teacher, are read together ...
+    data = PreparedData(prep)
+    rows = store.join(data.load("train", [0, 1]), "train")
+    assert rows.optional[LOGITS].shape == (len(rows), 1)
+    # ... or one version's partitions alone.
+    assert set(store.frame("train", teacher_version=1)["row_id"].to_list()) == set(
+        data.load("train", [1]).row_id.tolist())
+    with pytest.raises(CtrDistillError, match=r"teacher versions 0\.\.1, not 2"):
+        store.frame("train", teacher_version=2)
+
+
+def test_partitions_of_another_teacher_set_are_refused_or_relabelled(setup, tmp_path: Path
+                                                                      ) -> None:
+    prep, runs = setup
+    data = PreparedData(prep)
+    out = tmp_path / "store"
+    label(runs[:1], prep, out, splits=["valid"], show_progress=False)
+    before = (out / "manifest.json").read_text()
+    old_files = {p["file"] for p in LabelStore(out).manifest["partitions"].values()}
+    with pytest.raises(CtrDistillError, match=r"labelled by another teacher set; label into a "
+                       r"new store path, or relabel"):
+        label(runs[1:], prep, out, splits=["valid"], show_progress=False)
+    assert (out / "manifest.json").read_text() == before  # refused before any change
+    # Labelling other partitions with the new teachers is fine; the old ones are untouched.
+    label(runs[1:], prep, out, splits=["test"], show_progress=False)
+    store = label(runs[1:], prep, out, splits=["valid"], show_progress=False, relabel=True)
+    parts = store.partitions("valid")
+    assert {p["teacher_version"] for p in parts} == {1}
+    assert sum(p["rows"] for p in parts) == data.feature_map.splits["valid"]
+    for name in old_files:  # replaced files are removed once the manifest no longer lists them
+        assert not (out / name).exists()
+    ids, logits = _expected(runs[1], data, "valid")
+    frame = store.frame("valid")
+    joined = pl.DataFrame({"row_id": ids}).join(frame, on="row_id", maintain_order="left")
+    np.testing.assert_allclose(np.stack(joined[LOGITS].to_numpy())[:, 0], logits, atol=1e-5)
+    assert frame["row_id"].is_unique().all()
+    # The CLI refuses with one line and exit code 2.
+    assert main(["label", str(runs[0]), "--data", str(prep), "--output", str(out), "--split",
+                 "valid"]) == 2
+
+
+def test_join_refuses_labels_with_different_numbers_of_teachers(setup, tmp_path: Path) -> None:
+    prep, runs = setup
+    data = PreparedData(prep)
+    out = tmp_path / "store"
+    label(runs, prep, out, splits=["train"], days=[0], show_progress=False)
+    store = label(runs[:1], prep, out, splits=["train"], days=[1], show_progress=False)
+    rows = data.load("train", [0, 1])
+    with pytest.raises(CtrDistillError, match=r"different shapes \(version 0: 2 teacher\(s\), "
+                       r"version 1: 1 teacher\(s\)\); select one teacher version"):
+        store.join(rows, "train")
+    day0 = store.join(data.load("train", [0]), "train", teacher_version=0)
+    assert day0.optional[LOGITS].shape == (len(day0), 2)
+    day1 = store.join(data.load("train", [1]), "train", [1])
+    assert day1.optional[LOGITS].shape == (len(day1), 1)
 
 
 def test_label_cli(setup, tmp_path: Path, capsys) -> None:
@@ -156,10 +211,10 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     student = {"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}
     train = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
     results = []
-    for name, kind in (("direct", "direct"), ("aux", "aux")):
+    for name, kind, version in (("direct", "direct", None), ("aux", "aux", 0)):
         config = DistillConfig(name=name, data=prep, output_dir=tmp_path / "runs",
-                               label_store=store, student=student, train=train,
-                               strategy={"kind": kind, "ensemble": "mean_probs"})
+                               label_store=store, label_store_version=version, student=student,
+                               train=train, strategy={"kind": kind, "ensemble": "mean_probs"})
         results.append(distill(config, log=lambda m: None))
     for result in results:
         rows = result.extra["rows"]
@@ -168,6 +223,13 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     with pytest.raises(CtrDistillError, match="either teachers or a label_store"):
         validate_config(DistillConfig, {"name": "x", "data": str(prep), "label_store": str(store),
                                         "teachers": [{"run": str(runs[0])}]})
+    with pytest.raises(CtrDistillError, match="label_store_version selects partitions"):
+        validate_config(DistillConfig, {"name": "x", "data": str(prep), "label_store_version": 0,
+                                        "teachers": [{"run": str(runs[0])}]})
+    with pytest.raises(CtrDistillError, match=r"teacher versions 0\.\.0, not 3"):
+        distill(DistillConfig(name="v3", data=prep, output_dir=tmp_path / "runs",
+                              label_store=store, label_store_version=3, student=student,
+                              train=train), log=lambda m: None)
 
 
 def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) -> None:

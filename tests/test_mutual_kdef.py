@@ -20,7 +20,7 @@ from ctrdistill.models.registry import build_model
 from ctrdistill.strategies.kdef import KDEFModel, KDEFStrategy, kdef_terms, peer_weights
 from ctrdistill.strategies.mutual import MutualStrategy, distance
 from ctrdistill.strategies.plain import PlainStrategy
-from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
 
 Y = [1.0, 0.0, 1.0]
 
@@ -106,6 +106,62 @@ def test_kdef_loss_matches_hand_computation():
     assert float(terms["loss"].detach()) == pytest.approx(expected, rel=1e-5)
 
 
+Z3 = [[0.5, -1.0, 2.0], [1.5, 0.3, -0.4], [-0.8, -0.2, 0.9]]
+
+
+def test_kdef_loss_with_three_subnetworks_matches_hand_computation():
+    """N=3, so each sub-network has two peers and the peer weights are not trivially 1."""
+    n, b = len(Z3), len(Y)
+    p = [[_sig(v) for v in row] for row in Z3]
+    p_t = [_sig(sum(row[i] for row in Z3) / n) for i in range(b)]
+    s = [sum(1 - abs(y - q) for y, q in zip(Y, row, strict=True)) / b for row in p]
+
+    def mse(u: list[float], v: list[float]) -> float:
+        return sum((x - w) ** 2 for x, w in zip(u, v, strict=True)) / len(u)
+
+    supervised = sum(_bce(z) for z in Z3)
+    softmin = [math.exp(-v) / sum(math.exp(-u) for u in s) for v in s]
+    teach = sum(softmin[k] * mse(p[k], p_t) for k in range(n))
+    # w_ij: softmax of s_j over the peers j != i of sub-network i (rows sum to 1)
+    w = [[0.0 if j == i else math.exp(s[j]) / sum(math.exp(s[m]) for m in range(n) if m != i)
+          for j in range(n)] for i in range(n)]
+    peer = sum(sum(w[i][j] * mse(p[i], p[j]) for j in range(n) if j != i)
+               for i in range(n)) / n
+    terms = kdef_terms(torch.tensor(Z3), torch.tensor(Y))
+    assert float(terms["bce"]) == pytest.approx(supervised, rel=1e-6)
+    assert float(terms["teach"]) == pytest.approx(teach, rel=1e-6)
+    assert float(terms["peer"]) == pytest.approx(peer, rel=1e-6)
+    assert float(terms["loss"].detach()) == pytest.approx(supervised + teach + peer, rel=1e-6)
+    assert torch.allclose(peer_weights(torch.tensor(s)), torch.tensor(w), atol=1e-7)
+    # The other reading, softmax over all N with the j = i term dropped, differs: this pins it.
+    over_all = [[math.exp(s[j]) / sum(math.exp(v) for v in s) for j in range(n)]
+                for i in range(n)]
+    peer_all = sum(sum(over_all[i][j] * mse(p[i], p[j]) for j in range(n) if j != i)
+                   for i in range(n)) / n
+    assert abs(peer_all - peer) > 1e-3 * peer
+
+
+def test_kdef_three_subnetworks_stop_gradients():
+    """Each sub-network's gradient is that of its own terms with sg(p_T), sg(p_j) and the
+    (detached) exam-score weights held constant."""
+    z = torch.tensor(Z3, requires_grad=True)
+    labels = torch.tensor(Y)
+    kdef_terms(z, labels)["loss"].backward()
+    z_ref = z.detach().clone().requires_grad_(True)
+    probs = torch.sigmoid(z_ref)
+    fixed = torch.sigmoid(z.detach())
+    p_t = torch.sigmoid(z.detach().mean(0))
+    s = (1 - (labels - fixed).abs()).mean(1)
+    softmin, w = torch.softmax(-s, 0), peer_weights(s)
+    # Sub-network k's own terms depend on row k only, so their sum has them as row gradients.
+    own = sum(nn.functional.binary_cross_entropy_with_logits(z_ref[k], labels)
+              + softmin[k] * (probs[k] - p_t).pow(2).mean()
+              + sum(w[k, j] * (probs[k] - fixed[j]).pow(2).mean() for j in range(3)) / 3
+              for k in range(3))
+    own.backward()
+    assert torch.allclose(z.grad, z_ref.grad, atol=1e-6)
+
+
 def test_kdef_weights_sum_to_one_and_teacher_is_detached():
     scores = torch.tensor([0.6, 0.8, 0.7, 0.5])
     w = peer_weights(scores)
@@ -147,15 +203,60 @@ def test_kdef_modes_and_shared_embedding():
     batch = make_batch(fm, 32)
     model = KDEFModel.build({"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}, fm, 3)
     assert all(s.embedding is model.embedding for s in model.subnetworks)
-    for mode in ("kdef", "naive", "independent"):
+    for mode in ("kdef", "naive"):
         terms = KDEFStrategy(model, mode).loss(batch)
         assert torch.isfinite(terms["loss"])
+    with pytest.raises(ValueError, match="independent sub-networks need their own embeddings"):
+        KDEFStrategy(model, "independent")
     # the ensemble checkpoint config rebuilds through the registry
     rebuilt = build_model(model.config.model_dump(), fm)
     rebuilt.load_state_dict(model.state_dict())
     model.eval()
     rebuilt.eval()
     assert torch.allclose(rebuilt(batch), model(batch))
+
+
+def test_independent_subnetworks_own_their_embeddings(tmp_path):
+    fm = make_feature_map()
+    batch = make_batch(fm, 32)
+    torch.manual_seed(0)
+    model = KDEFModel.build({"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}, fm, 3,
+                            shared_embedding=False)
+    tables = [sub.embedding for sub in model.subnetworks]
+    assert len({id(t) for t in tables}) == 3 and model.embedding is tables[0]
+    strategy = KDEFStrategy(model, "independent")
+    # sub-network 0's loss reaches its own embedding and no other sub-network's
+    own = nn.functional.binary_cross_entropy_with_logits(model.subnetworks[0](batch),
+                                                         batch["label"])
+    grads = torch.autograd.grad(own, [t.table.weight for t in tables], allow_unused=True)
+    assert grads[0] is not None and grads[1] is None and grads[2] is None
+    assert torch.isfinite(strategy.loss(batch)["loss"])
+    # the checkpoint remembers the layout and rebuilds it
+    save_checkpoint(tmp_path / "k.pt", model, fm)
+    rebuilt, _ = load_checkpoint(tmp_path / "k.pt", fm)
+    assert not rebuilt.config.shared_embedding
+    assert len({id(s.embedding) for s in rebuilt.subnetworks}) == 3
+    model.eval()
+    assert torch.allclose(rebuilt(batch), model(batch))
+
+
+def test_kdef_backbone_defaults_to_identical_dnns(tmp_path):
+    from ctrdistill.config import validate_config
+    from ctrdistill.ensembles import KDEFConfig
+
+    config = validate_config(KDEFConfig, {"name": "k", "data": str(tmp_path)})
+    assert config.backbone.name == "dnn" and config.backbone.hidden_units == [400, 400, 400]
+    model = KDEFModel.build(config.backbone, make_feature_map(), 2)
+    assert model.subnetworks[0].config == model.subnetworks[1].config == config.backbone
+
+
+def _evaluated_every_time(run: Path, outputs: list[str]) -> list[dict]:
+    """history.json of a run: every evaluation reports AUC and logloss of every output."""
+    history = json.loads((run / "history.json").read_text())
+    for record in history:
+        for output in outputs:
+            assert {f"{output}.auc", f"{output}.logloss"} <= set(record["valid"]), record["step"]
+    return history
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +271,7 @@ def prepared(tmp_path_factory) -> Path:
 
 
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
-TRAIN = {"epochs": 1, "batch_size": 512, "progress": False}
+TRAIN = {"epochs": 1, "batch_size": 512, "progress": False, "eval_every_steps": 4}
 
 
 def test_kdef_end_to_end(prepared, tmp_path):
@@ -189,6 +290,30 @@ def test_kdef_end_to_end(prepared, tmp_path):
     assert isinstance(model, KDEFModel) and len(model.subnetworks) == 3
     # The saved ensemble reloads through the ordinary evaluate verb (registry knows it).
     assert main(["evaluate", str(run), "--data", str(prepared)]) == 0
+    assert len(_evaluated_every_time(run, ["sub0", "sub1", "sub2"])) >= 2
+
+
+def test_kdef_independent_end_to_end(prepared, tmp_path):
+    config = {"name": "ind", "data": str(prepared), "output_dir": str(tmp_path),
+              "backbone": TINY, "num_subnetworks": 2, "mode": "independent", "train": TRAIN}
+    path = tmp_path / "ind.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["kdef", str(path)]) == 0
+    run = tmp_path / "ind"
+    _evaluated_every_time(run, ["sub0", "sub1"])
+    model, _ = load_checkpoint(run)
+    assert model.subnetworks[0].embedding is not model.subnetworks[1].embedding
+    # a single sub-network is served with its own embedding
+    assert main(["evaluate", str(run / "checkpoint-sub1.pt"), "--data", str(prepared)]) == 0
+    # collapse analysis reports each sub-network's embedding tables separately
+    out = tmp_path / "collapse"
+    assert main(["analyze", "collapse", str(run), "--data", str(prepared), "--output", str(out),
+                 "--sample-rows", "300"]) == 0
+    report = json.loads((out / "collapse.json").read_text())[0]
+    assert set(report["hidden"]) == {"sub0", "sub1"}
+    owners = {k.split("/", 1)[1] for k in report["fields"]}
+    assert {k for k in report["fields"] if k.startswith("emb0/")} and set(report["fields"]) == {
+        f"emb{e}/{o}" for e in (0, 1) for o in owners}
 
 
 def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path):
@@ -206,6 +331,7 @@ def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"auc", "peer0.auc", "peer1.auc"} <= set(metrics["test"])
     assert (run / "checkpoint-peer1.pt").is_file() and (run / "results.md").is_file()
+    _evaluated_every_time(run, ["peer0", "peer1"])
     assert main(["mutual", str(path), "--set", "peer_runs=[]", "--set", "name=x"]) == 2
     # peers own their embeddings: collapse analysis reports each peer's tables separately
     out = tmp_path / "collapse"

@@ -6,13 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ctrdistill.cli import main
+from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
 from ctrdistill.stream import StreamConfig, _Stream, stream
+from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.trainer import evaluate_outputs
 
 TRAIN = {"epochs": 1, "batch_size": 512, "early_stop": None, "lr_plateau": None,
          "progress": False, "lr": 0.005, "threads": 1}
@@ -77,6 +82,46 @@ def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_
     for a, b in zip(full, resumed, strict=True):
         assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
         assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
+
+
+def test_resume_with_another_config_is_refused(days_data, tmp_path, monkeypatch):
+    def crash(self, day, store):
+        raise KeyboardInterrupt
+
+    original = _Stream.train_student
+    monkeypatch.setattr(_Stream, "train_student", crash)
+    with pytest.raises(KeyboardInterrupt):
+        stream(_config(days_data, tmp_path), log=lambda m: None)
+    monkeypatch.setattr(_Stream, "train_student", original)
+    saved = (tmp_path / "s" / "config.json").read_text()
+    changed = _config(days_data, tmp_path, distill={"lambda": 0.5},
+                      teacher_updates="stale")
+    with pytest.raises(CtrDistillError, match=r"another config \(differs in: distill.lambda_, "
+                       r"teacher_updates\)"):
+        stream(changed, log=lambda m: None)
+    assert (tmp_path / "s" / "config.json").read_text() == saved  # the old config is kept
+    # A display-only change (progress bars) resumes.
+    train = {**TRAIN, "progress": True}
+    resumed = StreamConfig(**{**_config(days_data, tmp_path).model_dump(), "train": train})
+    assert len(stream(resumed, log=lambda m: None)["history"]) == 3
+
+
+def test_every_days_student_is_a_servable_checkpoint(days_data, tmp_path):
+    result = stream(_config(days_data, tmp_path, distill={"kind": "aux"}), log=lambda m: None)
+    data = PreparedData(days_data)
+    for record in result["history"]:
+        run = tmp_path / "s" / record["student_checkpoint"]
+        assert run == tmp_path / "s" / "students" / f"day-{record['student_day']:03d}"
+        model, _ = load_checkpoint(run, data.feature_map)
+        rows = data.load("test", [record["eval_day"]])
+        with torch.no_grad():
+            logits = model(rows.take(slice(None))).numpy()
+        # the checkpoint is that day's served student (the main head, not the aux head)
+        metrics = evaluate_outputs(rows, {"served": logits})
+        assert metrics["auc"] == pytest.approx(record["student"]["auc"], abs=1e-9)
+        assert (tmp_path / "s" / record["teacher_checkpoint"] / "checkpoint.pt").is_file()
+    assert main(["evaluate", str(tmp_path / "s" / "students" / "day-003"), "--data",
+                 str(days_data)]) == 0
 
 
 def test_stream_cli_and_too_few_days(days_data, tmp_path):

@@ -29,6 +29,7 @@ from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import build_model, model_config
 from ctrdistill.strategies.base import Strategy
 from ctrdistill.strategies.ensemble import (
+    TEACHER_HIDDEN,
     TEACHER_LOGITS,
     Combine,
     GateInput,
@@ -105,11 +106,14 @@ class DistillConfig(StrictConfig):
     label_store: Path | None = Field(
         None, description="read teacher logits from a store (`ctrdistill label`) instead of "
         "running teachers: one teacher pass shared by many students")
+    label_store_version: int | None = Field(
+        None, ge=0, description="read only the partitions this teacher version of the label "
+        "store labelled (default: every partition, as listed)")
     student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}))
     strategy: KDOptions = Field(default_factory=KDOptions)
     stop_on: Literal["valid_auc", "distill"] = Field(
         "valid_auc", description="early-stopping signal: labelled valid AUC, or the label-free "
-        "distillation loss on held-out data")
+        "distillation loss on held-out data; `distill` needs train.early_stop (its patience)")
     add_valid_to_train: bool = Field(
         False, description="train the student on the valid split too (needs stop_on: distill); "
         "a fraction of training rows is then held out, labels unused, for stopping")
@@ -121,6 +125,14 @@ class DistillConfig(StrictConfig):
     def _check(self) -> DistillConfig:
         if bool(self.teachers) == (self.label_store is not None):
             raise ValueError("give either teachers or a label_store")
+        if self.label_store_version is not None and self.label_store is None:
+            raise ValueError("label_store_version selects partitions of a label_store; "
+                             "give label_store")
+        # An explicit request for a stopping signal with stopping switched off is a
+        # contradiction, not something to resolve silently.
+        if self.stop_on == "distill" and self.train.early_stop is None:
+            raise ValueError("stop_on: distill needs train.early_stop (e.g. {patience: 2}); "
+                             "with train.early_stop: null nothing would stop on it")
         if self.add_valid_to_train and self.stop_on != "distill":
             raise ValueError("add_valid_to_train needs stop_on: distill (valid AUC is then seen "
                              "in training)")
@@ -205,11 +217,16 @@ def _teacher_splits(config: DistillConfig, data: PreparedData, log
     if config.label_store is not None:
         store = LabelStore(config.label_store)
         store.check(data)
+        version = config.label_store_version
         for split in SPLITS:
-            splits[split] = store.join(data.load(split), split, hidden=hidden)
-        latest = store.teacher_versions[-1]["teachers"]
+            splits[split] = store.join(data.load(split), split, hidden=hidden,
+                                       teacher_version=version)
+        # Teachers are named after the newest version read (a stream's store has several).
+        used = max(p["teacher_version"] for split in SPLITS
+                   for p in store.partitions(split, teacher_version=version))
         log(f"teacher {'outputs' if hidden else 'logits'} read from {config.label_store}")
-        return splits, [(Path(t["run"]).name, None) for t in latest], store.hidden_dim
+        width = splits["train"].optional[TEACHER_HIDDEN].shape[1] if hidden else 0
+        return splits, [(Path(t["run"]).name, None) for t in store.teachers(used)], width
     runs = _teachers(config, data, log)
     teachers = [load_checkpoint(path, data.feature_map)[0] for _, path in runs]
     for split in SPLITS:

@@ -14,7 +14,7 @@ from ctrdistill.config import StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.registry import build_model
 from ctrdistill.strategies.base import Strategy
-from ctrdistill.strategies.kdef import KDEFModel, KDEFStrategy
+from ctrdistill.strategies.kdef import KDEFModel, KDEFStrategy, default_backbone
 from ctrdistill.strategies.mutual import MutualStrategy, load_peers
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.run import ModelSpec, RunResult, execute
@@ -45,9 +45,12 @@ class MutualConfig(_EnsembleConfig):
 
 
 class KDEFConfig(_EnsembleConfig):
-    backbone: ModelSpec
+    backbone: ModelSpec = Field(default_factory=default_backbone,
+                                description="every sub-network's model (default: DNN)")
     num_subnetworks: int = Field(4, ge=1)
-    mode: Literal["kdef", "naive", "independent"] = "kdef"
+    mode: Literal["kdef", "naive", "independent"] = Field(
+        "kdef", description="kdef and naive share one embedding; independent sub-networks own "
+        "theirs")
 
 
 def _run(config: _EnsembleConfig, strategy: Strategy, data: PreparedData, outputs: list[str],
@@ -78,6 +81,7 @@ def kdef(config: KDEFConfig, log=print) -> RunResult:
     data = PreparedData(config.data)
     torch.manual_seed(config.train.seed)
     model = KDEFModel.build(config.backbone, data.feature_map, config.num_subnetworks,
-                            sparse=config.train.sparse_embedding)
+                            sparse=config.train.sparse_embedding,
+                            shared_embedding=config.mode != "independent")
     strategy = KDEFStrategy(model, config.mode)
     return _run(config, strategy, data, [f"sub{k}" for k in range(config.num_subnetworks)], log)

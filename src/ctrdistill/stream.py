@@ -4,7 +4,12 @@ Day by day, as in production: the teacher trains incrementally on day t, scores 
 into the label store (a new teacher version), the student trains on day t+1 from those stored
 labels, and both are evaluated on day t+2, which neither has seen. A stale teacher trains only
 on the warm-up days. Every day ends with a checkpoint, so an interrupted stream resumes at the
-next day.
+next day; resuming with a different config is refused, since the saved state was trained under
+the old one.
+
+Layout of `output_dir/name/`: config.json, state.pt (resume state), labels/ (the label store),
+teachers/day-NNN/ (the teacher trained through day NNN) and students/day-NNN/ (the student
+trained on day NNN's labels): both are servable checkpoints, e.g. for `ctrdistill evaluate`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ctrdistill.labels.store import LabelStore, label
 from ctrdistill.models.registry import build_model
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.plain import PlainStrategy
-from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.run import ModelSpec
 from ctrdistill.training.trainer import Trainer
@@ -108,12 +113,19 @@ class _Stream:
     def train_teacher(self, day: int) -> None:
         self.teacher_trainer.fit(self._loader(self.data.load("train", [day])), None)
 
-    def teacher_checkpoint(self, day: int) -> Path:
-        folder = self.out / "teachers" / f"day-{day:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(folder / "checkpoint.pt", self.teacher.served_model(),
-                        self.data.feature_map)
+    def _checkpoint(self, who: str, day: int, strategy) -> Path:
+        folder = self.out / who / f"day-{day:03d}"
+        with atomic_file(folder / CHECKPOINT_FILE) as tmp:
+            save_checkpoint(tmp, strategy.served_model(), self.data.feature_map)
         return folder
+
+    def teacher_checkpoint(self, day: int) -> Path:
+        """The teacher trained through `day`, as a run directory the label store can use."""
+        return self._checkpoint("teachers", day, self.teacher)
+
+    def student_checkpoint(self, day: int) -> Path:
+        """The student trained on `day`'s labels (its served head), for serving or evaluation."""
+        return self._checkpoint("students", day, self.student)
 
     def train_student(self, day: int, store: LabelStore) -> None:
         rows = store.join(self.data.load("train", [day]), "train", [day],
@@ -127,6 +139,33 @@ class _Stream:
         return {"teacher": teacher, "student": student}
 
 
+_DISPLAY_ONLY = {"train.progress"}  # keys that cannot change what a resumed stream computes
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat |= _flatten(item, f"{prefix}.{key}" if prefix else key)
+    return flat
+
+
+def _check_resume(config: StreamConfig, out: Path) -> None:
+    """Refuse to resume a stream whose saved state was trained under another config."""
+    saved_path = out / "config.json"
+    if not (out / "state.pt").is_file() or not saved_path.is_file():
+        return  # nothing to resume: the stream starts afresh
+    saved = _flatten(json.loads(saved_path.read_text()))
+    new = _flatten(json.loads(config.model_dump_json()))
+    changed = sorted(k for k in saved.keys() | new.keys()
+                     if saved.get(k) != new.get(k) and k not in _DISPLAY_ONLY)
+    if changed:
+        raise CtrDistillError(f"{out} holds a stream started with another config (differs in: "
+                              f"{', '.join(changed)}); resume with the same config, or choose "
+                              "another name or output_dir")
+
+
 def stream(config: StreamConfig, log=print) -> dict[str, Any]:
     data = PreparedData(config.data)
     days = config.days or data.days()
@@ -134,8 +173,9 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
         raise CtrDistillError(f"stream needs at least warmup_days + 2 = {config.warmup_days + 2} "
                               f"days; the data has {len(days)}")
     out = config.output_dir / config.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(config.model_dump_json(indent=1))
+    _check_resume(config, out)
+    with atomic_file(out / "config.json") as tmp:
+        tmp.write_text(config.model_dump_json(indent=1))
     state = _Stream(config, data, out)
     state.restore()
     store_path = out / "labels"
@@ -150,10 +190,15 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
         if config.teacher_updates == "continual" and index >= config.warmup_days:
             state.train_teacher(today)
         teacher_run = state.teacher_checkpoint(today)
+        # relabel: after a crash, the day's labels may come from a teacher checkpoint that the
+        # resumed run has just rewritten; the labels must be this teacher's.
         store = label([teacher_run], config.data, store_path, splits=["train"], days=[label_day],
-                      show_progress=False, hidden=config.distill.needs_hidden)
+                      show_progress=False, hidden=config.distill.needs_hidden, relabel=True)
         state.train_student(label_day, store)
+        student_run = state.student_checkpoint(label_day)
         record = {"trained_through": today, "student_day": label_day, "eval_day": eval_day,
+                  "teacher_checkpoint": str(teacher_run.relative_to(out)),
+                  "student_checkpoint": str(student_run.relative_to(out)),
                   **state.evaluate(eval_day)}
         state.history.append(record)
         state.next_step = index + 1
@@ -162,7 +207,9 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
             f"student AUC {record['student']['auc']:.5f}")
     rows = [{"model": f"{who} day {r['eval_day']}", **r[who]} for r in state.history
             for who in ("teacher", "student")]
-    (out / "daily.json").write_text(json.dumps(state.history, indent=1))
-    (out / "daily.md").write_text(markdown_table(rows))
+    with atomic_file(out / "daily.json") as tmp:
+        tmp.write_text(json.dumps(state.history, indent=1))
+    with atomic_file(out / "daily.md") as tmp:
+        tmp.write_text(markdown_table(rows))
     plot_daily({config.name: state.history}, out / "daily.png")
     return {"path": out, "history": state.history, "rows": rows}

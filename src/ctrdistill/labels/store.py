@@ -5,6 +5,12 @@ Write protocol: a partition is written to a temporary file and renamed into plac
 manifest (also replaced atomically) gains its entry. Readers trust only the manifest, so they
 see complete partitions only; an interrupted labelling resumes by redoing the partitions the
 manifest lacks, which neither duplicates nor loses rows (partitions are deterministic).
+
+Teacher versions: every partition records the teacher set (checkpoint hashes) that scored it.
+A stream labels successive days with successive versions of its teacher, and readers join them
+as listed. Labelling a partition that exists under another version is refused unless
+`relabel=True`: the new labels go to a new file, the manifest then points at it, and only then
+is the old file removed, so each partition switches versions atomically.
 """
 
 from __future__ import annotations
@@ -83,9 +89,28 @@ class LabelStore:
             return 0
         return sum(t["hidden_dim"] for t in self.teacher_versions[-1]["teachers"])
 
-    def partitions(self, split: str, days: list[int] | None = None) -> list[dict[str, Any]]:
+    def teachers(self, teacher_version: int | None = None) -> list[dict[str, Any]]:
+        """The teacher entries of one version (default: the latest)."""
+        versions = self.teacher_versions
+        if teacher_version is None:
+            return versions[-1]["teachers"]
+        if not 0 <= teacher_version < len(versions):
+            raise CtrDistillError(f"label store {self.path} has teacher versions "
+                                  f"0..{len(versions) - 1}, not {teacher_version}")
+        return versions[teacher_version]["teachers"]
+
+    def partitions(self, split: str, days: list[int] | None = None,
+                   teacher_version: int | None = None) -> list[dict[str, Any]]:
+        if teacher_version is not None:
+            self.teachers(teacher_version)  # refuses an unknown version
         return [p for p in self.manifest["partitions"].values()
-                if p["split"] == split and (days is None or p["day"] in days)]
+                if p["split"] == split and (days is None or p["day"] in days)
+                and (teacher_version is None or p["teacher_version"] == teacher_version)]
+
+    def _shape(self, version: int) -> tuple[int, int]:
+        """(number of teachers, stored hidden width) of a teacher version's partitions."""
+        teachers = self.teachers(version)
+        return len(teachers), sum(t["hidden_dim"] for t in teachers) if self.has_hidden else 0
 
     def check(self, data: PreparedData) -> None:
         """Refuse a store made for other data (feature map, or rows)."""
@@ -96,21 +121,45 @@ class LabelStore:
             raise CtrDistillError(f"label store {self.path} does not match the rows of "
                                   f"{data.path} (data fingerprint differs)")
 
-    def frame(self, split: str, days: list[int] | None = None) -> pl.DataFrame:
-        parts = self.partitions(split, days)
+    def frame(self, split: str, days: list[int] | None = None,
+              teacher_version: int | None = None) -> pl.DataFrame:
+        """The labels of `split` (optionally some days, or one teacher version's partitions).
+
+        Partitions of several teacher versions are concatenated as listed (a stream labels each
+        day with the teacher of that time) only when every version has the same number of
+        teachers (and hidden width): logit k must mean the same teacher slot in every row.
+        """
+        parts = self.partitions(split, days, teacher_version)
         if not parts:
-            raise CtrDistillError(f"label store {self.path} has no labels for split '{split}'"
-                                  + ("" if days is None else f" on days {days}"))
-        return pl.concat([pl.read_parquet(self.path / p["file"]) for p in parts])
+            raise CtrDistillError(
+                f"label store {self.path} has no labels for split '{split}'"
+                + ("" if days is None else f" on days {days}")
+                + ("" if teacher_version is None else f" by teacher version {teacher_version}"))
+        shapes = {v: self._shape(v) for v in sorted({p["teacher_version"] for p in parts})}
+        if len(set(shapes.values())) > 1:
+            described = ", ".join(f"version {v}: {n} teacher(s)" + (f", hidden {h}" if h else "")
+                                  for v, (n, h) in shapes.items())
+            raise CtrDistillError(
+                f"label store {self.path}: the '{split}' labels come from teacher versions of "
+                f"different shapes ({described}); select one teacher version")
+        frames = []
+        for part in parts:
+            try:
+                frames.append(pl.read_parquet(self.path / part["file"]))
+            except FileNotFoundError:
+                raise CtrDistillError(f"label store {self.path}: {part['file']} was relabelled "
+                                      "while being read; open the store again") from None
+        return pl.concat(frames)
 
     def join(self, rows: ColumnData, split: str, days: list[int] | None = None,
-             hidden: bool = False) -> ColumnData:
+             hidden: bool = False, teacher_version: int | None = None) -> ColumnData:
         """Attach the stored teacher logits (and hidden vectors) to `rows`; every row must be
-        labelled."""
+        labelled. `teacher_version` restricts the labels to that version's partitions."""
         if hidden and not self.has_hidden:
             raise CtrDistillError(f"label store {self.path} holds no teacher hidden vectors; "
                                   "label it again with hidden vectors (ctrdistill label --hidden)")
-        return rows.join(self.frame(split, days), [LOGITS, HIDDEN] if hidden else [LOGITS])
+        return rows.join(self.frame(split, days, teacher_version),
+                         [LOGITS, HIDDEN] if hidden else [LOGITS])
 
 
 def _teacher_entry(run: Path, teacher: CTRModel) -> dict[str, Any]:
@@ -174,52 +223,86 @@ def _teacher_version(manifest: dict[str, Any], entries: list[dict[str, Any]]) ->
     return len(manifest["teacher_versions"]) - 1
 
 
+def _plan(data: PreparedData, splits: list[str], days: list[int] | None
+          ) -> list[tuple[str, Path, list[tuple[int | None, str]]]]:
+    """(split, shard, [(day, partition key)]) for every partition to label; reads days only."""
+    if days is not None and not data.feature_map.has_day:
+        raise CtrDistillError(f"{data.path} has no day column to select days from")
+    plan = []
+    for split in splits:
+        for shard in data.shards(split):
+            if data.feature_map.has_day:
+                found = pl.read_parquet(shard, columns=["day"])["day"].unique().to_list()
+                shard_days: list[int | None] = sorted(d for d in found
+                                                      if days is None or d in days)
+            else:
+                shard_days = [None]
+            keys = [(day, f"{split}/{shard.stem}" + ("" if day is None else f"/day={day}"))
+                    for day in shard_days]
+            plan.append((split, shard, keys))
+    return plan
+
+
 def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str] | None = None,
           days: list[int] | None = None, show_progress: bool = True,
-          stop_after: int | None = None, hidden: bool = False) -> LabelStore:
+          stop_after: int | None = None, hidden: bool = False,
+          relabel: bool = False) -> LabelStore:
     """Score rows of `data_path` once with the teachers and store their logits (and, with
     `hidden`, their concatenated hidden vectors, for gates and hint losses).
 
-    One partition per (split, shard[, day]). Partitions already in the manifest are kept, so an
-    interrupted labelling resumes where it stopped, and a stream adds new days labelled by newer
-    teacher versions. `stop_after` (partitions) exists to test interruption.
+    One partition per (split, shard[, day]). Partitions this teacher set already labelled are
+    kept, so an interrupted labelling resumes where it stopped; new partitions (a stream's new
+    days) may come from a newer teacher version. Partitions labelled by another teacher set are
+    refused, or replaced atomically with `relabel`. `stop_after` (partitions) exists to test
+    interruption.
     """
     data = PreparedData(data_path)
     teachers = [load_checkpoint(run, data.feature_map)[0] for run in teacher_runs]
     entries = [_teacher_entry(Path(run), t) for run, t in zip(teacher_runs, teachers, strict=True)]
-    out.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out, data, data_fingerprint(data), hidden)
     version = _teacher_version(manifest, entries)
+    plan = _plan(data, splits or [s for s, n in data.feature_map.splits.items() if n], days)
+    existing = manifest["partitions"]
+    other = [key for _, _, keys in plan for _, key in keys
+             if key in existing and existing[key]["teacher_version"] != version]
+    if other and not relabel:
+        raise CtrDistillError(
+            f"{out}: {len(other)} partition(s) (e.g. {other[0]}) were labelled by another "
+            "teacher set; label into a new store path, or relabel them with these teachers "
+            "(relabel=True, ctrdistill label --relabel)")
+    out.mkdir(parents=True, exist_ok=True)
     _write_manifest(out, manifest)
     (out / "partitions").mkdir(exist_ok=True)
-    splits = splits or [s for s, n in data.feature_map.splits.items() if n]
-    todo = [(split, shard) for split in splits for shard in data.shards(split)]
     with progress(None, "label", "rows", show_progress) as bar:
         written = 0
-        for split, shard in todo:
+        for split, shard, keys in plan:
+            pending = [(day, key) for day, key in keys
+                       if key not in existing or existing[key]["teacher_version"] != version]
+            if not pending:
+                continue
             frame = pl.read_parquet(shard)
-            if days is not None:
-                frame = frame.filter(pl.col("day").is_in(days))
-            parts = frame.partition_by("day", as_dict=True) if data.feature_map.has_day \
-                else {(None,): frame}
-            for (day,), part in sorted(parts.items(), key=lambda kv: kv[0][0] or 0):
-                key = f"{split}/{shard.stem}" + ("" if day is None else f"/day={day}")
-                if key in manifest["partitions"] or not len(part):
-                    continue
+            for day, key in pending:
                 if stop_after is not None and written >= stop_after:
                     return LabelStore(out)
+                part = frame if day is None else frame.filter(pl.col("day") == day)
                 rows = frame_to_columns(part, data.feature_map)
                 logits, vectors = teacher_logits(teachers, rows, hidden=hidden)
                 labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits}
                                       | ({} if vectors is None else {HIDDEN: vectors}))
-                name = "partitions/" + key.replace("/", "-").replace("=", "") + ".parquet"
+                # The version in the name: a relabelled partition never overwrites the file
+                # that the manifest (and any reader) still points at.
+                name = ("partitions/" + key.replace("/", "-").replace("=", "")
+                        + f"-v{version}.parquet")
                 with atomic_file(out / name) as tmp:
                     labels.write_parquet(tmp)
-                manifest["partitions"][key] = {
+                replaced = existing.get(key)
+                existing[key] = {
                     "split": split, "day": day, "file": name, "rows": len(labels),
                     "row_ids": row_ids_digest(rows.row_id.numpy()), "teacher_version": version,
                     "created": _now()}
                 _write_manifest(out, manifest)  # the partition exists for readers only now
+                if replaced is not None and replaced["file"] != name:
+                    (out / replaced["file"]).unlink(missing_ok=True)
                 written += 1
                 bar.update(len(labels))
     return LabelStore(out)

@@ -4,9 +4,13 @@ The teacher is the mean of the sub-network logits, z_T = mean_k z_k, and is what
 Modes:
 - "kdef": sum_k BCE(y, p_k) + sum_k softmin(s)_k * mean_B (p_k - sg(p_T))^2
           + mean_i sum_{j != i} softmax_{j != i}(s)_j * mean_B (p_i - sg(p_j))^2,
-  with exam scores s_k = mean_B(1 - |y - p_k|); every coefficient is 1.
+  with exam scores s_k = mean_B(1 - |y - p_k|); every coefficient is 1. The peer weights of
+  sub-network i are a softmax over its N-1 peers only (METHODS.md's softmax_j(s_j) read with
+  j != i): they sum to 1 like the softmin teacher weights, so each sub-network's peer term is a
+  weighted average of its peers' distances on the same scale as its teacher term, for every N.
 - "naive": BCE of the ensemble logit only (the setting that collapses as N grows).
-- "independent": sum_k BCE(y, p_k), no knowledge transfer.
+- "independent": sum_k BCE(y, p_k), no knowledge transfer; each sub-network owns its embedding
+  (KDEFModelConfig.shared_embedding false), so the sub-networks share nothing at all.
 """
 
 from __future__ import annotations
@@ -27,31 +31,49 @@ Mode = Literal["kdef", "naive", "independent"]
 ModelSpec = Annotated[SerializeAsAny[ModelConfig], BeforeValidator(model_config)]
 
 
+def default_backbone() -> ModelConfig:
+    """Identical DNN (embedding + MLP) sub-networks, as in the paper."""
+    return model_config({"name": "dnn"})
+
+
 class KDEFModelConfig(ModelConfig):
     name: str = "kdef_ensemble"
-    backbone: ModelSpec
+    backbone: ModelSpec = Field(default_factory=default_backbone)
     num_subnetworks: int = Field(4, ge=1)
+    shared_embedding: bool = Field(
+        True, description="one embedding for all sub-networks (KDEF, naive); false: each "
+        "sub-network owns one (independently trained sub-networks)")
 
 
 @register_model("kdef_ensemble", zoo=False)
 class KDEFModel(CTRModel):
-    """N sub-networks of one zoo backbone sharing a FeatureEmbedding; logit = mean of theirs."""
+    """N sub-networks of one zoo backbone, sharing a FeatureEmbedding unless configured
+    otherwise; logit = mean of theirs."""
 
     config_class = KDEFModelConfig
 
     def __init__(self, feature_map: FeatureMap, config: KDEFModelConfig, sparse: bool = False,
                  embedding: FeatureEmbedding | None = None) -> None:
-        shared = embedding or FeatureEmbedding(feature_map, config.backbone.embedding_dim, sparse)
+        if config.shared_embedding:
+            shared = embedding or FeatureEmbedding(feature_map, config.backbone.embedding_dim,
+                                                   sparse)
+            subnetworks = [build_model(config.backbone, feature_map, sparse, embedding=shared)
+                           for _ in range(config.num_subnetworks)]
+        else:
+            if embedding is not None:
+                raise ValueError("sub-networks with their own embeddings take no shared one")
+            subnetworks = [build_model(config.backbone, feature_map, sparse)
+                           for _ in range(config.num_subnetworks)]
+            shared = subnetworks[0].embedding  # pointing at sub-network 0's: no spare table
         super().__init__(feature_map, config, sparse, embedding=shared)
-        self.subnetworks = nn.ModuleList(
-            build_model(config.backbone, feature_map, sparse, embedding=shared)
-            for _ in range(config.num_subnetworks))
+        self.subnetworks = nn.ModuleList(subnetworks)
         self.hidden_dim = sum(s.hidden_dim for s in self.subnetworks)
 
     @classmethod
     def build(cls, backbone: ModelConfig | dict, feature_map: FeatureMap, num_subnetworks: int,
-              sparse: bool = False) -> KDEFModel:
-        config = KDEFModelConfig(backbone=model_config(backbone), num_subnetworks=num_subnetworks)
+              sparse: bool = False, shared_embedding: bool = True) -> KDEFModel:
+        config = KDEFModelConfig(backbone=model_config(backbone), num_subnetworks=num_subnetworks,
+                                 shared_embedding=shared_embedding)
         return cls(feature_map, config, sparse)
 
     def encode_all(self, batch: Batch) -> list[ModelOutput]:
@@ -95,6 +117,9 @@ class KDEFStrategy(Strategy):
 
     def __init__(self, model: KDEFModel, mode: Mode = "kdef") -> None:
         super().__init__()
+        if mode == "independent" and model.config.shared_embedding:
+            raise ValueError("independent sub-networks need their own embeddings: build the "
+                             "model with shared_embedding=False")
         self.model = model
         self.mode: Mode = mode
 
