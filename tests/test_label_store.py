@@ -172,6 +172,8 @@ def test_partitions_of_another_teacher_set_are_refused_or_relabelled(setup, tmp_
     # The CLI refuses with one line and exit code 2.
     assert main(["label", str(runs[0]), "--data", str(prep), "--output", str(out), "--split",
                  "valid"]) == 2
+    assert main(["label", str(runs[0]), "--data", str(prep), "--output", str(out), "--split",
+                 "valid", "--relabel"]) == 0
 
 
 def test_join_refuses_labels_with_different_numbers_of_teachers(setup, tmp_path: Path) -> None:

@@ -117,7 +117,8 @@ def cmd_label(args) -> None:
     from ctrdistill.labels.store import label
 
     store = label([Path(r) for r in args.teachers], Path(args.data), Path(args.output),
-                  splits=args.split or None, days=args.day or None, hidden=args.hidden)
+                  splits=args.split or None, days=args.day or None, hidden=args.hidden,
+                  relabel=args.relabel)
     rows = sum(p["rows"] for p in store.manifest["partitions"].values())
     print(f"label store {args.output}: {len(store.manifest['partitions'])} partitions, "
           f"{rows:,} rows, {len(store.teacher_versions)} teacher version(s)")
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--day", type=int, action="append", help="only these days (repeatable)")
     sub.add_argument("--hidden", action="store_true",
                      help="also store the teachers' hidden vectors (for gates and hint losses)")
+    sub.add_argument("--relabel", action="store_true",
+                     help="replace partitions labelled by another teacher set (default: refuse)")
 
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
     sub.add_argument("--workdir", default="ctrdistill-demo")

@@ -68,7 +68,7 @@ def collapse_report(run_dir: Path, data: PreparedData | Path,
     model, feature_map = load_checkpoint(Path(run_dir), data.feature_map)
     parts = _parts(model)
     embeddings: list[FeatureEmbedding] = []
-    for part in parts:  # KDEF parts share one embedding; mutual peers own theirs
+    for part in parts:  # KDEF parts share one (not in mode independent); mutual peers own theirs
         if all(part.embedding is not e for e in embeddings):
             embeddings.append(part.embedding)
     fields: dict[str, Any] = {}
