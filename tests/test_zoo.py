@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from conftest import make_batch, make_feature_map
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models import CTRModel, build_model, model_names
 from ctrdistill.models.layers import FeatureEmbedding
+from ctrdistill.models.registry import model_class
 from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
 
 NAMES = model_names()
@@ -372,3 +375,18 @@ def test_fm_logit_is_its_bias_plus_the_sum_of_its_hidden(feature_map):
 def test_unknown_finalmlp_context_field(feature_map):
     with pytest.raises(CtrDistillError, match="unknown context fields"):
         build_model({"name": "finalmlp", "fs1_context": ["nope"]}, feature_map)
+
+
+def test_models_doc_matches_the_configs():
+    """docs/models.md has a summary row and a table of keys and defaults for every model."""
+    doc = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    sections = {section.split("`")[1]: section for section in doc.split("\n### ")[1:]}
+    assert sorted(sections) == NAMES
+    for name, section in sections.items():
+        assert f"| `{name}` |" in doc.split("\n### ")[0], f"{name} has no summary row"
+        cells = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+        documented = {key.strip(" `"): value.strip(" `") for key, value in cells}
+        fields = model_class(name).config_class.model_fields
+        expected = {key: json.dumps(f.default_factory() if f.default_factory else f.default)
+                    for key, f in fields.items() if key != "name"}
+        assert documented == expected, name
