@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from typing import get_args
 
 import pytest
 import torch
+from torch import nn
 
 from conftest import make_batch, make_feature_map
 from ctrdistill.models.layers import (
@@ -16,6 +18,7 @@ from ctrdistill.models.layers import (
     CrossNetMix,
     CrossNetV2,
     DotInteraction,
+    FeatureEmbedding,
     FeatureGating,
     FeatureLinear,
     FMInteraction,
@@ -25,6 +28,7 @@ from ctrdistill.models.layers import (
     OuterProductInteraction,
     SENETLayer,
 )
+from ctrdistill.models.layers.mlp import ACTIVATIONS, MLP, Activation, activation
 
 B, F, D = 3, 4, 5
 
@@ -223,10 +227,136 @@ def test_feature_gating(emb):
     close(contextual(changed) / changed.flatten(1), contextual(emb) / emb.flatten(1))
 
 
-def test_feature_linear_is_one_weight_per_field():
-    feature_map = make_feature_map()
-    batch = make_batch(feature_map, 8)
-    layer = FeatureLinear(feature_map)
+# The conftest feature map: c0 (12 ids), c1 (30), c2 (7), c3 (shares c1's vocabulary), numeric
+# n0 and n1, sequence s0 (9 ids, length 4). Rows: c0 from 0, c1 from 12, c2 from 42, s0 from 49.
+OFFSETS = {"c0": 0, "c1": 12, "c2": 42, "s0": 49}
+
+
+def hand_batch() -> dict[str, torch.Tensor]:
+    return {"cat": torch.tensor([[3, 5, 1, 5], [0, 29, 6, 2]]),
+            "num": torch.tensor([[2.0, -1.0], [0.5, 0.0]]),
+            "seq": torch.tensor([[[1, 2, 0, 0]], [[0, 0, 0, 0]]]),  # 0 is padding
+            "label": torch.tensor([1.0, 0.0])}
+
+
+def randomised(layer: nn.Module) -> nn.Module:
+    """Unit-scale parameters, so every term is visible next to the others."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            nn.init.normal_(parameter)
+    return layer
+
+
+def expected_fields(embedding: FeatureEmbedding, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, F, D) by hand: table rows by vocabulary offset, value-scaled numeric vectors, and the
+    mean of the non-padding rows of a sequence (zeros when all of it is padding)."""
+    table, rows = embedding.table.weight, []
+    for b in range(len(batch["cat"])):
+        fields = [table[OFFSETS[vocab] + int(batch["cat"][b, i])]
+                  for i, vocab in enumerate(["c0", "c1", "c2", "c1"])]
+        fields += [batch["num"][b, k] * embedding.numeric[k] for k in range(2)]
+        ids = [int(i) for i in batch["seq"][b, 0] if i != 0]
+        fields.append(torch.stack([table[OFFSETS["s0"] + i] for i in ids]).mean(0) if ids
+                      else torch.zeros(embedding.dim))
+        rows.append(torch.stack(fields))
+    return torch.stack(rows)
+
+
+def test_feature_embedding_lays_out_vocabularies_and_fields():
+    embedding = FeatureEmbedding(make_feature_map(), 3)
+    assert embedding.vocab_offsets == OFFSETS
+    assert embedding.num_rows == embedding.table.num_embeddings == 49 + 9
+    assert embedding.field_names == ["c0", "c1", "c2", "c3", "n0", "n1", "s0"]
+    assert embedding.num_fields == 7 and embedding.numeric.shape == (2, 3)
+
+
+def test_feature_embedding_by_hand():
+    embedding = randomised(FeatureEmbedding(make_feature_map(), 3))
+    batch = hand_batch()
+    out = embedding(batch)
+    assert out.shape == (2, 7, 3)
+    close(out, expected_fields(embedding, batch))
+    # c1 and c3 share a vocabulary, so the same id is the same row (and the same gradient).
+    assert torch.equal(out[0, 1], out[0, 3])
+    assert torch.equal(out[1, 6], torch.zeros(3))  # an all-padding sequence pools to zeros
+    random = make_batch(make_feature_map(), 16)
+    close(embedding(random), expected_fields(embedding, random))
+
+
+def test_feature_embedding_squared_norm_of_the_rows_used():
+    embedding = randomised(FeatureEmbedding(make_feature_map(), 3))
+    batch = hand_batch()
+    embedding(batch)
+    table = embedding.table.weight
+    used = [0 + 3, 12 + 5, 42 + 1, 12 + 5, 0 + 0, 12 + 29, 42 + 6, 12 + 2,  # c1/c3 row twice
+            49 + 1, 49 + 2]  # the sequence's non-padding ids; numerics are not table rows
+    close(embedding.batch_sq_norm, sum(table[r].pow(2).sum() for r in used) / 2)
+
+
+def test_feature_embedding_without_numeric_fields():
+    embedding = randomised(FeatureEmbedding(make_feature_map(), 3, numeric=False))
+    assert embedding.numeric is None and embedding.n_num == 0 and embedding.num_fields == 5
+    assert embedding.field_names == ["c0", "c1", "c2", "c3", "s0"]
+    batch = hand_batch()
+    full = FeatureEmbedding(make_feature_map(), 3)
+    with torch.no_grad():
+        full.table.weight.copy_(embedding.table.weight)
+    close(embedding(batch), full(batch)[:, [0, 1, 2, 3, 6]])
+
+
+def test_mlp_layer_order_and_output_dim():
+    mlp = MLP(6, [5, 4], "tanh", dropout=0.2, batch_norm=True, output_dim=3)
+    kinds = [type(m) for m in mlp.net]
+    block = [nn.Linear, nn.BatchNorm1d, nn.Tanh, nn.Dropout]
+    assert kinds == [*block, *block, nn.Linear]
+    assert [m.out_features for m in mlp.net if isinstance(m, nn.Linear)] == [5, 4, 3]
+    assert mlp.output_dim == 3 and mlp(torch.randn(B, 6)).shape == (B, 3)
+    plain = MLP(6, [5, 4])  # no batch norm, no dropout, no output layer
+    assert [type(m) for m in plain.net] == [nn.Linear, nn.ReLU] * 2 and plain.output_dim == 4
+    assert MLP(6, [], output_dim=1).output_dim == 1 and MLP(6, []).output_dim == 6
+
+
+def test_mlp_by_hand():
+    mlp = randomised(MLP(6, [5], "tanh", batch_norm=True, output_dim=2)).eval()
+    linear, norm, _, head = mlp.net
+    x = torch.randn(B, 6)
+    # Eval-mode batch norm with fresh running statistics (mean 0, variance 1).
+    hidden = torch.tanh((x @ linear.weight.T + linear.bias) / (1 + norm.eps) ** 0.5
+                        * norm.weight + norm.bias)
+    close(mlp(x), hidden @ head.weight.T + head.bias)
+
+
+def test_activation_names_match_the_config_type():
+    assert set(get_args(Activation)) == set(ACTIVATIONS)
+    assert all(isinstance(activation(name), nn.Module) for name in ACTIVATIONS)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        activation("swish")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("excitation", ["relu", "sigmoid"])
+def test_senet_by_hand(emb, excitation):
+    layer = SENETLayer(F, reduction_ratio=2, excitation_activation=excitation)
+    down, up = layer.excitation[0].weight, layer.excitation[2].weight  # (2, F), (F, 2)
+    assert down.shape == (2, F) and up.shape == (F, 2)
+    squeezed = emb.mean(-1)  # (B, F): one number per field
+    raw = torch.relu(squeezed @ down.T) @ up.T
+    weights = torch.relu(raw) if excitation == "relu" else torch.sigmoid(raw)
+    close(layer.field_weights(emb), weights)
+    close(layer(emb), emb * weights.unsqueeze(-1))
+    assert SENETLayer(F, reduction_ratio=3).excitation[0].out_features == 1  # floor, at least 1
+
+
+def test_feature_linear_by_hand():
+    layer = randomised(FeatureLinear(make_feature_map()))
+    batch = hand_batch()
     out = layer(batch)
-    assert out.shape == (8, feature_map.num_fields) and layer.output_dim == feature_map.num_fields
-    close(out, layer.weights(batch).squeeze(-1))
+    assert out.shape == (2, 7) and layer.output_dim == 7
+    weights = expected_fields(layer.weights, batch).squeeze(-1)  # one number per field
+    close(out, weights)
+    # Summed, it is logistic regression's first-order term.
+    w, v = layer.weights.table.weight[:, 0], layer.weights.numeric[:, 0]
+    explicit = torch.stack([
+        w[3] + w[12 + 5] + w[42 + 1] + w[12 + 5] + 2.0 * v[0] - 1.0 * v[1] + (w[50] + w[51]) / 2,
+        w[0] + w[12 + 29] + w[42 + 6] + w[12 + 2] + 0.5 * v[0]])
+    close(out.sum(1), explicit)

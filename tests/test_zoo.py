@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,8 @@ from conftest import make_batch, make_feature_map
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models import CTRModel, build_model, model_names
 from ctrdistill.models.layers import FeatureEmbedding
+from ctrdistill.models.registry import model_class
+from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
 
 NAMES = model_names()
 
@@ -61,7 +65,8 @@ TRAIN_ROWS, EPOCHS, BATCH, LR = 2000, 8, 128, 1e-2
 
 
 def small(name: str, **overrides: Any) -> dict[str, Any]:
-    return {"name": name, "embedding_dim": EMBEDDING_DIM, **SMALL.get(name, {}), **overrides}
+    width = {} if name in PRIVATE_EMBEDDING else {"embedding_dim": EMBEDDING_DIM}
+    return {"name": name, **width, **SMALL.get(name, {}), **overrides}
 
 
 def subset(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -189,17 +194,23 @@ def test_training_learns_the_signal(name, feature_map, data, reference_auc):
     assert auc > reference_auc - 0.03, f"AUC {auc:.3f} vs logistic regression {reference_auc:.3f}"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name, feature_map, data):
-    train, test = data
+def briefly_trained(config: dict[str, Any], feature_map, train) -> CTRModel:
+    """A model moved away from its initialisation (so a fresh one cannot pass for it)."""
     torch.manual_seed(0)
-    model = build_model(small(name), feature_map)
+    model = build_model(config, feature_map)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    for index in torch.arange(512).split(BATCH):  # move away from the initialisation
+    for index in torch.arange(512).split(BATCH):
         loss = bce(model, subset(train, index))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name, feature_map, data):
+    train, test = data
+    model = briefly_trained(small(name), feature_map, train)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
@@ -208,6 +219,29 @@ def test_state_dict_round_trip(name, feature_map, data):
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     model.eval()
     restored.eval()
+    with torch.no_grad():
+        expected, actual = model.encode(test), restored.encode(test)
+    assert torch.equal(expected.logit, actual.logit)
+    assert torch.equal(expected.hidden, actual.hidden)
+
+
+@pytest.mark.parametrize("config", [
+    *(small(name) for name in NAMES),
+    # Non-default structures: the checkpoint must rebuild the model it was saved from.
+    small("dcnv2", model_structure="stacked", use_low_rank_mixture=True),
+    small("autoint", use_dnn=True),
+    small("pnn", product_type="outer"),
+], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items() if k == "name" or k not in
+                          {**SMALL.get(c["name"], {}), "embedding_dim": 0}))
+def test_checkpoint_round_trip(config, feature_map, data, tmp_path):
+    train, test = data
+    model = briefly_trained(config, feature_map, train).eval()
+    save_checkpoint(tmp_path / "checkpoint.pt", model, feature_map)
+    torch.manual_seed(1)
+    restored, trained_on = load_checkpoint(tmp_path, feature_map)
+    assert type(restored) is type(model) and restored.config == model.config
+    assert trained_on.fingerprint() == feature_map.fingerprint()
+    assert not restored.training  # loaded for serving
     with torch.no_grad():
         expected, actual = model.encode(test), restored.encode(test)
     assert torch.equal(expected.logit, actual.logit)
@@ -280,10 +314,54 @@ def test_shared_embedding(name, feature_map):
     ({"name": "pnn", "product_type": "kernel"}, "product_type"),
     ({"name": "fibinet", "bilinear_type": "pairs"}, "bilinear_type"),
     ({"name": "deepfm", "dropout": 1.0}, "dropout"),
+    ({"name": "dnn", "activation": "rleu"}, "activation: Input should be 'relu'"),
+    ({"name": "dcnv2", "activation": "swish"}, "activation"),
+    ({"name": "dlrm", "activation": "ReLU"}, "activation"),
+    ({"name": "finalmlp", "activation": "elu"}, "activation"),
+    ({"name": "fibinet", "excitation_activation": "softmax"}, "excitation_activation"),
+    ({"name": "dnn", "hidden_units": [400, 0]}, "hidden_units.1: Input should be greater than 0"),
+    ({"name": "deepfm", "hidden_units": [-8]}, "hidden_units.0"),
+    ({"name": "lr", "embedding_dim": 16}, "embedding_dim must be 1"),
 ])
 def test_invalid_configs_are_rejected(config, message, feature_map):
-    with pytest.raises(CtrDistillError, match=message):
+    # One line naming the key, before anything is built (no traceback from deep in a layer).
+    with pytest.raises(CtrDistillError, match=message) as error:
         build_model(config, feature_map)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+def test_dlrm_numerics_enter_only_through_the_bottom_mlp(feature_map, shared):
+    """DLRM's interaction crosses the bottom MLP's vector with the sparse fields' embeddings;
+    numeric fields have no embedding there, even when a shared embedding provides one."""
+    embedding = FeatureEmbedding(feature_map, EMBEDDING_DIM) if shared else None
+    torch.manual_seed(0)
+    model = build_model(small("dlrm"), feature_map, embedding=embedding).eval()
+    with torch.no_grad():
+        for parameter in model.embedding.parameters():  # large enough for any path to show
+            nn.init.normal_(parameter)
+    assert (model.embedding.numeric is not None) == shared
+    vectors = len(feature_map.categorical) + len(feature_map.sequence) + 1
+    assert model.interaction.output_dim == EMBEDDING_DIM + vectors * (vectors - 1) // 2
+    batch = make_batch(feature_map, 32)
+    changed = {**batch, "num": batch["num"] + 1.0}
+    with torch.no_grad():
+        before = model(batch)
+        assert not torch.allclose(model(changed), before)  # the numerics count...
+        dense = model.bottom(batch["num"])
+        handle = model.bottom.register_forward_hook(lambda module, args, output: dense)
+        try:
+            frozen = model(changed)
+        finally:
+            handle.remove()
+    assert torch.equal(frozen, before)  # ...but only through the bottom MLP
+
+
+def test_dlrm_on_numeric_fields_only(feature_map):
+    numeric = feature_map.model_copy(update={"fields": feature_map.numeric})
+    model = build_model(small("dlrm"), numeric)
+    batch = {"cat": torch.zeros(8, 0, dtype=torch.long), "num": torch.randn(8, 2)}
+    assert model.encode(batch).hidden.shape == (8, model.hidden_dim)
 
 
 def test_fm_logit_is_its_bias_plus_the_sum_of_its_hidden(feature_map):
@@ -297,3 +375,18 @@ def test_fm_logit_is_its_bias_plus_the_sum_of_its_hidden(feature_map):
 def test_unknown_finalmlp_context_field(feature_map):
     with pytest.raises(CtrDistillError, match="unknown context fields"):
         build_model({"name": "finalmlp", "fs1_context": ["nope"]}, feature_map)
+
+
+def test_models_doc_matches_the_configs():
+    """docs/models.md has a summary row and a table of keys and defaults for every model."""
+    doc = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    sections = {section.split("`")[1]: section for section in doc.split("\n### ")[1:]}
+    assert sorted(sections) == NAMES
+    for name, section in sections.items():
+        assert f"| `{name}` |" in doc.split("\n### ")[0], f"{name} has no summary row"
+        cells = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+        documented = {key.strip(" `"): value.strip(" `") for key, value in cells}
+        fields = model_class(name).config_class.model_fields
+        expected = {key: json.dumps(f.default_factory() if f.default_factory else f.default)
+                    for key, f in fields.items() if key != "name"}
+        assert documented == expected, name

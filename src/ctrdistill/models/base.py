@@ -24,8 +24,8 @@ Batch = dict[str, torch.Tensor]
 class ModelConfig(StrictConfig):
     """Hyperparameters common to every model; each model extends it with its own."""
 
-    name: str
-    embedding_dim: int = Field(16, ge=1)
+    name: str = Field(description="the registered model")
+    embedding_dim: int = Field(16, ge=1, description="width of every field's embedding")
 
 
 @dataclass

@@ -14,9 +14,15 @@ class EarlyStopConfig(StrictConfig):
     monitor: str | dict[str, float] = Field(
         "auc", description="a validation quantity ('auc', 'logloss', 'distill', 'peer0.auc') "
         "or weights of several, e.g. {auc: 1, logloss: -1}")
-    mode: Literal["max", "min", "auto"] = "auto"
-    patience: int = Field(2, ge=0)
-    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["max", "min", "auto"] = Field(
+        "auto", description="'max' or 'min'; 'auto': max for auc/gauc and for weighted "
+        "monitors, min otherwise")
+    patience: int = Field(
+        2, ge=0, description="stop at the patience-th evaluation in a row without improvement, "
+        "as Keras does (0 acts as 1: stop at the first); the best evaluation's state is kept")
+    min_delta: float = Field(
+        0.0, ge=0, description="an evaluation improves only if it beats the best by more than "
+        "this (also the threshold of lr_plateau)")
 
     def resolved_mode(self) -> str:
         if self.mode != "auto":
@@ -28,14 +34,20 @@ class EarlyStopConfig(StrictConfig):
 
 
 class PlateauConfig(StrictConfig):
-    factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(1, ge=0)
-    min_lr: float = Field(1e-6, ge=0)
+    """Reduce the learning rate when early stopping's monitor stops improving."""
+
+    factor: float = Field(0.1, gt=0, lt=1, description="multiplies the learning rate")
+    patience: int = Field(
+        1, ge=0, description="reduce at the patience-th evaluation in a row without improvement "
+        "and start counting again, as Keras does (0 acts as 1); 1 reduces at every one, as "
+        "FuxiCTR does")
+    min_lr: float = Field(1e-6, ge=0, description="the learning rate never goes below this")
 
 
 class TrainConfig(StrictConfig):
     epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps "
+                                  "(evaluating there), whatever epochs says")
     batch_size: int = Field(4096, ge=1)
     eval_batch_size: int = Field(16384, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
@@ -46,10 +58,13 @@ class TrainConfig(StrictConfig):
         "uses are updated; pays off for tables of millions of rows (see BENCHMARKS.md)")
     embedding_lr: float | None = Field(None, gt=0, description="defaults to lr")
     embedding_l2: float = Field(1e-5, ge=0, description="L2 on the embedding rows a batch uses")
-    grad_clip: float | None = Field(10.0, gt=0)
+    grad_clip: float | None = Field(
+        10.0, gt=0, description="max global norm of the dense parameters' gradients; None: off")
     eval_every_steps: int | None = Field(None, ge=1, description="None: once per epoch")
-    early_stop: EarlyStopConfig | None = Field(default_factory=EarlyStopConfig)
-    lr_plateau: PlateauConfig | None = Field(default_factory=PlateauConfig)
+    early_stop: EarlyStopConfig | None = Field(
+        default_factory=EarlyStopConfig, description="None: train all epochs, keep the last state")
+    lr_plateau: PlateauConfig | None = Field(default_factory=PlateauConfig,
+                                             description="None: a constant learning rate")
     seed: int = 2026
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
     streaming: bool = Field(False, description="read training shards through a shuffle buffer")

@@ -54,9 +54,13 @@ class Trainer:
         self.plateau = None
         if config.lr_plateau and config.early_stop:
             p = config.lr_plateau
-            # Scores are sign-adjusted so that higher is always better.
+            # Scores are sign-adjusted so that higher is always better, and the threshold is
+            # early stopping's min_delta, so both agree on what counts as an improvement. Torch
+            # reduces once the bad count exceeds its patience, Keras (and our config) once it
+            # reaches it: hence the - 1.
             self.plateau = [torch.optim.lr_scheduler.ReduceLROnPlateau(
-                o, mode="max", factor=p.factor, patience=p.patience,
+                o, mode="max", factor=p.factor, patience=max(p.patience - 1, 0),
+                threshold=config.early_stop.min_delta, threshold_mode="abs",
                 min_lr=p.min_lr) for o in self.optimizers]
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
@@ -135,14 +139,14 @@ class Trainer:
                     stop = c.max_steps is not None and step >= c.max_steps
                     if c.eval_every_steps and step % c.eval_every_steps == 0:
                         record = self._record(epoch, step, running, seen, samples, started, valid)
-                        stop = self._update(record, result, valid) or stop
+                        stop = self._update(record, result) or stop
                         evaluated_at = step
                         self.strategy.train()
                     if stop:
                         break
                 if evaluated_at != step:
                     record = self._record(epoch, step, running, seen, samples, started, valid)
-                    stop = self._update(record, result, valid) or stop
+                    stop = self._update(record, result) or stop
                 if stop:
                     break
         if self._best_state is not None:
@@ -152,15 +156,15 @@ class Trainer:
         result.samples_per_second = samples / max(result.train_seconds, 1e-9)
         return result
 
-    def _update(self, record: dict, result: FitResult, valid: ColumnData | None) -> bool:
+    def _update(self, record: dict, result: FitResult) -> bool:
         """Track the best state and the plateau; True when early stopping says stop."""
         result.history.append(record)
+        early_stop = self.config.early_stop
         score = self._score(record)
-        if score is None:  # nothing monitored: the latest state is the one to keep
+        if score is None or early_stop is None:  # nothing monitored: keep the latest state
             self._best_state, result.best = self.strategy.trained_state(), record
             return False
-        delta = self.config.early_stop.min_delta if self.config.early_stop else 0.0
-        if math.isfinite(score) and score > self._best_score + delta:
+        if math.isfinite(score) and score > self._best_score + early_stop.min_delta:
             self._best_score, self._bad_evals = score, 0
             self._best_state, result.best = self.strategy.trained_state(), record
         else:
@@ -168,8 +172,9 @@ class Trainer:
         if self.plateau is not None and math.isfinite(score):
             for scheduler in self.plateau:
                 scheduler.step(score)
-        patience = self.config.early_stop.patience if self.config.early_stop else 0
-        result.stopped_early = valid is not None and self._bad_evals > patience
+        # Keras semantics: stop at the `patience`-th evaluation in a row without improvement
+        # (0 acts as 1: stop at the first).
+        result.stopped_early = self._bad_evals >= max(early_stop.patience, 1)
         return result.stopped_early
 
     def _record(self, epoch, step, running, seen, samples, started, valid) -> dict:

@@ -2,8 +2,9 @@
 
 All id fields live in one table with per-vocabulary row offsets, so fields that share a
 vocabulary share rows, and a sparse optimizer touches only the rows a batch uses. Continuous
-numeric fields scale a learned per-field vector by their value. Sequence fields are mean-pooled
-over their non-padding ids. Output order: categorical, then numeric, then sequence fields.
+numeric fields scale a learned per-field vector by their value (or, with `numeric=False`, are
+left to the model, as DLRM's bottom MLP does). Sequence fields are mean-pooled over their
+non-padding ids. Output order: categorical, then numeric, then sequence fields.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from ctrdistill.data.schema import PAD_ID, FeatureMap
 
 class FeatureEmbedding(nn.Module):
     def __init__(
-        self, feature_map: FeatureMap, dim: int, sparse: bool = False, init_std: float = 1e-4
+        self, feature_map: FeatureMap, dim: int, sparse: bool = False, init_std: float = 1e-4,
+        numeric: bool = True,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -36,11 +38,12 @@ class FeatureEmbedding(nn.Module):
         self.register_buffer("cat_offsets", torch.tensor(cat_offsets, dtype=torch.long))
         self.register_buffer("seq_offsets", torch.tensor(seq_offsets, dtype=torch.long))
         self.n_cat = len(cat_offsets)
-        self.n_num = len(feature_map.numeric)
+        numeric_fields = feature_map.numeric if numeric else []
+        self.n_num = len(numeric_fields)
         self.n_seq = len(seq_offsets)
         self.numeric = nn.Parameter(torch.randn(self.n_num, dim) * init_std) if self.n_num else None
         self.num_fields = self.n_cat + self.n_num + self.n_seq
-        self.field_names = [f.name for f in feature_map.categorical + feature_map.numeric
+        self.field_names = [f.name for f in feature_map.categorical + numeric_fields
                             + feature_map.sequence]
         self.batch_sq_norm: torch.Tensor | None = None
 
@@ -61,6 +64,9 @@ class FeatureEmbedding(nn.Module):
             parts.append(pooled)
             seq_norm = vectors.pow(2).sum()
             sq_norm = seq_norm if sq_norm is None else sq_norm + seq_norm
+        if not parts:  # numeric-only data with numeric=False: every field is the model's
+            self.batch_sq_norm = None
+            return batch["num"].new_zeros(batch["num"].shape[0], 0, self.dim)
         # Recorded so the trainer can apply L2 to the rows this batch used (works with sparse
         # grads).
         first = parts[0]

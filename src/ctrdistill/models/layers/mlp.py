@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
-               "sigmoid": nn.Sigmoid, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU}
+# The type configs use, so pydantic rejects an unknown name; its values are ACTIVATIONS' keys.
+Activation = Literal["relu", "gelu", "silu", "tanh", "sigmoid", "prelu", "leaky_relu"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+    "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU}
 
 
-def activation(name: str) -> nn.Module:
+def activation(name: Activation) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{name}' (valid: {', '.join(ACTIVATIONS)})")
     return ACTIVATIONS[name]()
@@ -22,7 +27,7 @@ class MLP(nn.Module):
         self,
         input_dim: int,
         hidden_units: list[int],
-        activation_name: str = "relu",
+        activation_name: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
         output_dim: int | None = None,

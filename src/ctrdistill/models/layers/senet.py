@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ctrdistill.models.layers.mlp import activation
+from ctrdistill.models.layers.mlp import Activation, activation
 
 
 class SENETLayer(nn.Module):
@@ -17,7 +17,7 @@ class SENETLayer(nn.Module):
     """
 
     def __init__(self, num_fields: int, reduction_ratio: float = 3.0,
-                 excitation_activation: str = "relu") -> None:
+                 excitation_activation: Activation = "relu") -> None:
         super().__init__()
         reduced = max(1, int(num_fields / reduction_ratio))
         self.excitation = nn.Sequential(

@@ -14,8 +14,9 @@ from ctrdistill.models.registry import register_model
 
 class AFMConfig(ModelConfig):
     name: str = "afm"
-    attention_dim: int = Field(8, ge=1)
-    attention_dropout: float = Field(0.0, ge=0, lt=1)
+    attention_dim: int = Field(8, ge=1, description="width of the attention network")
+    attention_dropout: float = Field(0.0, ge=0, lt=1,
+                                     description="dropout on the attention weights")
 
 
 @register_model("afm")

@@ -17,14 +17,15 @@ class AutoIntConfig(DNNConfig):
     """The DNN fields (hidden_units, ...) configure AutoInt+'s MLP and apply with `use_dnn`."""
 
     name: str = "autoint"
-    attention_layers: int = Field(3, ge=1)
-    num_heads: int = Field(2, ge=1)
+    attention_layers: int = Field(3, ge=1, description="stacked self-attention layers")
+    num_heads: int = Field(2, ge=1, description="heads per layer")
     attention_dim: int = Field(32, ge=1, description="width of each head")
-    use_residual: bool = True
-    use_scale: bool = False
-    layer_norm: bool = False
-    attention_dropout: float = Field(0.0, ge=0, lt=1)
-    use_dnn: bool = False
+    use_residual: bool = Field(True, description="add a projected residual to each layer")
+    use_scale: bool = Field(False, description="scale attention logits by 1/sqrt(head width)")
+    layer_norm: bool = Field(False, description="LayerNorm after each layer")
+    attention_dropout: float = Field(0.0, ge=0, lt=1,
+                                     description="dropout on the attention weights")
+    use_dnn: bool = Field(False, description="AutoInt+: add a parallel MLP")
 
 
 @register_model("autoint")

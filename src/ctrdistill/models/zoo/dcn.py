@@ -15,7 +15,7 @@ from ctrdistill.models.zoo.dnn import DNNConfig
 
 class DCNConfig(DNNConfig):
     name: str = "dcn"
-    num_cross_layers: int = Field(3, ge=1)
+    num_cross_layers: int = Field(3, ge=1, description="depth of the cross network")
 
 
 @register_model("dcn")

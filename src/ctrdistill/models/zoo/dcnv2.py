@@ -10,23 +10,27 @@ from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
 from ctrdistill.models.layers.cross_net_v2 import CrossNetMix, CrossNetV2
-from ctrdistill.models.layers.mlp import MLP
+from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.registry import register_model
 
 
 class DCNv2Config(ModelConfig):
     name: str = "dcnv2"
-    model_structure: Literal["crossnet_only", "stacked", "parallel", "stacked_parallel"] = (
-        "parallel")
-    use_low_rank_mixture: bool = False
-    low_rank: int = Field(32, ge=1)
-    num_experts: int = Field(4, ge=1)
-    num_cross_layers: int = Field(3, ge=1)
-    stacked_dnn_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400, 400])
-    parallel_dnn_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400, 400])
-    activation: str = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm: bool = False
+    model_structure: Literal["crossnet_only", "stacked", "parallel", "stacked_parallel"] = Field(
+        "parallel", description="how the cross network and the MLPs combine (see the model)")
+    use_low_rank_mixture: bool = Field(
+        False, description="DCN-Mix: a mixture of low-rank experts instead of full-rank layers")
+    low_rank: int = Field(32, ge=1, description="rank of each expert (with use_low_rank_mixture)")
+    num_experts: int = Field(4, ge=1, description="experts per layer (with use_low_rank_mixture)")
+    num_cross_layers: int = Field(3, ge=1, description="depth of the cross network")
+    stacked_dnn_hidden_units: list[PositiveInt] = Field(
+        default_factory=lambda: [400, 400, 400], description="MLP on the cross output (stacked)")
+    parallel_dnn_hidden_units: list[PositiveInt] = Field(
+        default_factory=lambda: [400, 400, 400], description="MLP beside the cross network "
+        "(parallel)")
+    activation: Activation = Field("relu", description="the MLPs' activation")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each MLP hidden layer")
+    batch_norm: bool = Field(False, description="BatchNorm in the MLPs")
 
     @model_validator(mode="after")
     def _check(self) -> DCNv2Config:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
 from ctrdistill.models.layers.dot_interaction import DotInteraction
-from ctrdistill.models.layers.mlp import MLP
+from ctrdistill.models.layers.embedding import FeatureEmbedding
+from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.registry import register_model
 
 
@@ -15,32 +17,39 @@ class DLRMConfig(ModelConfig):
     """MLP sizes from the DLRM reference Criteo Kaggle run (bottom 512-256-64, top 512-256)."""
 
     name: str = "dlrm"
-    bottom_mlp_units: list[PositiveInt] = Field(default_factory=lambda: [512, 256, 64])
-    top_mlp_units: list[PositiveInt] = Field(default_factory=lambda: [512, 256])
-    activation: str = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm: bool = False
-    self_interaction: bool = False
+    bottom_mlp_units: list[PositiveInt] = Field(
+        default_factory=lambda: [512, 256, 64], description="hidden layers of the bottom MLP "
+        "over the numeric fields (it ends in a layer of embedding_dim)")
+    top_mlp_units: list[PositiveInt] = Field(
+        default_factory=lambda: [512, 256], description="hidden layers of the top MLP")
+    activation: Activation = Field("relu", description="the MLPs' activation")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each MLP hidden layer")
+    batch_norm: bool = Field(False, description="BatchNorm in the MLPs")
+    self_interaction: bool = Field(False, description="also each vector's dot with itself")
 
 
 @register_model("dlrm")
 class DLRM(CTRModel):
-    """logit = head(top MLP(cat(d, <u_i, u_j>_{i<j}))), u = [d; field embeddings].
+    """logit = head(top MLP(cat(d, <u_i, u_j>_{i<j}))), u = [d; sparse field embeddings].
 
-    d = bottom MLP(raw numeric values) is a D-dim vector (ReLU-ended, as in DLRM). Numeric fields
-    also keep their per-field embeddings from the shared FeatureEmbedding, so models built on
-    a shared embedding see the same fields; without numeric fields there is no bottom MLP.
+    As in DLRM, numeric fields enter only through d = bottom MLP(raw numeric values), a D-dim
+    vector (ReLU-ended) that is one of the interaction's vectors; the others are the embeddings
+    of the categorical and sequence fields. A shared embedding also embeds the numeric fields
+    (for the other models on it); DLRM leaves those out. Without numeric fields there is no
+    bottom MLP.
     hidden: the top MLP's last hidden layer.
     """
 
     config_class = DLRMConfig
 
     def __init__(self, feature_map, config: DLRMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+        super().__init__(feature_map, config, sparse, embedding if embedding is not None else
+                         FeatureEmbedding(feature_map, config.embedding_dim, sparse, numeric=False))
         dim, num_numeric = self.embedding.dim, len(feature_map.numeric)
         self.bottom = (MLP(num_numeric, [*config.bottom_mlp_units, dim], config.activation,
                            config.dropout, config.batch_norm) if num_numeric else None)
-        self.interaction = DotInteraction(self.num_fields, dim, self.bottom is not None,
+        sparse_fields = self.embedding.n_cat + self.embedding.n_seq
+        self.interaction = DotInteraction(sparse_fields, dim, self.bottom is not None,
                                           config.self_interaction)
         self.top = MLP(self.interaction.output_dim, config.top_mlp_units, config.activation,
                        config.dropout, config.batch_norm)
@@ -49,5 +58,9 @@ class DLRM(CTRModel):
 
     def encode(self, batch: Batch) -> ModelOutput:
         dense = self.bottom(batch["num"]) if self.bottom is not None else None
-        hidden = self.top(self.interaction(self.embedding(batch), dense))
+        emb = self.embedding(batch)
+        if self.embedding.n_num:  # a shared embedding's numeric fields: not DLRM's to use
+            start, stop = self.embedding.n_cat, self.embedding.n_cat + self.embedding.n_num
+            emb = torch.cat([emb[:, :start], emb[:, stop:]], dim=1)
+        hidden = self.top(self.interaction(emb, dense))
         return ModelOutput(self.head(hidden).squeeze(-1), hidden)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
-from ctrdistill.models.layers.mlp import MLP
+from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.registry import register_model
 
 
 class DNNConfig(ModelConfig):
+    """The BARS protocol's MLP: [400, 400, 400], ReLU, dropout 0.1, no batch norm."""
+
     name: str = "dnn"
-    hidden_units: list[int] = Field(default_factory=lambda: [400, 400, 400])
-    activation: str = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_norm: bool = False
+    hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400, 400],
+                                            description="widths of the MLP's hidden layers")
+    activation: Activation = Field("relu", description="the hidden layers' activation")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout after each hidden layer")
+    batch_norm: bool = Field(False, description="BatchNorm between each Linear and activation")
 
 
 @register_model("dnn")
 class DNN(CTRModel):
+    """logit = head(MLP(flat embeddings)).
+
+    hidden: the MLP's last hidden layer.
+    """
+
     config_class = DNNConfig
 
     def __init__(self, feature_map, config: DNNConfig, sparse=False, embedding=None) -> None:

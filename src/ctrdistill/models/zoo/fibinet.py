@@ -9,7 +9,7 @@ from torch import nn
 from ctrdistill.models.base import Batch, CTRModel, ModelOutput
 from ctrdistill.models.layers.bilinear import BilinearInteraction, BilinearType
 from ctrdistill.models.layers.linear import FeatureLinear
-from ctrdistill.models.layers.mlp import MLP
+from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.layers.senet import SENETLayer
 from ctrdistill.models.registry import register_model
 from ctrdistill.models.zoo.dnn import DNNConfig
@@ -17,9 +17,12 @@ from ctrdistill.models.zoo.dnn import DNNConfig
 
 class FiBiNETConfig(DNNConfig):
     name: str = "fibinet"
-    reduction_ratio: float = Field(3.0, ge=1)
-    excitation_activation: str = "relu"
-    bilinear_type: BilinearType = "field_interaction"
+    reduction_ratio: float = Field(3.0, ge=1, description="SENET bottleneck: fields / this")
+    excitation_activation: Activation = Field(
+        "relu", description="SENET's output activation ('sigmoid': strictly positive weights)")
+    bilinear_type: BilinearType = Field(
+        "field_interaction", description="one bilinear matrix for all pairs ('field_all'), per "
+        "field ('field_each') or per pair ('field_interaction')")
 
 
 @register_model("fibinet")

@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt, model_validator
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
 from ctrdistill.models.layers.finalmlp import FeatureGating, InteractionAggregation
-from ctrdistill.models.layers.mlp import MLP
+from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.registry import register_model
 
 
@@ -16,17 +16,22 @@ class FinalMLPConfig(ModelConfig):
     """Sizes from the BARS Criteo_x4 FinalMLP run; `use_fs` defaults on (FinalMLP's gating)."""
 
     name: str = "finalmlp"
-    mlp1_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [1000] * 5, min_length=1)
-    mlp1_dropout: float = Field(0.2, ge=0, lt=1)
-    mlp2_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [500], min_length=1)
-    mlp2_dropout: float = Field(0.1, ge=0, lt=1)
-    activation: str = "relu"
-    batch_norm: bool = False
-    use_fs: bool = True
-    fs_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [1000])
-    fs1_context: list[str] = Field(default_factory=list, description="fields gating stream 1")
+    mlp1_hidden_units: list[PositiveInt] = Field(
+        default_factory=lambda: [1000] * 5, min_length=1, description="stream 1's MLP")
+    mlp1_dropout: float = Field(0.2, ge=0, lt=1, description="dropout in stream 1")
+    mlp2_hidden_units: list[PositiveInt] = Field(
+        default_factory=lambda: [500], min_length=1, description="stream 2's MLP")
+    mlp2_dropout: float = Field(0.1, ge=0, lt=1, description="dropout in stream 2")
+    activation: Activation = Field("relu", description="the streams' activation")
+    batch_norm: bool = Field(False, description="BatchNorm in the streams")
+    use_fs: bool = Field(True, description="feature gating: each stream its own gate")
+    fs_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [1000],
+                                               description="hidden layers of each gate's MLP")
+    fs1_context: list[str] = Field(default_factory=list, description="fields gating stream 1 "
+                                   "(none: a learned constant gate)")
     fs2_context: list[str] = Field(default_factory=list, description="fields gating stream 2")
-    num_heads: int = Field(50, ge=1)
+    num_heads: int = Field(50, ge=1, description="heads of the bilinear fusion; must divide "
+                           "both streams' last widths")
 
     @model_validator(mode="after")
     def _check(self) -> FinalMLPConfig:

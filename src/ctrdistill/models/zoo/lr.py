@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
@@ -12,11 +13,25 @@ from ctrdistill.models.registry import register_model
 
 class LRConfig(ModelConfig):
     name: str = "lr"
-    embedding_dim: int = 1
+    embedding_dim: int = Field(1, description="always 1: one weight per feature value")
+
+    @field_validator("embedding_dim")
+    @classmethod
+    def _one(cls, value: int) -> int:
+        # A wider value would be silently ignored, so a copied config would mislead.
+        if value != 1:
+            raise ValueError(f"LR has one weight per feature value, so embedding_dim must be 1 "
+                             f"(got {value}); drop the key")
+        return value
 
 
 @register_model("lr")
 class LR(CTRModel):
+    """logit = b + sum_i w_i.
+
+    hidden: the per-field weights w_i (F).
+    """
+
     config_class = LRConfig
 
     def __init__(self, feature_map, config: LRConfig, sparse=False, embedding=None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel, ModelOutput
@@ -16,7 +17,8 @@ from ctrdistill.models.zoo.dnn import DNNConfig
 
 class PNNConfig(DNNConfig):
     name: str = "pnn"
-    product_type: Literal["inner", "outer"] = "inner"
+    product_type: Literal["inner", "outer"] = Field(
+        "inner", description="IPNN (pairwise dots) or OPNN (summed outer products)")
 
 
 @register_model("pnn")

@@ -16,9 +16,11 @@ from ctrdistill.models.zoo.dnn import DNNConfig
 
 class XDeepFMConfig(DNNConfig):
     name: str = "xdeepfm"
-    cin_hidden_units: list[PositiveInt] = Field(default_factory=lambda: [16, 16, 16],
-                                                min_length=1)
-    split_half: bool = True
+    cin_hidden_units: list[PositiveInt] = Field(
+        default_factory=lambda: [16, 16, 16], min_length=1,
+        description="feature maps of each CIN layer")
+    split_half: bool = Field(True, description="half of each CIN layer's maps go on to the "
+                             "next layer, half to the output (all but the last must be even)")
 
     @model_validator(mode="after")
     def _check(self) -> XDeepFMConfig:
