@@ -46,6 +46,21 @@ def test_unknown_config_key_names_the_nearest() -> None:
         validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnnn"}})
 
 
+@pytest.mark.parametrize(("data", "message"), [
+    ({"schem": {}}, r"unknown key 'schem'; did you mean 'schema'\? \(valid: .*schema,"),
+    ({"schema": {"lable": "y", "fields": [{"name": "a"}]}},
+     r"unknown key 'schema.lable'; did you mean 'label'\? \(valid: day, fields,"),
+    ({"schema": {"fields": [{"name": "a"}, {"name": "n", "tranform": "log1p"}]}},
+     r"unknown key 'schema.fields.1.tranform'; did you mean 'transform'\?"),
+    ({"split": {"kind": "day", "test_dayz": [1]}},
+     r"unknown key 'split.test_dayz'; did you mean 'test_days'\?"),
+])
+def test_unknown_nested_key_names_the_nearest(data: dict, message: str) -> None:
+    base = {"recipe": "csv", "input": "in.csv", "output": "out"}
+    with pytest.raises(CtrDistillError, match=message):
+        validate_config(PrepareConfig, base | data)
+
+
 def test_synthetic_is_deterministic_and_criteo_like() -> None:
     first = pl.concat(list(generate_chunks(TINY)))
     second = pl.concat(list(generate_chunks(TINY)))
