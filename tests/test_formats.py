@@ -287,8 +287,8 @@ def test_frappe_tolerates_extra_spaces_and_rejects_a_short_line(tmp_path):
     assert sum(feature_map.splits.values()) == 20
     short = tmp_path / "short.libfm"
     short.write_text("\n".join([*lines[:3], lines[3].rsplit(" ", 1)[0], *lines[4:]]) + "\n")
-    with pytest.raises(CtrDistillError, match="wrong number of columns at row 4: expected 11, "
-                                              "got 10"):
+    with pytest.raises(CtrDistillError, match=r"wrong number of columns at data row 4 "
+                                              r"\(1-based\): expected 11, got 10"):
         run(tmp_path, "frappe", short, "x1", name="out2")
 
 

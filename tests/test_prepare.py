@@ -70,9 +70,10 @@ BAD_INPUTS = [
     ("text in a numeric field", "label,a,n\n1,x,3\n0,y,abc\n", {},
      r"non-numeric value in a numeric column.*'abc'"),
     ("missing label", "label,a,n\n1,x,3\n,y,4\n", {},
-     r"missing or non-numeric label in column 'label' at row 1"),
+     r"data\.csv: missing or non-numeric label in column 'label' at data row 2 "
+     r"\(1-based\)"),
     ("label outside {0,1}", "label,a,n\n1,x,3\n0,y,4\n2,z,5\n", {},
-     r"label outside \{0,1\} in column 'label' at row 2: 2\.0"),
+     r"label outside \{0,1\} in column 'label' at data row 3 \(1-based\): 2\.0"),
     ("missing column", "label,b,n\n1,x,3\n", {}, r"data\.csv: missing column 'a'"),
     ("unknown recipe", GOOD, {"recipe": "critoe"},
      r"unknown recipe 'critoe'; did you mean 'criteo'\?"),
@@ -102,11 +103,11 @@ FORMAT_ERRORS = [
     ("criteo", "1" + "\tx" * 13 + "\tab" * 26 + "\n",
      r"non-numeric value in a numeric column.*'x'"),
     ("avazu", "id,click,hour\n1,0,14102100\n", r"missing column 'C1'"),
-    ("frappe", "1 3:1 4:1\n", r"wrong number of columns at row 1: expected 11, got 3"),
+    ("frappe", "1 3:1 4:1\n", r"wrong number of columns at data row 1 \(1-based\): expected 11"),
     ("frappe", "yes" + " 1:1" * 10 + "\n", r"missing or non-numeric label"),
     ("frappe", "-1" + " 1:1" * 10 + "\n2" + " 1:1" * 10 + "\n", r"label outside \{0,1\}"),
-    ("movielens", "1\t2\t5\tsoon\n", r"missing or non-integer timestamp at row 1"),
-    ("movielens", "1::2::5\n", r"wrong number of columns at row 1: expected 4, got 3"),
+    ("movielens", "1\t2\t5\tsoon\n", r"non-integer timestamp at data row 1 \(1-based\)"),
+    ("movielens", "1::2::5\n", r"wrong number of columns at data row 1 \(1-based\): expected 4"),
 ]
 
 
@@ -259,6 +260,48 @@ def test_parquet_missing_column_is_reported(tmp_path):
     with pytest.raises(CtrDistillError, match=r"missing columns \['n'\]"):
         run(tmp_path, tmp_path / "pq", recipe="parquet")
     assert leftovers(tmp_path) == []
+
+
+PARQUET_ERRORS = [
+    ("text in a numeric field", {"n": ["3", "", "4.5", "abc"]}, {},
+     r"p1\.parquet: non-numeric value in a numeric column 'n' at data row 4 \(1-based\): 'abc'"),
+    ("text in the day column", {"day": ["1", "2", "x", "2"]},
+     {"schema": {**SCHEMA, "day": "day"}, "split": {"kind": "day", "test_days": [2]}},
+     r"non-numeric value in a numeric column 'day' at data row 3 \(1-based\): 'x'"),
+    ("a list in a numeric field", {"n": [[1.0], [2.0], [3.0], [4.0]]}, {},
+     r"p1\.parquet: column 'n' holds List\(Float64\), not numbers"),
+    ("label outside {0,1}", {"label": [0, 1, 1, 3]}, {},
+     r"pq: label outside \{0,1\} in column 'label' at data row 8 \(1-based\): 3\.0"),
+]
+
+
+@pytest.mark.parametrize(("columns", "extra", "message"), [c[1:] for c in PARQUET_ERRORS],
+                         ids=[c[0] for c in PARQUET_ERRORS])
+def test_parquet_bad_values_are_one_clear_error(tmp_path, columns, extra, message):
+    """The second file is the bad one: rows are counted within the file for its columns, over
+    the whole input for the label."""
+    (tmp_path / "pq").mkdir()
+    good = {"label": [0, 1, 1, 0], "a": ["x", "y", "x", "z"], "n": [1.0, None, 2.0, 3.0],
+            "day": [1, 1, 2, 2]}
+    pl.DataFrame(good).write_parquet(tmp_path / "pq" / "p0.parquet")
+    pl.DataFrame(good | columns).write_parquet(tmp_path / "pq" / "p1.parquet")
+    with pytest.raises(CtrDistillError, match=message) as error:
+        run(tmp_path, tmp_path / "pq", recipe="parquet", **extra)
+    assert "\n" not in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_parquet_numbers_as_text_or_integers_are_read(tmp_path):
+    """Numeric text is parsed, empty text is missing (the field's fill), integers are widened."""
+    frame = pl.DataFrame({"label": [1, 0, 1], "a": ["x", "y", "x"], "n": ["2.5", "", "-1"]})
+    frame.write_parquet(tmp_path / "text.parquet")
+    _, out = run(tmp_path, tmp_path / "text.parquet", recipe="parquet",
+                 split={"ratios": [1, 0, 0]})
+    assert all_rows(out)["n"].to_list() == [2.5, 0.0, -1.0]
+    frame.with_columns(pl.Series("n", [2, None, -1])).write_parquet(tmp_path / "ints.parquet")
+    _, out = run(tmp_path, tmp_path / "ints.parquet", recipe="parquet", overwrite=True,
+                 split={"ratios": [1, 0, 0]})
+    assert all_rows(out)["n"].to_list() == [2.0, 0.0, -1.0]
 
 
 def test_day_split_puts_each_day_in_its_split(tmp_path):

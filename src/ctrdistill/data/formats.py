@@ -80,8 +80,8 @@ def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Pa
     if bad.any():
         index = int(bad.arg_max())
         raise CtrDistillError(
-            f"{file}: wrong number of columns at row {first_row + index + 1}: expected "
-            f"{len(names)}, got {counts[index]}: {frame['line'][index][:80]!r}")
+            f"{file}: wrong number of columns at data row {first_row + index + 1} (1-based): "
+            f"expected {len(names)}, got {counts[index]}: {frame['line'][index][:80]!r}")
     return parts.select(pl.col("parts").list.get(i).alias(n) for i, n in enumerate(names))
 
 
@@ -286,8 +286,8 @@ class MovielensRecipe(Recipe):
                 .cast(pl.Int64, strict=False))
             bad = frame["timestamp"].is_null()
             if bad.any():
-                raise CtrDistillError(f"{files.ratings}: missing or non-integer timestamp at row "
-                                      f"{first_row + int(bad.arg_max()) + 1}")
+                raise CtrDistillError(f"{files.ratings}: missing or non-integer timestamp at data "
+                                      f"row {first_row + int(bad.arg_max()) + 1} (1-based)")
             first_row += len(frame)
             yield frame.with_columns(
                 (pl.col("rating") >= 4).cast(pl.Float64).alias("label"),

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.recipes import Protocol, get_recipe
+from ctrdistill.data.recipes import Protocol, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
@@ -119,17 +119,18 @@ def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
     return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
 
 
-def _check_label(frame: pl.DataFrame, label: str, first_row: int) -> pl.Series:
+def _check_label(frame: pl.DataFrame, label: str, source: Path, first_row: int) -> pl.Series:
+    """The label as Float32 0/1; rows are reported 1-based, counted over the whole input."""
     values = frame[label].cast(pl.Float32, strict=False)
     if values.null_count():
         index = int(values.is_null().arg_max())
-        raise CtrDistillError(f"missing or non-numeric label in column '{label}' at row "
-                              f"{first_row + index}")
+        raise CtrDistillError(f"{source}: missing or non-numeric label in column '{label}' at "
+                              f"data row {first_row + index + 1} (1-based)")
     bad = ~values.is_in([0.0, 1.0])
     if bad.any():
         index = int(bad.arg_max())
-        raise CtrDistillError(f"label outside {{0,1}} in column '{label}' at row "
-                              f"{first_row + index}: {values[index]}")
+        raise CtrDistillError(f"{source}: label outside {{0,1}} in column '{label}' at data row "
+                              f"{first_row + index + 1} (1-based): {values[index]}")
     return values
 
 
@@ -195,7 +196,9 @@ def _chunks(config: PrepareConfig, plan: _Plan):
     recipe = get_recipe(config.recipe)
     first_row = 0
     for frame in recipe.read(config.input, plan.schema, config.chunk_rows):
-        label = _check_label(frame, plan.schema.label, first_row)
+        # whatever the recipe, numeric columns reach the strict casts below as numbers
+        frame = checked_numbers(frame, plan.schema, config.input, first_row)
+        label = _check_label(frame, plan.schema.label, config.input, first_row)
         frame = frame.with_columns(
             label.alias("__label"),
             pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
