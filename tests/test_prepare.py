@@ -254,6 +254,22 @@ def test_generic_csv_and_parquet_recipes_with_a_schema(tmp_path):
     assert rows["group"].n_unique() == 7
 
 
+def test_tsv_recipe_splits_on_tabs_without_quoting(tmp_path):
+    # a comma inside a TSV value is text, and a tab turns quoting off: '"q' is a token
+    text = "label\ta\tn\n1\tx,1\t3\n0\t\"q\t\n1\tx,1\t-2\n0\tz\t7\n"
+    input = write(tmp_path / "data.tsv", text)
+    feature_map, out = run(tmp_path, input, recipe="tsv", split={"ratios": [1, 0, 0]})
+    assert vocab(out, "a") == {"x,1": 2, '"q': 3, "z": 4}
+    rows = all_rows(out)
+    assert rows["a"].to_list() == [2, 3, 2, 4]
+    assert rows["n"].to_list() == [3.0, 0.0, -2.0, 7.0]
+    assert rows["label"].to_list() == [1.0, 0.0, 1.0, 0.0]
+    assert feature_map.splits == {"train": 4, "valid": 0, "test": 0}
+    write(tmp_path / "bad.tsv", "label\ta\tn\n1\tx\t3\n0\ty\n")
+    with pytest.raises(CtrDistillError, match=r"bad\.tsv: wrong number of columns"):
+        run(tmp_path, tmp_path / "bad.tsv", recipe="tsv", overwrite=True)
+
+
 def test_parquet_missing_column_is_reported(tmp_path):
     (tmp_path / "pq").mkdir()
     pl.DataFrame({"label": [0, 1], "a": ["x", "y"]}).write_parquet(tmp_path / "pq" / "p.parquet")
