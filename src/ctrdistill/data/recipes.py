@@ -20,12 +20,14 @@ from ctrdistill.errors import CtrDistillError, unknown_name
 
 @dataclass(frozen=True)
 class Protocol:
-    """A published data protocol: split ratios, min count, and Criteo-x4-style bucketising."""
+    """A published data protocol: split ratios, min count, Criteo-x4-style bucketising and
+    Avazu-x4-style time fields."""
 
     ratios: tuple[float, float, float]
     min_count: int
     bucketize: bool = False
     description: str = ""
+    derive_time: bool = False
 
 
 @dataclass
