@@ -14,6 +14,7 @@ import pytest
 
 import ctrdistill.data.prepare as prepare_module
 import ctrdistill.data.sources as sources
+from ctrdistill.config import validate_config
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
@@ -25,7 +26,8 @@ SCHEMA = {"label": "label", "fields": [{"name": "a"}, {"name": "n", "kind": "num
 def config(tmp_path: Path, input: Path, **extra) -> PrepareConfig:
     data = {"recipe": "csv", "input": input, "output": tmp_path / "out", "schema": SCHEMA}
     data.update(extra)
-    return PrepareConfig.model_validate({k: v for k, v in data.items() if v is not None})
+    return validate_config(PrepareConfig, {k: v for k, v in data.items() if v is not None},
+                           "prepare")
 
 
 def run(tmp_path: Path, input: Path, **extra):
@@ -325,11 +327,59 @@ def test_day_split_puts_each_day_in_its_split(tmp_path):
     input = write(tmp_path / "data.csv", text)
     schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
     feature_map, out = run(tmp_path, input, schema=schema,
-                           split={"kind": "day", "valid_days": [4], "test_days": [5, 3]})
-    for split, days in (("train", {0, 1, 2}), ("valid", {4}), ("test", {3, 5})):
+                           split={"kind": "day", "valid_days": [3], "test_days": [5, 4]})
+    for split, days in (("train", {0, 1, 2}), ("valid", {3}), ("test", {4, 5})):
         assert set(read_split(out, split)["day"].to_list()) == days
     assert feature_map.splits == {"train": 30, "valid": 10, "test": 20}
     assert feature_map.has_day
+
+
+DAY_SPLIT_ERRORS = [
+    ("unlisted day after the test day", {"valid_days": [2], "test_days": [3]},
+     r"day split: day 4 is in no list and after the first valid/test day 2, so it would be "
+     r"trained on; list split\.train_days"),
+    ("unlisted day between valid days", {"valid_days": [1, 3], "test_days": [4, 5]},
+     r"day 2 is in no list and after the first valid/test day 1"),
+    ("valid after test", {"valid_days": [5], "test_days": [4]},
+     r"prepare: split: Value error, valid day 5 comes after test day 4; .* list train_days"),
+    ("a day in two lists", {"valid_days": [4], "test_days": [4, 5]},
+     r"day\(s\) \[4\] in both valid_days and test_days"),
+    ("a training day also tested", {"train_days": [0, 5], "valid_days": [4], "test_days": [5]},
+     r"day\(s\) \[5\] in both train_days and test_days"),
+    ("days on a random split", {"kind": "random", "test_days": [5]},
+     r"test_days need kind: day"),
+]
+
+
+@pytest.mark.parametrize(("split", "message"), [c[1:] for c in DAY_SPLIT_ERRORS],
+                         ids=[c[0] for c in DAY_SPLIT_ERRORS])
+def test_day_split_refuses_leaking_or_ambiguous_days(tmp_path, split, message):
+    text = "label,a,day\n" + "".join(f"{i % 2},k{i % 5},{i % 6}\n" for i in range(60))
+    input = write(tmp_path / "data.csv", text)
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    with pytest.raises(CtrDistillError, match=message) as error:
+        run(tmp_path, input, schema=schema, split={"kind": "day", **split})
+    assert "\n" not in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_day_split_with_explicit_train_days_leaves_other_days_out(tmp_path):
+    text = "label,a,day\n" + "".join(f"{i % 2},k{i % 5},{i % 6}\n" for i in range(60))
+    input = write(tmp_path / "data.csv", text)
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    # the user's choice: train on days after the test day (e.g. backtesting); 0 and 1 unused
+    feature_map, out = run(tmp_path, input, schema=schema, split={
+        "kind": "day", "train_days": [5, 4], "valid_days": [3], "test_days": [2]})
+    for split, days in (("train", {4, 5}), ("valid", {3}), ("test", {2})):
+        assert set(read_split(out, split)["day"].to_list()) == days
+    assert feature_map.splits == {"train": 20, "valid": 10, "test": 10}
+
+
+def test_day_split_needs_a_day_on_every_row(tmp_path):
+    input = write(tmp_path / "data.csv", "label,a,day\n1,x,0\n0,y,1\n1,z,\n")
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    with pytest.raises(CtrDistillError, match=r"day column 'day' is missing at data row 3 "):
+        run(tmp_path, input, schema=schema, split={"kind": "day", "test_days": [1]})
 
 
 def write_wide_csv(path: Path, rows: int) -> Path:

@@ -9,6 +9,7 @@ Everything is written into a temporary directory that replaces the output only o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,10 @@ class SplitConfig(StrictConfig):
     ratios: tuple[float, float, float] | None = Field(
         None, description="train/valid/test fractions; default from the protocol, else 8:1:1")
     seed: int = 2026
+    train_days: list[int] | None = Field(
+        None, description="day split: the training days, in any order; rows of days in no list "
+        "are left out. Default: every day before the first valid/test day, and a later day that "
+        "is in no list is an error (it would train on the future)")
     valid_days: list[int] = Field(default_factory=list)
     test_days: list[int] = Field(default_factory=list)
 
@@ -48,8 +53,25 @@ class SplitConfig(StrictConfig):
     def _check(self) -> SplitConfig:
         if self.ratios is not None and (min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6):
             raise ValueError("ratios must be non-negative and sum to 1")
-        if self.kind == "day" and not (self.valid_days or self.test_days):
+        days = {"train_days": self.train_days or [], "valid_days": self.valid_days,
+                "test_days": self.test_days}
+        if self.kind != "day":
+            given = [name for name, listed in days.items() if listed]
+            if given:  # a random split would silently ignore them
+                raise ValueError(f"{', '.join(given)} need kind: day")
+            return self
+        if not (self.valid_days or self.test_days):
             raise ValueError("a day split needs valid_days and/or test_days")
+        for (a, first), (b, second) in combinations(days.items(), 2):
+            shared = sorted(set(first) & set(second))
+            if shared:
+                raise ValueError(f"day(s) {shared} in both {a} and {b}")
+        if (self.train_days is None and self.valid_days and self.test_days
+                and max(self.valid_days) > min(self.test_days)):
+            raise ValueError(
+                f"valid day {max(self.valid_days)} comes after test day {min(self.test_days)}; "
+                "validate on days before the test days, or list train_days to choose the days "
+                "of each split yourself")
         return self
 
 
@@ -106,14 +128,37 @@ def uniform_hash(row_ids: np.ndarray, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
-    """0 train, 1 valid, 2 test for each row."""
-    if plan.split.kind == "day":
-        day = frame[plan.schema.day].to_numpy()
+def _assign_days(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
+    """The day split; without explicit train days, refuses a training row dated after the first
+    valid/test day, so the model never trains on the future it is evaluated on."""
+    split, column = plan.split, frame[plan.schema.day]
+    if column.null_count():
+        row = int(frame["row_id"][int(column.is_null().arg_max())]) + 1
+        raise CtrDistillError(f"a day split needs a day on every row: day column "
+                              f"'{plan.schema.day}' is missing at data row {row} (1-based)")
+    day = column.to_numpy()
+    if split.train_days is None:
         out = np.zeros(len(frame), dtype=np.int8)
-        out[np.isin(day, plan.split.valid_days)] = 1
-        out[np.isin(day, plan.split.test_days)] = 2
-        return out
+    else:
+        out = np.full(len(frame), -1, dtype=np.int8)
+        out[np.isin(day, split.train_days)] = 0
+    out[np.isin(day, split.valid_days)] = 1
+    out[np.isin(day, split.test_days)] = 2
+    if split.train_days is None:
+        first = min(split.valid_days + split.test_days)
+        late = (out == 0) & (day > first)
+        if late.any():
+            raise CtrDistillError(
+                f"day split: day {day[late][0]} is in no list and after the first valid/test "
+                f"day {first}, so it would be trained on; list split.train_days to choose the "
+                "training days (days in no list are then left out)")
+    return out
+
+
+def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
+    """0 train, 1 valid, 2 test for each row; -1 leaves the row out."""
+    if plan.split.kind == "day":
+        return _assign_days(frame, plan)
     u = uniform_hash(frame["row_id"].to_numpy(), plan.split.seed)
     train, valid, _ = plan.ratios
     return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
