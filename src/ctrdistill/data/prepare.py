@@ -8,6 +8,7 @@ Everything is written into a temporary directory that replaces the output only o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -288,6 +289,15 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
     return vocabularies, stats, total
 
 
+def vocabulary_digest(vocab: pl.DataFrame) -> str:
+    """sha256 of the values in id order (ids run consecutively from FIRST_ID, so the order is the
+    whole value -> id map); the byte lengths make the concatenation unambiguous."""
+    values = vocab.sort("id")["value"]
+    digest = hashlib.sha256(values.str.len_bytes().to_numpy().astype("<u8").tobytes())
+    digest.update(values.str.join("").item().encode())
+    return digest.hexdigest()[:16]
+
+
 def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
                  stats: dict[str, tuple[float, float]], config: PrepareConfig) -> FeatureMap:
     fields = []
@@ -306,7 +316,8 @@ def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
     return FeatureMap(fields=fields, has_group=plan.schema.group is not None,
                       has_day=plan.schema.day is not None, passthrough=plan.schema.passthrough,
                       source={"recipe": config.recipe, "input": str(config.input),
-                              "protocol": config.protocol or ""})
+                              "protocol": config.protocol or ""},
+                      vocab_digests={o: vocabulary_digest(v) for o, v in vocabularies.items()})
 
 
 def _encode(frame: pl.DataFrame, plan: _Plan, feature_map: FeatureMap,
