@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
+import ctrdistill
 from ctrdistill.cli import main
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    # the child imports the package these tests import, whatever the working directory
+    source = str(Path(ctrdistill.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (source, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([sys.executable, "-m", "ctrdistill.cli", *args], capture_output=True,
-                          text=True)
+                          text=True, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +60,73 @@ def test_train_evaluate_predict(prepared: Path, tmp_path: Path, capsys) -> None:
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args: list[str], message: str, tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "ctrdistill.cli", *args], capture_output=True,
-                            text=True, cwd=tmp_path)
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+# tqdm draws a bar on stderr even off a terminal: "prepare: fit: 0.00rows [00:00, ?rows/s]"
+PROGRESS_LINE = re.compile(r"\[\d+:\d+.*/s\]$")
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit 2 and, apart from progress bars drawn before the failure, one line: the error."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not PROGRESS_LINE.search(line.strip())]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("ctrdistill ") and ": error: " in lines[0], lines[0]
+    assert re.search(message, lines[0]), lines[0]
+
+
+PREPARE_CONFIG = {"recipe": "csv", "output": "out",
+                  "schema": {"label": "label", "fields": [{"name": "a"},
+                                                          {"name": "n", "kind": "numeric"}]}}
+
+BAD_RAW_INPUTS = [
+    ("empty file", "data.csv", "", {}, r"data\.csv: file is empty"),
+    ("label outside {0,1}", "data.csv", "label,a,n\n1,x,3\n2,y,4\n", {},
+     r"label outside \{0,1\} in column 'label' at data row 2 \(1-based\): 2\.0"),
+    ("missing label column", "data.csv", "a,n\nx,3\n", {}, r"data\.csv: missing column 'label'"),
+    ("missing label value", "data.csv", "label,a,n\n1,x,3\n,y,4\n", {},
+     r"missing or non-numeric label in column 'label' at data row 2"),
+    ("text in a numeric Parquet column", "data.parquet", None, {"recipe": "parquet"},
+     r"data\.parquet: non-numeric value in a numeric column 'n' at data row 2 \(1-based\): "
+     r"'abc'"),
+    ("unknown recipe with real input", "data.csv", "label,a,n\n1,x,3\n", {"recipe": "tvs"},
+     r"unknown recipe 'tvs'; did you mean 'tsv'\?"),
+    ("misspelled nested key", "data.csv", "label,a,n\n1,x,3\n",
+     {"schema": {"label": "label", "fields": [{"name": "a", "knd": "numeric"}]}},
+     r"unknown key 'schema\.fields\.0\.knd'; did you mean 'kind'\?"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "extra", "message"), [c[1:] for c in BAD_RAW_INPUTS],
+                         ids=[c[0] for c in BAD_RAW_INPUTS])
+def test_bad_raw_input_exits_2_with_one_line(tmp_path: Path, name: str, text: str | None,
+                                             extra: dict, message: str) -> None:
+    if text is None:
+        pl.DataFrame({"label": [1, 0], "a": ["x", "y"], "n": ["3", "abc"]}).write_parquet(
+            tmp_path / name)
+    else:
+        (tmp_path / name).write_text(text)
+    (tmp_path / "prepare.yaml").write_text(yaml.safe_dump(PREPARE_CONFIG | extra))
+    result = run_cli("prepare", "--config", "prepare.yaml", "--input", name, cwd=tmp_path)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_on_data_with_another_feature_map_exits_2(prepared: Path, tmp_path: Path) -> None:
+    config = {"name": "lr", "data": str(prepared), "output_dir": str(tmp_path),
+              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 1024}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "train.yaml")]) == 0
+    other = tmp_path / "reseeded"  # the same raw rows, split with another seed
+    assert main(["prepare", "--recipe", "synthetic", "--input", str(prepared.parent / "raw"),
+                 "--output", str(other), "--protocol", "x4", "--set", "split.seed=7"]) == 0
+    result = run_cli("evaluate", str(tmp_path / "lr"), "--data", str(other))
+    assert_one_line_error(result, r"feature map does not match the checkpoint \((field|vocab)")
 
 
 def test_misspelled_key_in_yaml(tmp_path: Path) -> None:

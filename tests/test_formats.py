@@ -196,24 +196,35 @@ def avazu_raw() -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize(("protocol", "ratios", "min_count"),
-                         [("x1", (0.7, 0.1, 0.2), 1), ("x4", (0.8, 0.1, 0.1), 2)])
-def test_avazu_fields_vocabularies_and_time(tmp_path, protocol, ratios, min_count):
+def test_avazu_x4_drops_id_and_derives_time_fields(tmp_path):
     raw = avazu_raw()
-    feature_map, out = run(tmp_path, "avazu", RAW / "avazu", protocol)
+    feature_map, out = run(tmp_path, "avazu", RAW / "avazu", "x4")
     names = [f.name for f in feature_map.fields]
     assert names == [*AVAZU_IDS, "hour_of_day", "weekday", "is_weekend"]
     assert "id" not in names and "hour" not in names and feature_map.has_day
-    rows = check_rows_and_labels(out, feature_map, [float(r["click"]) for r in raw], ratios)
+    rows = check_rows_and_labels(out, feature_map, [float(r["click"]) for r in raw],
+                                 (0.8, 0.1, 0.1))
     for column in AVAZU_IDS:
-        check_id_field(out, feature_map, rows, column, [r[column] for r in raw], min_count)
+        check_id_field(out, feature_map, rows, column, [r[column] for r in raw], 2)
     stamps = [datetime.strptime(r["hour"], "%y%m%d%H") for r in raw]
-    check_id_field(out, feature_map, rows, "hour_of_day", [str(t.hour) for t in stamps],
-                   min_count)
-    check_id_field(out, feature_map, rows, "weekday", [str(t.weekday()) for t in stamps],
-                   min_count)
+    check_id_field(out, feature_map, rows, "hour_of_day", [str(t.hour) for t in stamps], 2)
+    check_id_field(out, feature_map, rows, "weekday", [str(t.weekday()) for t in stamps], 2)
     check_id_field(out, feature_map, rows, "is_weekend",
-                   [str(int(t.weekday() >= 5)) for t in stamps], min_count)
+                   [str(int(t.weekday() >= 5)) for t in stamps], 2)
+    assert rows["day"].to_list() == [(t.date() - date(2014, 10, 21)).days for t in stamps]
+
+
+def test_avazu_x1_keeps_hour_as_one_of_22_fields(tmp_path):
+    """BARS Avazu_x1: every raw column but id and click, hour as it is, min count 1."""
+    raw = avazu_raw()
+    feature_map, out = run(tmp_path, "avazu", RAW / "avazu", "x1")
+    names = [f.name for f in feature_map.fields]
+    assert names == ["hour", *AVAZU_IDS] and len(names) == 22
+    rows = check_rows_and_labels(out, feature_map, [float(r["click"]) for r in raw],
+                                 (0.7, 0.1, 0.2))
+    for column in ["hour", *AVAZU_IDS]:
+        check_id_field(out, feature_map, rows, column, [r[column] for r in raw], 1)
+    stamps = [datetime.strptime(r["hour"], "%y%m%d%H") for r in raw]
     assert rows["day"].to_list() == [(t.date() - date(2014, 10, 21)).days for t in stamps]
 
 
@@ -287,8 +298,8 @@ def test_frappe_tolerates_extra_spaces_and_rejects_a_short_line(tmp_path):
     assert sum(feature_map.splits.values()) == 20
     short = tmp_path / "short.libfm"
     short.write_text("\n".join([*lines[:3], lines[3].rsplit(" ", 1)[0], *lines[4:]]) + "\n")
-    with pytest.raises(CtrDistillError, match="wrong number of columns at row 4: expected 11, "
-                                              "got 10"):
+    with pytest.raises(CtrDistillError, match=r"wrong number of columns at data row 4 "
+                                              r"\(1-based\): expected 11, got 10"):
         run(tmp_path, "frappe", short, "x1", name="out2")
 
 

@@ -17,7 +17,8 @@ from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, generate_chunks, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.evaluation import evaluate, predict
-from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.models.registry import build_model
+from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.metrics import group_auc
 from ctrdistill.training.run import RunConfig, run_train
@@ -44,6 +45,21 @@ def test_unknown_config_key_names_the_nearest() -> None:
                                     "model": {"name": "dnn", "hiden_units": [3]}})
     with pytest.raises(CtrDistillError, match=r"unknown model 'dnnn'.*did you mean 'dnn'"):
         validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnnn"}})
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"schem": {}}, r"unknown key 'schem'; did you mean 'schema'\? \(valid: .*schema,"),
+    ({"schema": {"lable": "y", "fields": [{"name": "a"}]}},
+     r"unknown key 'schema.lable'; did you mean 'label'\? \(valid: day, fields,"),
+    ({"schema": {"fields": [{"name": "a"}, {"name": "n", "tranform": "log1p"}]}},
+     r"unknown key 'schema.fields.1.tranform'; did you mean 'transform'\?"),
+    ({"split": {"kind": "day", "test_dayz": [1]}},
+     r"unknown key 'split.test_dayz'; did you mean 'test_days'\?"),
+])
+def test_unknown_nested_key_names_the_nearest(data: dict, message: str) -> None:
+    base = {"recipe": "csv", "input": "in.csv", "output": "out"}
+    with pytest.raises(CtrDistillError, match=message):
+        validate_config(PrepareConfig, base | data)
 
 
 def test_synthetic_is_deterministic_and_criteo_like() -> None:
@@ -163,6 +179,30 @@ def test_checkpoint_refuses_a_different_feature_map(prepared: Path, tmp_path: Pa
                           protocol="x4"), show_progress=False)
     with pytest.raises(CtrDistillError, match="does not match the checkpoint"):
         load_checkpoint(result.path, PreparedData(other).feature_map)
+
+
+def test_checkpoint_refuses_a_refitted_vocabulary_of_the_same_size(tmp_path: Path) -> None:
+    """Another split seed re-fits the vocabulary: same sizes, other value -> id map."""
+    (tmp_path / "data.csv").write_text(
+        "label,a\n" + "".join(f"{i % 2},{'pqr'[i % 3]}\n" for i in range(30)))
+    maps = {seed: prepare(PrepareConfig.model_validate({
+        "recipe": "csv", "input": tmp_path / "data.csv", "output": tmp_path / f"seed{seed}",
+        "schema": {"fields": [{"name": "a"}]}, "split": {"seed": seed}}), show_progress=False)
+        for seed in (0, 1)}
+
+    def values(seed: int) -> list[str]:
+        return pl.read_parquet(tmp_path / f"seed{seed}" / "vocab" / "a.parquet").sort("id")[
+            "value"].to_list()
+
+    assert maps[0].fields == maps[1].fields and values(0) != values(1)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / CHECKPOINT_FILE, build_model({"name": "lr"}, maps[0]), maps[0])
+    load_checkpoint(run, PreparedData(tmp_path / "seed0").feature_map)  # its own data: accepted
+    with pytest.raises(CtrDistillError, match=r"does not match the checkpoint \(vocabulary 'a' "
+                                              r"maps values to other ids") as error:
+        evaluate(run, tmp_path / "seed1")
+    assert "\n" not in str(error.value)
 
 
 def test_failed_run_leaves_nothing_behind(prepared: Path, tmp_path: Path) -> None:

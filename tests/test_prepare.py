@@ -14,6 +14,7 @@ import pytest
 
 import ctrdistill.data.prepare as prepare_module
 import ctrdistill.data.sources as sources
+from ctrdistill.config import validate_config
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
@@ -25,7 +26,8 @@ SCHEMA = {"label": "label", "fields": [{"name": "a"}, {"name": "n", "kind": "num
 def config(tmp_path: Path, input: Path, **extra) -> PrepareConfig:
     data = {"recipe": "csv", "input": input, "output": tmp_path / "out", "schema": SCHEMA}
     data.update(extra)
-    return PrepareConfig.model_validate({k: v for k, v in data.items() if v is not None})
+    return validate_config(PrepareConfig, {k: v for k, v in data.items() if v is not None},
+                           "prepare")
 
 
 def run(tmp_path: Path, input: Path, **extra):
@@ -70,9 +72,10 @@ BAD_INPUTS = [
     ("text in a numeric field", "label,a,n\n1,x,3\n0,y,abc\n", {},
      r"non-numeric value in a numeric column.*'abc'"),
     ("missing label", "label,a,n\n1,x,3\n,y,4\n", {},
-     r"missing or non-numeric label in column 'label' at row 1"),
+     r"data\.csv: missing or non-numeric label in column 'label' at data row 2 "
+     r"\(1-based\)"),
     ("label outside {0,1}", "label,a,n\n1,x,3\n0,y,4\n2,z,5\n", {},
-     r"label outside \{0,1\} in column 'label' at row 2: 2\.0"),
+     r"label outside \{0,1\} in column 'label' at data row 3 \(1-based\): 2\.0"),
     ("missing column", "label,b,n\n1,x,3\n", {}, r"data\.csv: missing column 'a'"),
     ("unknown recipe", GOOD, {"recipe": "critoe"},
      r"unknown recipe 'critoe'; did you mean 'criteo'\?"),
@@ -102,11 +105,11 @@ FORMAT_ERRORS = [
     ("criteo", "1" + "\tx" * 13 + "\tab" * 26 + "\n",
      r"non-numeric value in a numeric column.*'x'"),
     ("avazu", "id,click,hour\n1,0,14102100\n", r"missing column 'C1'"),
-    ("frappe", "1 3:1 4:1\n", r"wrong number of columns at row 1: expected 11, got 3"),
+    ("frappe", "1 3:1 4:1\n", r"wrong number of columns at data row 1 \(1-based\): expected 11"),
     ("frappe", "yes" + " 1:1" * 10 + "\n", r"missing or non-numeric label"),
     ("frappe", "-1" + " 1:1" * 10 + "\n2" + " 1:1" * 10 + "\n", r"label outside \{0,1\}"),
-    ("movielens", "1\t2\t5\tsoon\n", r"missing or non-integer timestamp at row 1"),
-    ("movielens", "1::2::5\n", r"wrong number of columns at row 1: expected 4, got 3"),
+    ("movielens", "1\t2\t5\tsoon\n", r"non-integer timestamp at data row 1 \(1-based\)"),
+    ("movielens", "1::2::5\n", r"wrong number of columns at data row 1 \(1-based\): expected 4"),
 ]
 
 
@@ -253,6 +256,22 @@ def test_generic_csv_and_parquet_recipes_with_a_schema(tmp_path):
     assert rows["group"].n_unique() == 7
 
 
+def test_tsv_recipe_splits_on_tabs_without_quoting(tmp_path):
+    # a comma inside a TSV value is text, and a tab turns quoting off: '"q' is a token
+    text = "label\ta\tn\n1\tx,1\t3\n0\t\"q\t\n1\tx,1\t-2\n0\tz\t7\n"
+    input = write(tmp_path / "data.tsv", text)
+    feature_map, out = run(tmp_path, input, recipe="tsv", split={"ratios": [1, 0, 0]})
+    assert vocab(out, "a") == {"x,1": 2, '"q': 3, "z": 4}
+    rows = all_rows(out)
+    assert rows["a"].to_list() == [2, 3, 2, 4]
+    assert rows["n"].to_list() == [3.0, 0.0, -2.0, 7.0]
+    assert rows["label"].to_list() == [1.0, 0.0, 1.0, 0.0]
+    assert feature_map.splits == {"train": 4, "valid": 0, "test": 0}
+    write(tmp_path / "bad.tsv", "label\ta\tn\n1\tx\t3\n0\ty\n")
+    with pytest.raises(CtrDistillError, match=r"bad\.tsv: wrong number of columns"):
+        run(tmp_path, tmp_path / "bad.tsv", recipe="tsv", overwrite=True)
+
+
 def test_parquet_missing_column_is_reported(tmp_path):
     (tmp_path / "pq").mkdir()
     pl.DataFrame({"label": [0, 1], "a": ["x", "y"]}).write_parquet(tmp_path / "pq" / "p.parquet")
@@ -261,16 +280,106 @@ def test_parquet_missing_column_is_reported(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+PARQUET_ERRORS = [
+    ("text in a numeric field", {"n": ["3", "", "4.5", "abc"]}, {},
+     r"p1\.parquet: non-numeric value in a numeric column 'n' at data row 4 \(1-based\): 'abc'"),
+    ("text in the day column", {"day": ["1", "2", "x", "2"]},
+     {"schema": {**SCHEMA, "day": "day"}, "split": {"kind": "day", "test_days": [2]}},
+     r"non-numeric value in a numeric column 'day' at data row 3 \(1-based\): 'x'"),
+    ("a list in a numeric field", {"n": [[1.0], [2.0], [3.0], [4.0]]}, {},
+     r"p1\.parquet: column 'n' holds List\(Float64\), not numbers"),
+    ("label outside {0,1}", {"label": [0, 1, 1, 3]}, {},
+     r"pq: label outside \{0,1\} in column 'label' at data row 8 \(1-based\): 3\.0"),
+]
+
+
+@pytest.mark.parametrize(("columns", "extra", "message"), [c[1:] for c in PARQUET_ERRORS],
+                         ids=[c[0] for c in PARQUET_ERRORS])
+def test_parquet_bad_values_are_one_clear_error(tmp_path, columns, extra, message):
+    """The second file is the bad one: rows are counted within the file for its columns, over
+    the whole input for the label."""
+    (tmp_path / "pq").mkdir()
+    good = {"label": [0, 1, 1, 0], "a": ["x", "y", "x", "z"], "n": [1.0, None, 2.0, 3.0],
+            "day": [1, 1, 2, 2]}
+    pl.DataFrame(good).write_parquet(tmp_path / "pq" / "p0.parquet")
+    pl.DataFrame(good | columns).write_parquet(tmp_path / "pq" / "p1.parquet")
+    with pytest.raises(CtrDistillError, match=message) as error:
+        run(tmp_path, tmp_path / "pq", recipe="parquet", **extra)
+    assert "\n" not in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_parquet_numbers_as_text_or_integers_are_read(tmp_path):
+    """Numeric text is parsed, empty text is missing (the field's fill), integers are widened."""
+    frame = pl.DataFrame({"label": [1, 0, 1], "a": ["x", "y", "x"], "n": ["2.5", "", "-1"]})
+    frame.write_parquet(tmp_path / "text.parquet")
+    _, out = run(tmp_path, tmp_path / "text.parquet", recipe="parquet",
+                 split={"ratios": [1, 0, 0]})
+    assert all_rows(out)["n"].to_list() == [2.5, 0.0, -1.0]
+    frame.with_columns(pl.Series("n", [2, None, -1])).write_parquet(tmp_path / "ints.parquet")
+    _, out = run(tmp_path, tmp_path / "ints.parquet", recipe="parquet", overwrite=True,
+                 split={"ratios": [1, 0, 0]})
+    assert all_rows(out)["n"].to_list() == [2.0, 0.0, -1.0]
+
+
 def test_day_split_puts_each_day_in_its_split(tmp_path):
     text = "label,a,day\n" + "".join(f"{i % 2},k{i % 5},{i % 6}\n" for i in range(60))
     input = write(tmp_path / "data.csv", text)
     schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
     feature_map, out = run(tmp_path, input, schema=schema,
-                           split={"kind": "day", "valid_days": [4], "test_days": [5, 3]})
-    for split, days in (("train", {0, 1, 2}), ("valid", {4}), ("test", {3, 5})):
+                           split={"kind": "day", "valid_days": [3], "test_days": [5, 4]})
+    for split, days in (("train", {0, 1, 2}), ("valid", {3}), ("test", {4, 5})):
         assert set(read_split(out, split)["day"].to_list()) == days
     assert feature_map.splits == {"train": 30, "valid": 10, "test": 20}
     assert feature_map.has_day
+
+
+DAY_SPLIT_ERRORS = [
+    ("unlisted day after the test day", {"valid_days": [2], "test_days": [3]},
+     r"day split: day 4 is in no list and after the first valid/test day 2, so it would be "
+     r"trained on; list split\.train_days"),
+    ("unlisted day between valid days", {"valid_days": [1, 3], "test_days": [4, 5]},
+     r"day 2 is in no list and after the first valid/test day 1"),
+    ("valid after test", {"valid_days": [5], "test_days": [4]},
+     r"prepare: split: Value error, valid day 5 comes after test day 4; .* list train_days"),
+    ("a day in two lists", {"valid_days": [4], "test_days": [4, 5]},
+     r"day\(s\) \[4\] in both valid_days and test_days"),
+    ("a training day also tested", {"train_days": [0, 5], "valid_days": [4], "test_days": [5]},
+     r"day\(s\) \[5\] in both train_days and test_days"),
+    ("days on a random split", {"kind": "random", "test_days": [5]},
+     r"test_days need kind: day"),
+]
+
+
+@pytest.mark.parametrize(("split", "message"), [c[1:] for c in DAY_SPLIT_ERRORS],
+                         ids=[c[0] for c in DAY_SPLIT_ERRORS])
+def test_day_split_refuses_leaking_or_ambiguous_days(tmp_path, split, message):
+    text = "label,a,day\n" + "".join(f"{i % 2},k{i % 5},{i % 6}\n" for i in range(60))
+    input = write(tmp_path / "data.csv", text)
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    with pytest.raises(CtrDistillError, match=message) as error:
+        run(tmp_path, input, schema=schema, split={"kind": "day", **split})
+    assert "\n" not in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_day_split_with_explicit_train_days_leaves_other_days_out(tmp_path):
+    text = "label,a,day\n" + "".join(f"{i % 2},k{i % 5},{i % 6}\n" for i in range(60))
+    input = write(tmp_path / "data.csv", text)
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    # the user's choice: train on days after the test day (e.g. backtesting); 0 and 1 unused
+    feature_map, out = run(tmp_path, input, schema=schema, split={
+        "kind": "day", "train_days": [5, 4], "valid_days": [3], "test_days": [2]})
+    for split, days in (("train", {4, 5}), ("valid", {3}), ("test", {2})):
+        assert set(read_split(out, split)["day"].to_list()) == days
+    assert feature_map.splits == {"train": 20, "valid": 10, "test": 10}
+
+
+def test_day_split_needs_a_day_on_every_row(tmp_path):
+    input = write(tmp_path / "data.csv", "label,a,day\n1,x,0\n0,y,1\n1,z,\n")
+    schema = {"label": "label", "day": "day", "fields": [{"name": "a"}]}
+    with pytest.raises(CtrDistillError, match=r"day column 'day' is missing at data row 3 "):
+        run(tmp_path, input, schema=schema, split={"kind": "day", "test_days": [1]})
 
 
 def write_wide_csv(path: Path, rows: int) -> Path:

@@ -5,8 +5,10 @@ An unknown key is an error that names the nearest valid key."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -22,18 +24,44 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config class that owns the field at `loc` (used to suggest keys for extra fields)."""
-    current: type[BaseModel] | None = model
-    for part in loc[:-1]:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
+def _step(annotation: Any, part: Any) -> Any:
+    """The annotation one step down `part` of an error location: a model's field (by alias or
+    name), a list item, a mapping value, or one member of a union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(part, str):
             return None
-        annotation = current.model_fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-    return current
+        field = next((f for n, f in annotation.model_fields.items() if part in (n, f.alias)),
+                     None)
+        return field.annotation if field else None
+    args = get_args(annotation)
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        # pydantic names a union member in the location only when the union has several models
+        named = next((a for a in args if getattr(a, "__name__", None) == part), None)
+        if named is not None:
+            return named
+        return next((s for s in (_step(a, part) for a in args) if s is not None), None)
+    if origin in (list, tuple, set, frozenset, Sequence) and isinstance(part, int):
+        return args[0] if args else None
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class that owns the key at `loc` (used to suggest keys for extra fields)."""
+    annotation: Any = model
+    for part in loc[:-1]:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return None
+    candidates = [annotation, *get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys a user writes: a field's alias where it has one (`schema`, not `schema_`)."""
+    return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
 def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
@@ -44,7 +72,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], so
         path = ".".join(str(p) for p in loc) or "<root>"
         if item["type"] == "extra_forbidden":
             owner = _model_at(model, loc)
-            valid = sorted(owner.model_fields) if owner else []
+            valid = _keys(owner) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             lines.append(f"{source}: unknown key '{path}'{hint} (valid: {', '.join(valid)})")

@@ -5,9 +5,11 @@ Python loop per row) and yields frames with exactly the schema's raw columns, la
 
 - `criteo`: Kaggle `train.txt`: tab-separated, no header, label, I1-I13 (integers, may be empty or
   negative), C1-C26 (hex strings, may be empty).
-- `avazu`: `train.csv` (or Kaggle's gzipped `train.gz`) with its header; `hour` (YYMMDDHH) becomes
-  `hour_of_day`, `weekday` (Monday 0), `is_weekend` and `day` (days since 2014-10-21, Avazu's
-  first day, so any file or chunk of the dataset gets the same day numbers); `id` is not a field.
+- `avazu`: `train.csv` (or Kaggle's gzipped `train.gz`) with its header; `id` is not a field.
+  Protocol x1 keeps `hour` (YYMMDDHH) as one categorical field (22 fields); x4 (and no protocol)
+  replaces it with `hour_of_day`, `weekday` (Monday 0) and `is_weekend` (24 fields). Both get a
+  `day` column (days since 2014-10-21, Avazu's first day, so any file or chunk of the dataset
+  gets the same day numbers) for day splits.
 - `frappe`: libfm text `label idx:1 ... idx:1` (labels -1/1), ten one-hot fields f0..f9.
 - `movielens`: ml-100k `u.data` or ml-1m `ratings.dat`; click = rating >= 4; user and item
   features from the side files (`u.user`/`u.item`, `users.dat`/`movies.dat`) where they exist.
@@ -80,8 +82,8 @@ def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Pa
     if bad.any():
         index = int(bad.arg_max())
         raise CtrDistillError(
-            f"{file}: wrong number of columns at row {first_row + index + 1}: expected "
-            f"{len(names)}, got {counts[index]}: {frame['line'][index][:80]!r}")
+            f"{file}: wrong number of columns at data row {first_row + index + 1} (1-based): "
+            f"expected {len(names)}, got {counts[index]}: {frame['line'][index][:80]!r}")
     return parts.select(pl.col("parts").list.get(i).alias(n) for i, n in enumerate(names))
 
 
@@ -123,14 +125,16 @@ AVAZU_TIME_FIELDS = ["hour_of_day", "weekday", "is_weekend"]
 AVAZU_FIRST_DAY = date(2014, 10, 21)
 
 
-def avazu_schema() -> Schema:
-    return Schema(label="click", day="day", fields=[
-        FieldSpec(name=c) for c in [*AVAZU_ID_COLUMNS, *AVAZU_TIME_FIELDS]])
+def avazu_schema(derive_time: bool) -> Schema:
+    """BARS Avazu_x4 derives time fields from `hour`; Avazu_x1 keeps `hour` as it is."""
+    columns = ([*AVAZU_ID_COLUMNS, *AVAZU_TIME_FIELDS] if derive_time
+               else ["hour", *AVAZU_ID_COLUMNS])
+    return Schema(label="click", day="day", fields=[FieldSpec(name=c) for c in columns])
 
 
 class AvazuRecipe(Recipe):
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
-        return avazu_schema()
+        return avazu_schema(derive_time=protocol is None or protocol.derive_time)
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         derived = [*AVAZU_TIME_FIELDS, "day"]
@@ -286,8 +290,8 @@ class MovielensRecipe(Recipe):
                 .cast(pl.Int64, strict=False))
             bad = frame["timestamp"].is_null()
             if bad.any():
-                raise CtrDistillError(f"{files.ratings}: missing or non-integer timestamp at row "
-                                      f"{first_row + int(bad.arg_max()) + 1}")
+                raise CtrDistillError(f"{files.ratings}: missing or non-integer timestamp at data "
+                                      f"row {first_row + int(bad.arg_max()) + 1} (1-based)")
             first_row += len(frame)
             yield frame.with_columns(
                 (pl.col("rating") >= 4).cast(pl.Float64).alias("label"),
@@ -343,9 +347,10 @@ register_recipe(CriteoRecipe(
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1, log1p numerics"),
      "x4": Protocol((0.8, 0.1, 0.1), 10, True, "8:1:1, min count 10, bucketised numerics")}))
 register_recipe(AvazuRecipe(
-    "avazu", "Avazu train.csv (header; hour -> hour_of_day, weekday, is_weekend, day)",
-    {"x1": Protocol((0.7, 0.1, 0.2), 1, False, "7:1:2, min count 1"),
-     "x4": Protocol((0.8, 0.1, 0.1), 2, False, "8:1:1, min count 2")}))
+    "avazu", "Avazu train.csv (header; id dropped; x4: hour -> hour_of_day, weekday, is_weekend)",
+    {"x1": Protocol((0.7, 0.1, 0.2), 1, False, "7:1:2, min count 1, 22 fields, hour as is"),
+     "x4": Protocol((0.8, 0.1, 0.1), 2, False, "8:1:1, min count 2, hour -> hour_of_day, "
+                    "weekday, is_weekend", derive_time=True)}))
 register_recipe(LibfmRecipe(
     "frappe", "Frappe libfm text (labels -1/1, 10 one-hot fields f0..f9)", 10,
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))

@@ -8,7 +8,9 @@ Everything is written into a temporary directory that replaces the output only o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +19,7 @@ import polars as pl
 from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.recipes import Protocol, get_recipe
+from ctrdistill.data.recipes import Protocol, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
@@ -41,6 +43,10 @@ class SplitConfig(StrictConfig):
     ratios: tuple[float, float, float] | None = Field(
         None, description="train/valid/test fractions; default from the protocol, else 8:1:1")
     seed: int = 2026
+    train_days: list[int] | None = Field(
+        None, description="day split: the training days, in any order; rows of days in no list "
+        "are left out. Default: every day before the first valid/test day, and a later day that "
+        "is in no list is an error (it would train on the future)")
     valid_days: list[int] = Field(default_factory=list)
     test_days: list[int] = Field(default_factory=list)
 
@@ -48,8 +54,25 @@ class SplitConfig(StrictConfig):
     def _check(self) -> SplitConfig:
         if self.ratios is not None and (min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6):
             raise ValueError("ratios must be non-negative and sum to 1")
-        if self.kind == "day" and not (self.valid_days or self.test_days):
+        days = {"train_days": self.train_days or [], "valid_days": self.valid_days,
+                "test_days": self.test_days}
+        if self.kind != "day":
+            given = [name for name, listed in days.items() if listed]
+            if given:  # a random split would silently ignore them
+                raise ValueError(f"{', '.join(given)} need kind: day")
+            return self
+        if not (self.valid_days or self.test_days):
             raise ValueError("a day split needs valid_days and/or test_days")
+        for (a, first), (b, second) in combinations(days.items(), 2):
+            shared = sorted(set(first) & set(second))
+            if shared:
+                raise ValueError(f"day(s) {shared} in both {a} and {b}")
+        if (self.train_days is None and self.valid_days and self.test_days
+                and max(self.valid_days) > min(self.test_days)):
+            raise ValueError(
+                f"valid day {max(self.valid_days)} comes after test day {min(self.test_days)}; "
+                "validate on days before the test days, or list train_days to choose the days "
+                "of each split yourself")
         return self
 
 
@@ -106,30 +129,54 @@ def uniform_hash(row_ids: np.ndarray, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
-    """0 train, 1 valid, 2 test for each row."""
-    if plan.split.kind == "day":
-        day = frame[plan.schema.day].to_numpy()
+def _assign_days(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
+    """The day split; without explicit train days, refuses a training row dated after the first
+    valid/test day, so the model never trains on the future it is evaluated on."""
+    split, column = plan.split, frame[plan.schema.day]
+    if column.null_count():
+        row = int(frame["row_id"][int(column.is_null().arg_max())]) + 1
+        raise CtrDistillError(f"a day split needs a day on every row: day column "
+                              f"'{plan.schema.day}' is missing at data row {row} (1-based)")
+    day = column.to_numpy()
+    if split.train_days is None:
         out = np.zeros(len(frame), dtype=np.int8)
-        out[np.isin(day, plan.split.valid_days)] = 1
-        out[np.isin(day, plan.split.test_days)] = 2
-        return out
+    else:
+        out = np.full(len(frame), -1, dtype=np.int8)
+        out[np.isin(day, split.train_days)] = 0
+    out[np.isin(day, split.valid_days)] = 1
+    out[np.isin(day, split.test_days)] = 2
+    if split.train_days is None:
+        first = min(split.valid_days + split.test_days)
+        late = (out == 0) & (day > first)
+        if late.any():
+            raise CtrDistillError(
+                f"day split: day {day[late][0]} is in no list and after the first valid/test "
+                f"day {first}, so it would be trained on; list split.train_days to choose the "
+                "training days (days in no list are then left out)")
+    return out
+
+
+def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
+    """0 train, 1 valid, 2 test for each row; -1 leaves the row out."""
+    if plan.split.kind == "day":
+        return _assign_days(frame, plan)
     u = uniform_hash(frame["row_id"].to_numpy(), plan.split.seed)
     train, valid, _ = plan.ratios
     return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
 
 
-def _check_label(frame: pl.DataFrame, label: str, first_row: int) -> pl.Series:
+def _check_label(frame: pl.DataFrame, label: str, source: Path, first_row: int) -> pl.Series:
+    """The label as Float32 0/1; rows are reported 1-based, counted over the whole input."""
     values = frame[label].cast(pl.Float32, strict=False)
     if values.null_count():
         index = int(values.is_null().arg_max())
-        raise CtrDistillError(f"missing or non-numeric label in column '{label}' at row "
-                              f"{first_row + index}")
+        raise CtrDistillError(f"{source}: missing or non-numeric label in column '{label}' at "
+                              f"data row {first_row + index + 1} (1-based)")
     bad = ~values.is_in([0.0, 1.0])
     if bad.any():
         index = int(bad.arg_max())
-        raise CtrDistillError(f"label outside {{0,1}} in column '{label}' at row "
-                              f"{first_row + index}: {values[index]}")
+        raise CtrDistillError(f"{source}: label outside {{0,1}} in column '{label}' at data row "
+                              f"{first_row + index + 1} (1-based): {values[index]}")
     return values
 
 
@@ -195,7 +242,9 @@ def _chunks(config: PrepareConfig, plan: _Plan):
     recipe = get_recipe(config.recipe)
     first_row = 0
     for frame in recipe.read(config.input, plan.schema, config.chunk_rows):
-        label = _check_label(frame, plan.schema.label, first_row)
+        # whatever the recipe, numeric columns reach the strict casts below as numbers
+        frame = checked_numbers(frame, plan.schema, config.input, first_row)
+        label = _check_label(frame, plan.schema.label, config.input, first_row)
         frame = frame.with_columns(
             label.alias("__label"),
             pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
@@ -240,6 +289,15 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
     return vocabularies, stats, total
 
 
+def vocabulary_digest(vocab: pl.DataFrame) -> str:
+    """sha256 of the values in id order (ids run consecutively from FIRST_ID, so the order is the
+    whole value -> id map); the byte lengths make the concatenation unambiguous."""
+    values = vocab.sort("id")["value"]
+    digest = hashlib.sha256(values.str.len_bytes().to_numpy().astype("<u8").tobytes())
+    digest.update(values.str.join("").item().encode())
+    return digest.hexdigest()[:16]
+
+
 def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
                  stats: dict[str, tuple[float, float]], config: PrepareConfig) -> FeatureMap:
     fields = []
@@ -258,7 +316,8 @@ def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
     return FeatureMap(fields=fields, has_group=plan.schema.group is not None,
                       has_day=plan.schema.day is not None, passthrough=plan.schema.passthrough,
                       source={"recipe": config.recipe, "input": str(config.input),
-                              "protocol": config.protocol or ""})
+                              "protocol": config.protocol or ""},
+                      vocab_digests={o: vocabulary_digest(v) for o, v in vocabularies.items()})
 
 
 def _encode(frame: pl.DataFrame, plan: _Plan, feature_map: FeatureMap,

@@ -15,17 +15,19 @@ import pyarrow as pa
 
 from ctrdistill.data.schema import Schema
 from ctrdistill.data.sources import raw_files, read_delimited, read_parquet
-from ctrdistill.errors import unknown_name
+from ctrdistill.errors import CtrDistillError, unknown_name
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """A published data protocol: split ratios, min count, and Criteo-x4-style bucketising."""
+    """A published data protocol: split ratios, min count, Criteo-x4-style bucketising and
+    Avazu-x4-style time fields."""
 
     ratios: tuple[float, float, float]
     min_count: int
     bucketize: bool = False
     description: str = ""
+    derive_time: bool = False
 
 
 @dataclass
@@ -72,12 +74,48 @@ class DelimitedRecipe(Recipe):
                 yield frame.select(schema.raw_columns())
 
 
+def checked_numbers(frame: pl.DataFrame, schema: Schema, source: Path | str,
+                    first_row: int) -> pl.DataFrame:
+    """Numeric fields and passthrough columns as Float64, the day as Int64. Text that is not a
+    number is one clear error naming the column, the 1-based data row and the value; empty text
+    is missing (a numeric field's `fill`)."""
+    targets: dict[str, type[pl.DataType]] = {
+        **{f.column: pl.Float64 for f in schema.fields if f.kind == "numeric"},
+        **dict.fromkeys(schema.passthrough, pl.Float64)}
+    if schema.day:
+        targets[schema.day] = pl.Int64
+    casts = []
+    for column, dtype in targets.items():
+        current = frame.schema[column]
+        if current == dtype:
+            continue
+        try:
+            cast = frame[column].cast(dtype, strict=False)
+        except pl.exceptions.InvalidOperationError:
+            raise CtrDistillError(f"{source}: column '{column}' holds {current}, not numbers"
+                                  ) from None
+        bad = cast.is_null() & frame[column].is_not_null()
+        if current == pl.String:
+            bad &= frame[column].str.strip_chars() != ""
+        if bad.any():
+            index = int(bad.arg_max())
+            raise CtrDistillError(
+                f"{source}: non-numeric value in a numeric column '{column}' at data row "
+                f"{first_row + index + 1} (1-based): {frame[column][index]!r}")
+        casts.append(cast)
+    return frame.with_columns(casts)
+
+
 class ParquetRecipe(Recipe):
     """Generic Parquet file or directory of Parquet files; the schema names the columns."""
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         for file in raw_files(path, (".parquet",)):
-            yield from read_parquet(file, schema.raw_columns(), chunk_rows)
+            first_row = 0
+            for frame in read_parquet(file, schema.raw_columns(), chunk_rows):
+                # Parquet columns carry any type: numbers may arrive as integers or as text
+                yield checked_numbers(frame, schema, file, first_row)
+                first_row += len(frame)
 
 
 class SyntheticRecipe(ParquetRecipe):
@@ -90,13 +128,6 @@ class SyntheticRecipe(ParquetRecipe):
         if path is not None and (Path(path) / "synth.json").is_file():
             config = SynthConfig.model_validate_json((Path(path) / "synth.json").read_text())
         return synthetic_schema(config, bucketize=protocol is None or protocol.bucketize)
-
-    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
-        for frame in super().read(path, schema, chunk_rows):
-            # Numerics arrive as integers; categoricals must be strings for the vocabulary.
-            yield frame.with_columns(
-                [pl.col(f.column).cast(pl.Float64) for f in schema.fields if f.kind == "numeric"]
-            )
 
 
 _RECIPES: dict[str, Recipe] = {}

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from itertools import zip_longest
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -125,6 +126,9 @@ class FeatureMap(StrictConfig):
     has_day: bool = False
     passthrough: list[str] = Field(default_factory=list)
     source: dict[str, str] = Field(default_factory=dict)
+    vocab_digests: dict[str, str] = Field(
+        default_factory=dict, description="a digest of each vocabulary's value -> id map, by "
+        "owner, so a vocabulary re-fitted to the same size still changes the fingerprint")
 
     def of_kind(self, kind: FieldKind) -> list[EncodedField]:
         return [f for f in self.fields if f.kind == kind]
@@ -147,8 +151,31 @@ class FeatureMap(StrictConfig):
 
     def fingerprint(self) -> str:
         """Hash of what a model depends on: field names, kinds, vocabularies and transforms."""
-        payload = [f.model_dump() for f in self.fields]
+        payload: Any = [f.model_dump() for f in self.fields]
+        if self.vocab_digests:  # absent from older feature maps: their fingerprints stay valid
+            payload = {"fields": payload, "vocabularies": self.vocab_digests}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def difference(self, trained_on: FeatureMap) -> str:
+        """The first thing that differs from the feature map a model was `trained_on`."""
+        pairs = zip_longest([f.name for f in self.fields], [f.name for f in trained_on.fields])
+        for index, (here, there) in enumerate(pairs):
+            if here != there:
+                return (f"field {index + 1} is {repr(here) if here else 'absent'} here, "
+                        f"{repr(there) if there else 'absent'} in the checkpoint")
+        for mine, theirs in zip(self.fields, trained_on.fields, strict=True):
+            for key, value in mine.model_dump().items():
+                if value != getattr(theirs, key):
+                    return (f"field '{mine.name}': {key} {value} here, {getattr(theirs, key)} in "
+                            "the checkpoint")
+        for owner in sorted(self.vocab_digests.keys() | trained_on.vocab_digests.keys()):
+            if self.vocab_digests.get(owner) != trained_on.vocab_digests.get(owner):
+                for name, side in (("the prepared dataset", self), ("the checkpoint", trained_on)):
+                    if owner not in side.vocab_digests:
+                        return (f"vocabulary '{owner}': {name} predates vocabulary digests, so "
+                                "its contents cannot be checked")
+                return f"vocabulary '{owner}' maps values to other ids (same size, refitted)"
+        return f"fingerprint {self.fingerprint()} vs {trained_on.fingerprint()}"
 
     def save(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2))

@@ -34,8 +34,8 @@ def load_checkpoint(path: Path, feature_map: FeatureMap | None = None) -> tuple[
     if feature_map is not None and feature_map.fingerprint() != state["fingerprint"]:
         raise CtrDistillError(
             f"{path}: the prepared dataset's feature map does not match the checkpoint "
-            f"(fingerprint {feature_map.fingerprint()} vs {state['fingerprint']}); "
-            "use the data the model was trained on, or retrain")
+            f"({feature_map.difference(trained_on)}); use the data the model was trained on, "
+            "or retrain")
     model = build_model(state["model_config"], trained_on)
     model.load_state_dict(state["state_dict"])
     return model.eval(), trained_on
