@@ -48,6 +48,15 @@ def make_batch(feature_map: FeatureMap, n: int, seed: int = 0) -> dict[str, torc
     return batch
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny batches gain nothing from threads, and oversubscribed cores make them crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def feature_map() -> FeatureMap:
     return make_feature_map()

@@ -26,14 +26,7 @@ from ctrdistill.training.trainer import FitResult, Trainer
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [8], "dropout": 0.0}
 TRAIN_ROWS, BATCH = 320, 16  # 20 steps an epoch
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches gain nothing from threads, and oversubscribed cores make them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

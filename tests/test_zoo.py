@@ -63,6 +63,8 @@ PRIVATE_EMBEDDING = {"lr"}
 EMBEDDING_DIM = 8
 TRAIN_ROWS, EPOCHS, BATCH, LR = 2000, 8, 128, 1e-2
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def small(name: str, **overrides: Any) -> dict[str, Any]:
     width = {} if name in PRIVATE_EMBEDDING else {"embedding_dim": EMBEDDING_DIM}
@@ -83,15 +85,6 @@ def assert_gradients_everywhere(model: CTRModel, batch: dict[str, torch.Tensor])
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, f"parameters without gradient: {missing}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches gain nothing from threads, and oversubscribed cores make them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
