@@ -10,7 +10,8 @@ stopping: early stopping on validation AUC vs on the distillation loss, with and
 cost:     inference samples/s of each teacher, the 3-teacher ensemble and the students, measured
           one model at a time (run it alone on the machine) on the runs of `kd`.
 (bench_drift.py holds the biased-teacher and streaming experiments.)
-Finished runs are reused, so an interrupted benchmark resumes. Teachers train once (seed 2026).
+Finished runs are reused, so an interrupted benchmark resumes. Teachers train once (seed 2026)
+and score the data once into a label store that every student reads (`ctrdistill label`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from common import synthetic_dataset
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.distill import DistillConfig, distill
+from ctrdistill.labels.store import label
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.run import RunConfig, run_train
 from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
+COMBINES = ["mean_logits", "weights", "gate"]
+VARIANTS = ["KD from dcnv2"] + [f"KD from 3 teachers, {c}" for c in COMBINES]
 STUDENT = {"name": "dnn", "embedding_dim": 16, "hidden_units": [400, 400, 400]}
 
 
@@ -40,6 +44,13 @@ def train_config(seed: int, **extra) -> TrainConfig:
     base = {"epochs": 1, "batch_size": 4096, "early_stop": None, "lr_plateau": None,
             "progress": False, "seed": seed}
     return TrainConfig(**(base | extra))
+
+
+def teacher_store(root: Path, prep: Path, runs: list[Path]) -> Path:
+    """The teachers' logits on every split, scored once (later calls find it complete)."""
+    store = root / "stores" / "+".join(run.name for run in runs)
+    label(runs, prep, store, show_progress=False)
+    return store
 
 
 def teacher_run(root: Path, prep: Path, name: str) -> Path:
@@ -88,7 +99,7 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[di
     for t, run in runs.items():
         metrics = json.loads((run / "metrics.json").read_text())
         results[f"teacher {t}"] = [metrics["test"]]
-    variants = kd_variants(runs)
+    variants = kd_variants(root, prep, runs)
     for seed in seeds:
         results.setdefault("DNN alone", []).append(alone(root, prep, seed))
         for variant, config in variants.items():
@@ -102,12 +113,14 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[di
     return results
 
 
-def kd_variants(runs: dict[str, Path]) -> dict[str, dict]:
-    variants: dict[str, dict] = {"KD from dcnv2": {"teachers": [{"run": runs["dcnv2"]}]}}
-    for combine in ("mean_logits", "weights", "gate"):
-        variants[f"KD from 3 teachers, {combine}"] = {
-            "teachers": [{"run": r} for r in runs.values()],
-            "strategy": {"ensemble": combine}}
+def kd_variants(root: Path, prep: Path, runs: dict[str, Path]) -> dict[str, dict]:
+    one, three = (teacher_store(root, prep, [runs["dcnv2"]]),
+                  teacher_store(root, prep, list(runs.values())))
+    variants: dict[str, dict] = {"KD from dcnv2": {"label_store": one}}
+    for combine in COMBINES:
+        variants[f"KD from 3 teachers, {combine}"] = {"label_store": three,
+                                                      "strategy": {"ensemble": combine}}
+    assert list(variants) == VARIANTS
     return variants
 
 
@@ -143,7 +156,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
                  "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
                  "inference_samples_per_second": ensemble_rate})
     students = {"DNN alone": [root / "students" / f"dnn-alone-s{s}" for s in seeds]}
-    for variant in kd_variants({t: root / "teachers" / t for t in TEACHERS}):
+    for variant in VARIANTS:
         students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
     for name, runs in students.items():
         params, rate = speed(runs[0])
@@ -175,7 +188,7 @@ def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, l
         for variant, config in variants.items():
             name = "stop-" + variant.replace(" ", "-").replace("+", "plus")
             results.setdefault(variant, []).append(student(
-                root, prep, name, seed, teachers=[{"run": teacher}],
+                root, prep, name, seed, label_store=teacher_store(root, prep, [teacher]),
                 train=train_config(seed, **stop), **config))
     return results
 

@@ -24,13 +24,13 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_distill import STUDENT, summarise, train_config
+from bench_distill import STUDENT, summarise, teacher_store, train_config
 from common import synthetic_dataset
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.distill import DistillConfig, distill
-from ctrdistill.labels.store import LOGITS, MANIFEST, label
+from ctrdistill.labels.store import LOGITS, MANIFEST
 from ctrdistill.models.registry import build_model
 from ctrdistill.storage import atomic_directory
 from ctrdistill.strategies.plain import PlainStrategy
@@ -56,8 +56,8 @@ def stale_teacher(root: Path, prep: Path, days: list[int]) -> Path:
 
 def shifted_store(root: Path, prep: Path, teacher: Path, shift: float) -> Path:
     """A label store of `teacher` whose logits are all shifted by `shift` (a biased teacher)."""
-    store, shifted = root / "stores" / teacher.name, root / "stores" / f"{teacher.name}+{shift}"
-    label([teacher], prep, store)
+    store = teacher_store(root, prep, [teacher])
+    shifted = root / "stores" / f"{teacher.name}+{shift}"
     if not shifted.exists():
         with atomic_directory(shifted) as tmp:
             shutil.copy(store / MANIFEST, tmp / MANIFEST)
@@ -77,7 +77,7 @@ def experiment_bias(root: Path, seeds: list[int], rows: int) -> dict[str, list[d
     if not (full / "metrics.json").exists():
         run_train(RunConfig(name=TEACHER, data=prep, output_dir=full.parent,
                             model={"name": TEACHER}, train=train_config(2026)))
-    sources = {"stale teacher (days 0-3)": {"teachers": [{"run": stale}]},
+    sources = {"stale teacher (days 0-3)": {"label_store": teacher_store(root, prep, [stale])},
                "shifted teacher (+1.0 logit)": {"label_store": shifted_store(root, prep, full,
                                                                              1.0)}}
     results: dict[str, list[dict]] = {}
