@@ -30,7 +30,7 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_file
-from ctrdistill.strategies.ensemble import TEACHER_HIDDEN, TEACHER_LOGITS
+from ctrdistill.strategies.ensemble import TEACHER_HIDDEN, TEACHER_LOGITS, teacher_outputs
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 MANIFEST = "manifest.json"
@@ -81,13 +81,6 @@ class LabelStore:
     @property
     def has_hidden(self) -> bool:
         return bool(self.manifest.get("hidden", False))
-
-    @property
-    def hidden_dim(self) -> int:
-        """Width of the stored (concatenated) teacher hidden vectors; 0 when not stored."""
-        if not self.has_hidden:
-            return 0
-        return sum(t["hidden_dim"] for t in self.teacher_versions[-1]["teachers"])
 
     def teachers(self, teacher_version: int | None = None) -> list[dict[str, Any]]:
         """The teacher entries of one version (default: the latest)."""
@@ -179,10 +172,10 @@ def teacher_logits(teachers: list[CTRModel], rows: ColumnData, batch_size: int =
     for start in range(0, len(rows), batch_size):
         batch = rows.take(slice(start, start + batch_size))
         end = start + len(batch["label"])
-        outputs = [teacher.encode(batch) for teacher in teachers]
-        logits[start:end] = torch.stack([o.logit for o in outputs], 1).float().numpy()
+        batch_logits, batch_hidden = teacher_outputs(batch, teachers, hidden)
+        logits[start:end] = batch_logits.float().numpy()
         if vectors is not None:
-            vectors[start:end] = torch.cat([o.hidden for o in outputs], 1).float().numpy()
+            vectors[start:end] = batch_hidden.float().numpy()
     return logits, vectors
 
 
