@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import synthetic_dataset
+from common import add_seed_arguments, seed_range, synthetic_dataset
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.distill import DistillConfig, distill
@@ -198,14 +198,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=1,
-                        help="run seeds first-seed..seeds only (split one experiment over two "
-                        "processes; a later full run reuses the finished runs)")
+    add_seed_arguments(parser)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
-    seeds = list(range(args.first_seed, args.seeds + 1))
+    seeds = seed_range(args)
     if args.experiment == "cost":
         table = experiment_cost(root, prep, seeds)
     else:

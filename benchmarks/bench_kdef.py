@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_distill import train_config
-from common import synthetic_dataset
+from common import add_seed_arguments, seed_range, synthetic_dataset
 from ctrdistill.analysis.collapse import analyze_collapse
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
@@ -179,13 +179,13 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["scaling", "mutual"], default="scaling")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_seed_arguments(parser)
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
     parser.add_argument("--peers", nargs="*", default=PEERS)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
-    seeds = list(range(1, args.seeds + 1))
+    seeds = seed_range(args)
     if args.experiment == "scaling":
         table = experiment_scaling(root, prep, seeds, args.sizes)
     else:

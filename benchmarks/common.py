@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -26,3 +27,14 @@ def synthetic_dataset(root: Path, rows: int, days: int = 1, drift: float = 0.0,
         prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4",
                               **({"split": split} if split else {})))
     return prep
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="run seeds first-seed..seeds only (split one experiment over two "
+                        "processes; a later full run reuses the finished runs)")
+
+
+def seed_range(args: argparse.Namespace) -> list[int]:
+    return list(range(args.first_seed, args.seeds + 1))
