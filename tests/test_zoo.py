@@ -255,6 +255,15 @@ def test_deterministic_under_manual_seed(name, feature_map):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+def test_dense_layers_start_xavier_normal_with_zero_biases(feature_map):
+    torch.manual_seed(0)
+    model = build_model({"name": "dnn", "hidden_units": [400, 400]}, feature_map)
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    assert linears and all(torch.count_nonzero(m.bias) == 0 for m in linears)
+    hidden = linears[1].weight.detach()  # 400 x 400: xavier std sqrt(2 / 800) = 0.05
+    assert hidden.mean().abs() < 0.002 and abs(float(hidden.std()) - 0.05) < 0.001
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_sparse_embeddings(name, feature_map):
     torch.manual_seed(0)

@@ -71,4 +71,6 @@ def build_model(
     embedding: FeatureEmbedding | None = None,
 ) -> CTRModel:
     cfg = model_config(config)
-    return model_class(cfg.name)(feature_map, cfg, sparse=sparse, embedding=embedding)
+    model = model_class(cfg.name)(feature_map, cfg, sparse=sparse, embedding=embedding)
+    model.reset_dense_parameters()
+    return model
