@@ -58,12 +58,6 @@ class CTRModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.encode(batch).logit
 
-    def embedding_penalty(self) -> torch.Tensor | None:
-        """Squared norm of the embedding rows used by the last batch, per sample."""
-        norms = [m.batch_sq_norm for m in self.modules()
-                 if isinstance(m, FeatureEmbedding) and m.batch_sq_norm is not None]
-        return torch.stack(norms).sum() if norms else None
-
     def reset_dense_parameters(self) -> None:
         """Xavier-normal weights and zero biases in every linear and 1x1-convolution layer, as
         BARS/FuxiCTR initialise them: PyTorch's default (Kaiming-uniform) trailed by 0.009 test
