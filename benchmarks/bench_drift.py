@@ -25,7 +25,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_distill import STUDENT, summarise, teacher_store, train_config
-from common import synthetic_dataset
+from common import add_seed_arguments, seed_range, synthetic_dataset
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
@@ -135,13 +135,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", default="bench_out/drift")
     parser.add_argument("--experiment", choices=["bias", "stream"], default="bias")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_seed_arguments(parser)
     parser.add_argument("--rows", type=int, default=ROWS)
     args = parser.parse_args()
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     if args.experiment == "bias":
-        results = experiment_bias(root, list(range(1, args.seeds + 1)), args.rows)
+        results = experiment_bias(root, seed_range(args), args.rows)
         (root / "bias.json").write_text(json.dumps(results, indent=1))
         table = summarise(results)
     else:
