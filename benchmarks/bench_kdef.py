@@ -7,8 +7,8 @@ equals, on the synthetic benchmark (2M training rows); 3 seeds, mean ± std.
 scaling: N sub-networks (MLP [256, 256] each, one shared embedding of 16), trained one epoch as
          a naive joint ensemble (BCE of the mean logit only) and with KDEF. Reported: ensemble
          AUC, mean and worst sub-network AUC, their spread, mean |p_k - p_E| disagreement on
-         test, the information abundance of embeddings and representations, and a PNG of AUC
-         against N (kdef/scaling.png).
+         test, the information abundance of embeddings and representations, and a PNG of AUC and
+         abundance against N (kdef/scaling.png).
 mutual:  groups of the first 2, 3, ... peers: trained together from scratch for one epoch vs
          one epoch alone; and pretrained peers (one epoch alone) fine-tuned together for one
          more epoch vs fine-tuned alone for one more epoch. Relative AUC gain of each peer.
@@ -97,28 +97,60 @@ def mean_std(values: list[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
 
 
+SCALING_PANELS = (  # (panel title, [(summary key, line style)], y label)
+    ("ensemble", [("ensemble_auc", "-o")], "test AUC"),
+    ("sub-networks", [("mean_sub_auc", "-s"), ("worst_sub_auc", ":v")], "test AUC"),
+    ("embedding tables", [("field_ia", "-o")], "mean information abundance"),
+    ("hidden representations", [("hidden_ia", "-o")], "mean information abundance"),
+)
+
+
 def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
-    """Ensemble, mean and worst sub-network AUC against N, naive vs KDEF (mean ± std)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    """AUC and information abundance against N, naive vs KDEF (mean ± std over seeds)."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     single = groups.get(("single MLP", 1))
-    for mode, colour in (("naive", "tab:red"), ("kdef", "tab:blue")):
-        keys = sorted(n for m, n in groups if m == mode)
-        if single:
-            keys = [1, *keys]
-        for key, style, ax in (("ensemble_auc", "-o", axes[0]), ("mean_sub_auc", "-s", axes[1]),
-                               ("worst_sub_auc", ":v", axes[1])):
-            rows = [groups[(mode, n)] if n > 1 else single for n in keys]
-            means = [statistics.mean(r[key] for r in g) for g in rows]
-            stds = [statistics.stdev(r[key] for r in g) if len(g) > 1 else 0.0 for g in rows]
-            ax.errorbar(keys, means, yerr=stds, fmt=style, color=colour, capsize=3,
-                        label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
     sizes = sorted({n for _, n in groups})
-    for ax, title in zip(axes, ("ensemble", "sub-networks"), strict=True):
+    for ax, (title, series, ylabel) in zip(axes.flat, SCALING_PANELS, strict=True):
+        for mode, colour in (("naive", "tab:red"), ("kdef", "tab:blue")):
+            keys = sorted(n for m, n in groups if m == mode)
+            if single:
+                keys = [1, *keys]
+            for key, style in series:
+                rows = [groups[(mode, n)] if n > 1 else single for n in keys]
+                means = [statistics.mean(r[key] for r in g) for g in rows]
+                stds = [statistics.stdev(r[key] for r in g) if len(g) > 1 else 0.0
+                        for g in rows]
+                ax.errorbar(keys, means, yerr=stds, fmt=style, color=colour, capsize=3,
+                            label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
         ax.set_xticks(sizes)
         ax.set_xlabel("number of sub-networks N")
-        ax.set_ylabel("test AUC")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_gains(rows: list[dict], path: Path) -> None:
+    """Relative AUC gain of every peer and group, from scratch vs fine-tuning (mean ± std)."""
+    labels = sorted({(r["group"], r["peer"]) for r in rows},
+                    key=lambda gp: (len(gp[0]), gp[0], gp[1] == "mean of peers", gp[1]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels)), 4.5))
+    width = 0.4
+    for offset, (start, colour) in ((-width / 2, ("scratch", "tab:orange")),
+                                    (width / 2, ("finetune", "tab:green"))):
+        by_label = {(r["group"], r["peer"]): r for r in rows if r["start"] == start}
+        xs = [i + offset for i, label in enumerate(labels) if label in by_label]
+        cells = [by_label[label] for label in labels if label in by_label]
+        ax.bar(xs, [c["gain_mean"] for c in cells], width, yerr=[c["gain_std"] for c in cells],
+               color=colour, capsize=3, label=start)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([f"{peer}\nN={group.count('+') + 1}" for group, peer in labels], fontsize=8)
+    ax.set_ylabel("relative test AUC gain (%)")
+    ax.set_title("mutual learning vs training alone")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
     save_figure(fig, path)
 
 
@@ -163,14 +195,21 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
                         (base[peer], test[f"peer{k}.auc"]))
                 gains.setdefault((start, "+".join(group), "mean of peers"), []).append(
                     (statistics.mean(base[p] for p in group), test["auc"]))
+    rows = []
+    for (start, group, peer), pairs in gains.items():
+        relative = [100 * (a - b) / b for b, a in pairs]
+        rows.append({"start": start, "group": group, "peer": peer, "seeds": len(pairs),
+                     "auc_without": [b for b, _ in pairs], "auc_with": [a for _, a in pairs],
+                     "gain_mean": statistics.mean(relative),
+                     "gain_std": statistics.stdev(relative) if len(relative) > 1 else 0.0})
+    (root / "mutual" / "gains.json").write_text(json.dumps(rows, indent=1))
+    plot_gains(rows, root / "mutual" / "gains.png")
     lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with "
              "| relative gain (mean ± std) |", "|---|---|---|---|---|---|---|"]
-    for (start, group, peer), pairs in gains.items():
-        before, after = [b for b, _ in pairs], [a for _, a in pairs]
-        relative = [100 * (a - b) / b for b, a in pairs]
-        lines.append(f"| {start} | {group} | {peer} | {len(pairs)} | "
-                     f"{mean_std(before, 5)} | {mean_std(after, 5)} | "
-                     f"{mean_std(relative, 3)}% |")
+    for row in rows:
+        lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
+                     f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
+                     f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% |")
     return "\n".join(lines) + "\n"
 
 
