@@ -66,6 +66,7 @@ def test_analyze_collapse_cli(tmp_path):
                  "--sample-rows", "500"]) == 0
     reports = json.loads((out / "collapse.json").read_text())
     assert [r["num_subnetworks"] for r in reports] == [1, 2]
+    assert [r["series"] for r in reports] == ["naive", "naive"]  # the ensemble mode
     assert set(reports[1]["hidden"]) == {"sub0", "sub1"}
     field = next(iter(reports[0]["fields"].values()))
     assert 1.0 <= field["information_abundance"] <= 4.0  # at most embedding_dim

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+import yaml
 
 # Imported so ensemble checkpoints (kdef_ensemble, peer_ensemble) can be rebuilt.
 import ctrdistill.strategies.kdef
@@ -82,8 +83,13 @@ def collapse_report(run_dir: Path, data: PreparedData | Path,
     batch = rows.take(slice(0, min(sample_rows, len(rows))))
     with torch.no_grad():
         hidden = {f"sub{k}": spectrum(part.encode(batch).hidden) for k, part in enumerate(parts)}
+    config_file = Path(run_dir) / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     return {
-        "run": str(run_dir), "model": model.config.name, "num_subnetworks": len(parts),
+        "run": str(run_dir), "model": model.config.name,
+        # Runs are compared across N within a series: the ensemble mode (kdef, naive, ...)
+        "series": config.get("mode") or model.config.name,
+        "num_subnetworks": len(parts),
         "sample_rows": len(batch["label"]), "fields": fields, "hidden": hidden,
         "mean_field_abundance": _mean(fields, "information_abundance"),
         "mean_field_effective_rank": _mean(fields, "effective_rank"),
@@ -116,12 +122,21 @@ def plot_spectra(report: dict[str, Any], path: Path) -> Path:
 
 
 def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
-    """Mean information abundance against the number of sub-networks, one point per run."""
+    """Mean information abundance against the number of sub-networks: one point per run, one
+    colour per series (ensemble mode), a line through each series' mean at every N."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    series = sorted({r["series"] for r in reports})
     for ax, key, title in ((axes[0], "mean_field_abundance", "embedding tables"),
                            (axes[1], "mean_hidden_abundance", "hidden representations")):
-        for report in reports:
-            ax.scatter(report["num_subnetworks"], report[key], label=Path(report["run"]).name)
+        for index, name in enumerate(series):
+            points = [(r["num_subnetworks"], r[key]) for r in reports if r["series"] == name]
+            colour = f"C{index % 10}"
+            ax.scatter(*zip(*points, strict=True), color=colour, alpha=0.6, label=name)
+            sizes = sorted({n for n, _ in points})
+            means = [sum(v for n, v in points if n == size) / sum(n == size for n, _ in points)
+                     for size in sizes]
+            ax.plot(sizes, means, color=colour)
+        ax.set_xticks(sorted({r["num_subnetworks"] for r in reports}))
         ax.set_xlabel("number of sub-networks N")
         ax.set_ylabel("mean information abundance")
         ax.set_title(title)
