@@ -22,6 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,6 +34,7 @@ from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.ensembles import KDEFConfig, MutualConfig, kdef, mutual
 from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.metrics import auc
 from ctrdistill.training.run import RunConfig, run_train
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
@@ -50,6 +52,16 @@ def disagreement(run: Path, data: PreparedData, rows: int = 100_000) -> float:
     probs = torch.sigmoid(logits)
     ensemble = torch.sigmoid(logits.mean(1, keepdim=True))
     return float((probs - ensemble).abs().mean())
+
+
+@torch.no_grad()
+def peer_logits(run: Path, data: PreparedData, batch_size: int = 16384) -> np.ndarray:
+    """Test logits of every peer of a run, one column each (a plain run is its one peer)."""
+    model, _ = load_checkpoint(run, data.feature_map)
+    rows = data.load("test")
+    chunks = [rows.take(slice(s, s + batch_size)) for s in range(0, len(rows), batch_size)]
+    return np.stack([np.concatenate([peer(c).numpy() for c in chunks])
+                     for peer in getattr(model, "peers", [model])], 1)
 
 
 def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int]) -> str:
@@ -131,26 +143,34 @@ def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
     save_figure(fig, path)
 
 
+GAIN_BARS = (  # (start, gain key, legend, colour)
+    ("scratch", "gain", "from scratch vs alone", "tab:orange"),
+    ("finetune", "gain", "fine-tuned vs fine-tuned alone", "tab:green"),
+    ("finetune", "gain_vs_pretrained", "fine-tuned vs pretrained", "tab:olive"),
+)
+
+
 def plot_gains(rows: list[dict], path: Path) -> None:
-    """Relative AUC gain of every peer and group, from scratch vs fine-tuning (mean ± std)."""
+    """Relative AUC gain of every peer and ensemble per group, against each baseline."""
     labels = sorted({(r["group"], r["peer"]) for r in rows},
-                    key=lambda gp: (len(gp[0]), gp[0], gp[1] == "mean of peers", gp[1]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels)), 4.5))
-    width = 0.4
-    for offset, (start, colour) in ((-width / 2, ("scratch", "tab:orange")),
-                                    (width / 2, ("finetune", "tab:green"))):
+                    key=lambda gp: (len(gp[0]), gp[0], gp[1] == "ensemble", gp[1]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels)), 4.5))
+    width = 0.8 / len(GAIN_BARS)
+    for index, (start, key, legend, colour) in enumerate(GAIN_BARS):
         by_label = {(r["group"], r["peer"]): r for r in rows if r["start"] == start}
+        offset = (index - (len(GAIN_BARS) - 1) / 2) * width
         xs = [i + offset for i, label in enumerate(labels) if label in by_label]
         cells = [by_label[label] for label in labels if label in by_label]
-        ax.bar(xs, [c["gain_mean"] for c in cells], width, yerr=[c["gain_std"] for c in cells],
-               color=colour, capsize=3, label=start)
+        ax.bar(xs, [c[f"{key}_mean"] for c in cells], width,
+               yerr=[c[f"{key}_std"] for c in cells], color=colour, capsize=3, label=legend)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels([f"{peer}\nN={group.count('+') + 1}" for group, peer in labels], fontsize=8)
+    ax.set_xticklabels([f"{peer}\nN={group.count('+') + 1}" for group, peer in labels],
+                       fontsize=8)
     ax.set_ylabel("relative test AUC gain (%)")
-    ax.set_title("mutual learning vs training alone")
+    ax.set_title("mutual learning: relative AUC gain (mean ± std over seeds)")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend()
+    ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
@@ -174,16 +194,20 @@ def _alone(root: Path, prep: Path, peer: str, seed: int) -> Path:
 def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]) -> str:
     """Groups peers[:2], peers[:3], ...: from scratch (one epoch together vs one epoch alone)
     and fine-tuning (peers trained alone one epoch, then one more epoch together vs one more
-    epoch alone: mutual weight 0 trains them independently at the same cost)."""
-    gains: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    epoch alone: mutual weight 0 trains them independently at the same cost). Fine-tuned peers
+    are also compared with the pretrained peers they started from. The peers' ensemble (mean
+    logit) is compared with the ensemble of the same peers trained without the mutual term."""
+    data = PreparedData(prep)
+    labels = data.load("test").label.numpy()
+    # (start, group, peer) -> per seed: (AUC without the mutual term, with it, pretrained)
+    results: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for seed in seeds:
         alone = {p: _alone(root, prep, p, seed) for p in peers}
-        scratch = {p: json.loads((alone[p] / "metrics.json").read_text())["test"]["auc"]
-                   for p in peers}
-        more = _mutual_run(root, prep, f"finetune-alone-s{seed}", seed, weight=0.0,
-                           peer_runs=[alone[p] for p in peers])
-        finetune = {p: more[f"peer{k}.auc"] for k, p in enumerate(peers)}
-        for start, base in (("scratch", scratch), ("finetune", finetune)):
+        pretrained = np.concatenate([peer_logits(alone[p], data) for p in peers], 1)
+        _mutual_run(root, prep, f"finetune-alone-s{seed}", seed, weight=0.0,
+                    peer_runs=[alone[p] for p in peers])
+        finetuned = peer_logits(root / "mutual" / f"finetune-alone-s{seed}", data)
+        for start, base in (("scratch", pretrained), ("finetune", finetuned)):
             for size in range(2, len(peers) + 1):
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
@@ -191,26 +215,41 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
                 test = _mutual_run(root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
                                    **members)
                 for k, peer in enumerate(group):
-                    gains.setdefault((start, "+".join(group), peer), []).append(
-                        (base[peer], test[f"peer{k}.auc"]))
-                gains.setdefault((start, "+".join(group), "mean of peers"), []).append(
-                    (statistics.mean(base[p] for p in group), test["auc"]))
+                    results.setdefault((start, "+".join(group), peer), []).append(
+                        (auc(labels, base[:, k]), test[f"peer{k}.auc"],
+                         auc(labels, pretrained[:, k])))
+                results.setdefault((start, "+".join(group), "ensemble"), []).append(
+                    (auc(labels, base[:, :size].mean(1)), test["auc"],
+                     auc(labels, pretrained[:, :size].mean(1))))
     rows = []
-    for (start, group, peer), pairs in gains.items():
-        relative = [100 * (a - b) / b for b, a in pairs]
-        rows.append({"start": start, "group": group, "peer": peer, "seeds": len(pairs),
-                     "auc_without": [b for b, _ in pairs], "auc_with": [a for _, a in pairs],
-                     "gain_mean": statistics.mean(relative),
-                     "gain_std": statistics.stdev(relative) if len(relative) > 1 else 0.0})
+    for (start, group, peer), triples in results.items():
+        without, with_, before = ([t[i] for t in triples] for i in range(3))
+        row = {"start": start, "group": group, "peer": peer, "seeds": len(triples),
+               "auc_without": without, "auc_with": with_, "auc_pretrained": before,
+               **relative_gain(with_, without, "gain")}
+        if start == "finetune":
+            row |= relative_gain(with_, before, "gain_vs_pretrained")
+        rows.append(row)
     (root / "mutual" / "gains.json").write_text(json.dumps(rows, indent=1))
     plot_gains(rows, root / "mutual" / "gains.png")
-    lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with "
-             "| relative gain (mean ± std) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with | relative gain "
+             "| pretrained AUC | relative gain vs pretrained |", "|---" * 9 + "|"]
     for row in rows:
+        versus = ([mean_std(row["auc_pretrained"], 5),
+                   f"{row['gain_vs_pretrained_mean']:.3f} ± {row['gain_vs_pretrained_std']:.3f}%"]
+                  if row["start"] == "finetune" else ["-", "-"])
         lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
                      f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
-                     f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% |")
+                     f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% | " + " | ".join(versus)
+                     + " |")
     return "\n".join(lines) + "\n"
+
+
+def relative_gain(after: list[float], before: list[float], name: str) -> dict[str, float]:
+    """Mean and std over seeds of 100 * (after - before) / before."""
+    relative = [100 * (a - b) / b for a, b in zip(after, before, strict=True)]
+    return {f"{name}_mean": statistics.mean(relative),
+            f"{name}_std": statistics.stdev(relative) if len(relative) > 1 else 0.0}
 
 
 def main() -> None:
