@@ -39,6 +39,7 @@ from ctrdistill.training.run import RunConfig, run_train
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
 SIZES = [1, 2, 4, 6, 8]
+MODES = ["naive", "kdef"]
 PEERS = ["deepfm", "dcn", "pnn", "fibinet"]
 
 
@@ -64,12 +65,13 @@ def peer_logits(run: Path, data: PreparedData, batch_size: int = 16384) -> np.nd
                      for peer in getattr(model, "peers", [model])], 1)
 
 
-def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int]) -> str:
+def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int],
+                       modes: list[str]) -> str:
     data = PreparedData(prep)
     runs: dict[tuple[str, int, int], Path] = {}
     for seed in seeds:
         for n in sizes:
-            for mode in (["kdef"] if n == 1 else ["naive", "kdef"]):
+            for mode in (["kdef"] if n == 1 else modes):
                 name = f"{mode}-n{n}-s{seed}"
                 out = root / "kdef" / name
                 if not (out / "metrics.json").exists():
@@ -259,13 +261,15 @@ def main() -> None:
     parser.add_argument("--experiment", choices=["scaling", "mutual"], default="scaling")
     add_seed_arguments(parser)
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
+    parser.add_argument("--modes", nargs="*", choices=MODES, default=MODES,
+                        help="scaling: ensemble modes for N > 1 (split runs over processes)")
     parser.add_argument("--peers", nargs="*", default=PEERS)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
     seeds = seed_range(args)
     if args.experiment == "scaling":
-        table = experiment_scaling(root, prep, seeds, args.sizes)
+        table = experiment_scaling(root, prep, seeds, args.sizes, args.modes)
     else:
         table = experiment_mutual(root, prep, args.peers, seeds)
     (root / f"kdef_{args.experiment}.md").write_text(table)
