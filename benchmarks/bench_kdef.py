@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_distill import train_config
 from common import add_seed_arguments, seed_range, synthetic_dataset
-from ctrdistill.analysis.collapse import analyze_collapse
+from ctrdistill.analysis.collapse import analyze_collapse, ensemble_parts
 from ctrdistill.analysis.plots import plt, save_figure
-from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.dataset import ColumnData, PreparedData
 from ctrdistill.ensembles import KDEFConfig, MutualConfig, kdef, mutual
+from ctrdistill.evaluation import score
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.metrics import auc
 from ctrdistill.training.run import RunConfig, run_train
@@ -44,10 +45,9 @@ PEERS = ["deepfm", "dcn", "pnn", "fibinet"]
 
 
 @torch.no_grad()
-def disagreement(run: Path, data: PreparedData, rows: int = 100_000) -> float:
-    """Mean |p_k - p_E| over sub-networks k and test rows."""
+def disagreement(run: Path, data: PreparedData, test: ColumnData, rows: int = 100_000) -> float:
+    """Mean |p_k - p_E| over sub-networks k and the first `rows` test rows."""
     model, _ = load_checkpoint(run, data.feature_map)
-    test = data.load("test")
     batch = test.take(slice(0, rows))
     logits = torch.stack([o.logit for o in model.encode_all(batch)], 1)
     probs = torch.sigmoid(logits)
@@ -55,14 +55,10 @@ def disagreement(run: Path, data: PreparedData, rows: int = 100_000) -> float:
     return float((probs - ensemble).abs().mean())
 
 
-@torch.no_grad()
-def peer_logits(run: Path, data: PreparedData, batch_size: int = 16384) -> np.ndarray:
+def peer_logits(run: Path, data: PreparedData, test: ColumnData) -> np.ndarray:
     """Test logits of every peer of a run, one column each (a plain run is its one peer)."""
     model, _ = load_checkpoint(run, data.feature_map)
-    rows = data.load("test")
-    chunks = [rows.take(slice(s, s + batch_size)) for s in range(0, len(rows), batch_size)]
-    return np.stack([np.concatenate([peer(c).numpy() for c in chunks])
-                     for peer in getattr(model, "peers", [model])], 1)
+    return np.stack([score(peer, test) for peer in ensemble_parts(model)], 1)
 
 
 def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int],
@@ -79,6 +75,7 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
                                     backbone=BACKBONE, num_subnetworks=n, mode=mode,
                                     train=train_config(seed)))
                 runs[(mode, n, seed)] = out
+    test_rows = data.load("test")
     reports = {Path(r["run"]).name: r for r in analyze_collapse(
         list(runs.values()), prep, root / "kdef" / "collapse", 4096)}
     summary = []
@@ -88,7 +85,7 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
         summary.append({"mode": "single MLP" if n == 1 else mode, "N": n, "seed": seed,
                         "ensemble_auc": test["auc"], "mean_sub_auc": statistics.mean(subs),
                         "worst_sub_auc": min(subs), "spread": max(subs) - min(subs),
-                        "disagreement": disagreement(out, data),
+                        "disagreement": disagreement(out, data, test_rows),
                         "field_ia": reports[out.name]["mean_field_abundance"],
                         "hidden_ia": reports[out.name]["mean_hidden_abundance"]})
     (root / "kdef" / "scaling.json").write_text(json.dumps(summary, indent=1))
@@ -106,9 +103,14 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
     return "\n".join(lines) + "\n"
 
 
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (std 0 for one seed)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def mean_std(values: list[float], digits: int) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+    mean, std = mean_and_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 SCALING_PANELS = (  # (panel title, [(summary key, line style)], y label)
@@ -130,11 +132,10 @@ def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
             if single:
                 keys = [1, *keys]
             for key, style in series:
-                rows = [groups[(mode, n)] if n > 1 else single for n in keys]
-                means = [statistics.mean(r[key] for r in g) for g in rows]
-                stds = [statistics.stdev(r[key] for r in g) if len(g) > 1 else 0.0
-                        for g in rows]
-                ax.errorbar(keys, means, yerr=stds, fmt=style, color=colour, capsize=3,
+                cells = [mean_and_std([r[key] for r in (groups[(mode, n)] if n > 1 else single)])
+                         for n in keys]
+                ax.errorbar(keys, [m for m, _ in cells], yerr=[sd for _, sd in cells], fmt=style,
+                            color=colour, capsize=3,
                             label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
         ax.set_xticks(sizes)
         ax.set_xlabel("number of sub-networks N")
@@ -200,15 +201,16 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     are also compared with the pretrained peers they started from. The peers' ensemble (mean
     logit) is compared with the ensemble of the same peers trained without the mutual term."""
     data = PreparedData(prep)
-    labels = data.load("test").label.numpy()
+    test_rows = data.load("test")
+    labels = test_rows.label.numpy()
     # (start, group, peer) -> per seed: (AUC without the mutual term, with it, pretrained)
     results: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for seed in seeds:
         alone = {p: _alone(root, prep, p, seed) for p in peers}
-        pretrained = np.concatenate([peer_logits(alone[p], data) for p in peers], 1)
+        pretrained = np.concatenate([peer_logits(alone[p], data, test_rows) for p in peers], 1)
         _mutual_run(root, prep, f"finetune-alone-s{seed}", seed, weight=0.0,
                     peer_runs=[alone[p] for p in peers])
-        finetuned = peer_logits(root / "mutual" / f"finetune-alone-s{seed}", data)
+        finetuned = peer_logits(root / "mutual" / f"finetune-alone-s{seed}", data, test_rows)
         for start, base in (("scratch", pretrained), ("finetune", finetuned)):
             for size in range(2, len(peers) + 1):
                 group = peers[:size]
@@ -249,9 +251,8 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
 
 def relative_gain(after: list[float], before: list[float], name: str) -> dict[str, float]:
     """Mean and std over seeds of 100 * (after - before) / before."""
-    relative = [100 * (a - b) / b for a, b in zip(after, before, strict=True)]
-    return {f"{name}_mean": statistics.mean(relative),
-            f"{name}_std": statistics.stdev(relative) if len(relative) > 1 else 0.0}
+    mean, std = mean_and_std([100 * (a - b) / b for a, b in zip(after, before, strict=True)])
+    return {f"{name}_mean": mean, f"{name}_std": std}
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.dataset import ColumnData, PreparedData
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.metrics import sigmoid
@@ -16,12 +16,16 @@ from ctrdistill.training.trainer import evaluate_outputs
 
 
 @torch.no_grad()
-def _logits(run: Path, data: PreparedData, split: str, batch_size: int = 16384):
+def score(model: torch.nn.Module, rows: ColumnData, batch_size: int = 16384) -> np.ndarray:
+    """The logits of `model` on every row, computed batch by batch."""
+    return np.concatenate([model(rows.take(slice(s, s + batch_size))).numpy()
+                           for s in range(0, len(rows), batch_size)])
+
+
+def _logits(run: Path, data: PreparedData, split: str):
     model, _ = load_checkpoint(run, data.feature_map)
     rows = data.load(split)
-    logits = np.concatenate([model(rows.take(slice(s, s + batch_size))).numpy()
-                             for s in range(0, len(rows), batch_size)])
-    return rows, logits
+    return rows, score(model, rows)
 
 
 def evaluate(run: Path, data_path: Path, split: str = "test") -> dict[str, float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def spectrum(matrix: torch.Tensor) -> dict[str, Any]:
             "singular_values": s.tolist()}
 
 
-def _parts(model: CTRModel) -> list[CTRModel]:
+def ensemble_parts(model: CTRModel) -> list[CTRModel]:
     """The sub-networks (KDEF) or peers (mutual) of an ensemble; a plain model is its own part."""
     for attribute in ("subnetworks", "peers"):
         parts = getattr(model, attribute, None)
@@ -67,7 +68,7 @@ def collapse_report(run_dir: Path, data: PreparedData | Path,
     representation over the first `sample_rows` rows of `split`."""
     data = data if isinstance(data, PreparedData) else PreparedData(data)
     model, feature_map = load_checkpoint(Path(run_dir), data.feature_map)
-    parts = _parts(model)
+    parts = ensemble_parts(model)
     embeddings: list[FeatureEmbedding] = []
     for part in parts:  # KDEF parts share one (not in mode independent); mutual peers own theirs
         if all(part.embedding is not e for e in embeddings):
@@ -133,8 +134,7 @@ def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
             colour = f"C{index % 10}"
             ax.scatter(*zip(*points, strict=True), color=colour, alpha=0.6, label=name)
             sizes = sorted({n for n, _ in points})
-            means = [sum(v for n, v in points if n == size) / sum(n == size for n, _ in points)
-                     for size in sizes]
+            means = [statistics.mean(v for n, v in points if n == size) for size in sizes]
             ax.plot(sizes, means, color=colour)
         ax.set_xticks(sorted({r["num_subnetworks"] for r in reports}))
         ax.set_xlabel("number of sub-networks N")
