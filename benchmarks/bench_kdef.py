@@ -194,6 +194,15 @@ def _alone(root: Path, prep: Path, peer: str, seed: int) -> Path:
     return out
 
 
+def _finetuned_alone(root: Path, prep: Path, alone: dict[str, Path], seed: int,
+                     data: PreparedData, test_rows: ColumnData) -> np.ndarray:
+    """Test logits of the pretrained peers after one more epoch, each alone: a group run with
+    mutual weight 0 (independent peers, at a group run's cost and on its batches)."""
+    name = f"finetune-alone-{'-'.join(alone)}-s{seed}"
+    _mutual_run(root, prep, name, seed, weight=0.0, peer_runs=list(alone.values()))
+    return peer_logits(root / "mutual" / name, data, test_rows)
+
+
 def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]) -> str:
     """Groups peers[:2], peers[:3], ...: from scratch (one epoch together vs one epoch alone)
     and fine-tuning (peers trained alone one epoch, then one more epoch together vs one more
@@ -208,10 +217,9 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     for seed in seeds:
         alone = {p: _alone(root, prep, p, seed) for p in peers}
         pretrained = np.concatenate([peer_logits(alone[p], data, test_rows) for p in peers], 1)
-        _mutual_run(root, prep, f"finetune-alone-s{seed}", seed, weight=0.0,
-                    peer_runs=[alone[p] for p in peers])
-        finetuned = peer_logits(root / "mutual" / f"finetune-alone-s{seed}", data, test_rows)
-        for start, base in (("scratch", pretrained), ("finetune", finetuned)):
+        for start in ("scratch", "finetune"):
+            base = pretrained if start == "scratch" else _finetuned_alone(
+                root, prep, alone, seed, data, test_rows)
             for size in range(2, len(peers) + 1):
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
