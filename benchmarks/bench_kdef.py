@@ -11,7 +11,8 @@ scaling: N sub-networks (MLP [256, 256] each, one shared embedding of 16), train
          abundance against N (kdef/scaling.png).
 mutual:  groups of the first 2, 3, ... peers: trained together from scratch for one epoch vs
          one epoch alone; and pretrained peers (one epoch alone) fine-tuned together for one
-         more epoch vs fine-tuned alone for one more epoch. Relative AUC gain of each peer.
+         more epoch vs fine-tuned alone for one more epoch (--starts finetune-early: evaluated
+         every 50 steps, the best state kept). Relative AUC gain of each peer.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
 SIZES = [1, 2, 4, 6, 8]
 MODES = ["naive", "kdef"]
 PEERS = ["deepfm", "dcn", "pnn", "fibinet"]
+# How pretrained peers are fine-tuned for one more epoch: the training settings each adds.
+# "finetune-early" evaluates every 50 steps and keeps the best state (stops after 2 worse).
+FINETUNES: dict[str, dict] = {
+    "finetune": {}, "finetune-early": {"eval_every_steps": 50, "early_stop": {"patience": 2}}}
+STARTS = ["scratch", *FINETUNES]
 
 
 @torch.no_grad()
@@ -150,6 +156,8 @@ GAIN_BARS = (  # (start, gain key, legend, colour)
     ("scratch", "gain", "from scratch vs alone", "tab:orange"),
     ("finetune", "gain", "fine-tuned vs fine-tuned alone", "tab:green"),
     ("finetune", "gain_vs_pretrained", "fine-tuned vs pretrained", "tab:olive"),
+    ("finetune-early", "gain", "fine-tuned, early stop, vs alone", "tab:blue"),
+    ("finetune-early", "gain_vs_pretrained", "fine-tuned, early stop, vs pretrained", "tab:cyan"),
 )
 
 
@@ -158,10 +166,11 @@ def plot_gains(rows: list[dict], path: Path) -> None:
     labels = sorted({(r["group"], r["peer"]) for r in rows},
                     key=lambda gp: (len(gp[0]), gp[0], gp[1] == "ensemble", gp[1]))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels)), 4.5))
-    width = 0.8 / len(GAIN_BARS)
-    for index, (start, key, legend, colour) in enumerate(GAIN_BARS):
+    bars = [bar for bar in GAIN_BARS if any(r["start"] == bar[0] for r in rows)]
+    width = 0.8 / len(bars)
+    for index, (start, key, legend, colour) in enumerate(bars):
         by_label = {(r["group"], r["peer"]): r for r in rows if r["start"] == start}
-        offset = (index - (len(GAIN_BARS) - 1) / 2) * width
+        offset = (index - (len(bars) - 1) / 2) * width
         xs = [i + offset for i, label in enumerate(labels) if label in by_label]
         cells = [by_label[label] for label in labels if label in by_label]
         ax.bar(xs, [c[f"{key}_mean"] for c in cells], width,
@@ -178,11 +187,11 @@ def plot_gains(rows: list[dict], path: Path) -> None:
 
 
 def _mutual_run(root: Path, prep: Path, name: str, seed: int, weight: float = 1.0,
-                **members) -> dict:
+                train: dict | None = None, **members) -> dict:
     out = root / "mutual" / name
     if not (out / "metrics.json").exists():
         mutual(MutualConfig(name=name, data=prep, output_dir=out.parent, weight=weight,
-                            train=train_config(seed), **members))
+                            train=train_config(seed, **(train or {})), **members))
     return json.loads((out / "metrics.json").read_text())["test"]
 
 
@@ -194,16 +203,18 @@ def _alone(root: Path, prep: Path, peer: str, seed: int) -> Path:
     return out
 
 
-def _finetuned_alone(root: Path, prep: Path, alone: dict[str, Path], seed: int,
+def _finetuned_alone(root: Path, prep: Path, start: str, alone: dict[str, Path], seed: int,
                      data: PreparedData, test_rows: ColumnData) -> np.ndarray:
     """Test logits of the pretrained peers after one more epoch, each alone: a group run with
     mutual weight 0 (independent peers, at a group run's cost and on its batches)."""
-    name = f"finetune-alone-{'-'.join(alone)}-s{seed}"
-    _mutual_run(root, prep, name, seed, weight=0.0, peer_runs=list(alone.values()))
+    name = f"{start}-alone-{'-'.join(alone)}-s{seed}"
+    _mutual_run(root, prep, name, seed, weight=0.0, train=FINETUNES[start],
+                peer_runs=list(alone.values()))
     return peer_logits(root / "mutual" / name, data, test_rows)
 
 
-def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]) -> str:
+def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int],
+                      starts: list[str]) -> str:
     """Groups peers[:2], peers[:3], ...: from scratch (one epoch together vs one epoch alone)
     and fine-tuning (peers trained alone one epoch, then one more epoch together vs one more
     epoch alone: mutual weight 0 trains them independently at the same cost). Fine-tuned peers
@@ -217,15 +228,15 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     for seed in seeds:
         alone = {p: _alone(root, prep, p, seed) for p in peers}
         pretrained = np.concatenate([peer_logits(alone[p], data, test_rows) for p in peers], 1)
-        for start in ("scratch", "finetune"):
+        for start in starts:
             base = pretrained if start == "scratch" else _finetuned_alone(
-                root, prep, alone, seed, data, test_rows)
+                root, prep, start, alone, seed, data, test_rows)
             for size in range(2, len(peers) + 1):
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
                            else {"peer_runs": [alone[p] for p in group]})
                 test = _mutual_run(root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
-                                   **members)
+                                   train=FINETUNES.get(start), **members)
                 for k, peer in enumerate(group):
                     results.setdefault((start, "+".join(group), peer), []).append(
                         (auc(labels, base[:, k]), test[f"peer{k}.auc"],
@@ -239,7 +250,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
         row = {"start": start, "group": group, "peer": peer, "seeds": len(triples),
                "auc_without": without, "auc_with": with_, "auc_pretrained": before,
                **relative_gain(with_, without, "gain")}
-        if start == "finetune":
+        if start != "scratch":
             row |= relative_gain(with_, before, "gain_vs_pretrained")
         rows.append(row)
     (root / "mutual" / "gains.json").write_text(json.dumps(rows, indent=1))
@@ -249,7 +260,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     for row in rows:
         versus = ([mean_std(row["auc_pretrained"], 5),
                    f"{row['gain_vs_pretrained_mean']:.3f} ± {row['gain_vs_pretrained_std']:.3f}%"]
-                  if row["start"] == "finetune" else ["-", "-"])
+                  if row["start"] != "scratch" else ["-", "-"])
         lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
                      f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
                      f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% | " + " | ".join(versus)
@@ -273,6 +284,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", choices=MODES, default=MODES,
                         help="scaling: ensemble modes for N > 1 (split runs over processes)")
     parser.add_argument("--peers", nargs="*", default=PEERS)
+    parser.add_argument("--starts", nargs="*", choices=STARTS, default=["scratch", "finetune"],
+                        help="mutual: from scratch and/or how pretrained peers are fine-tuned")
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
@@ -280,7 +293,7 @@ def main() -> None:
     if args.experiment == "scaling":
         table = experiment_scaling(root, prep, seeds, args.sizes, args.modes)
     else:
-        table = experiment_mutual(root, prep, args.peers, seeds)
+        table = experiment_mutual(root, prep, args.peers, seeds, args.starts)
     (root / f"kdef_{args.experiment}.md").write_text(table)
     print(table)
 
