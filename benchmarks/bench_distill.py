@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import add_seed_arguments, seed_range, synthetic_dataset
+from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.distill import DistillConfig, distill
@@ -65,11 +65,7 @@ def summarise(results: dict[str, list[dict]], keys=("auc", "logloss", "calibrati
     lines = ["| variant | seeds | " + " | ".join(f"test {k} (mean ± std)" for k in keys) + " |",
              "|---|---|" + "---|" * len(keys)]
     for variant, runs in results.items():
-        cells = []
-        for key in keys:
-            values = [r[key] for r in runs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.5f} ± {std:.5f}")
+        cells = [mean_std([r[key] for r in runs], 5) for key in keys]
         lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from common import mean_std
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
@@ -107,11 +108,6 @@ def train_ours(prep: Path, name: str, seed: int, config: TrainConfig) -> dict:
             "load_s": load_s, "params": sum(p.numel() for p in model.parameters())}
 
 
-def _mean_std(values: list[float], digits: int) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
-
-
 def table(results: dict) -> str:
     head = ("| model | library | test AUC | test logloss | preprocess s | epoch s | eval s | "
             "end-to-end s |\n|---|---|---|---|---|---|---|---|")
@@ -125,8 +121,8 @@ def table(results: dict) -> str:
             ev = statistics.mean(r["eval_s"] for r in runs)
             e2e = prep_s + statistics.mean(r["end_to_end_s"] for r in runs)
             mean[lib] = (prep_s, epoch, ev, e2e)
-            lines.append(f"| {name} | {lib} | {_mean_std([r['auc'] for r in runs], 5)} | "
-                         f"{_mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
+            lines.append(f"| {name} | {lib} | {mean_std([r['auc'] for r in runs], 5)} | "
+                         f"{mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
                          f"{epoch:.1f} | {ev:.2f} | {e2e:.1f} |")
         ratios = [o / t for o, t in zip(mean["ours"], mean["fuxictr"], strict=True)]
         lines.append(f"| {name} | ours/theirs | | | {ratios[0]:.2f} | {ratios[1]:.2f} | "

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_distill import train_config
-from common import add_seed_arguments, seed_range, synthetic_dataset
+from common import add_seed_arguments, mean_and_std, mean_std, seed_range, synthetic_dataset
 from ctrdistill.analysis.collapse import analyze_collapse, ensemble_parts
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import ColumnData, PreparedData
@@ -107,16 +107,6 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
         cells = [mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5) for c in columns]
         lines.append(f"| {mode} | {n} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def mean_and_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std over seeds (std 0 for one seed)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def mean_std(values: list[float], digits: int) -> str:
-    mean, std = mean_and_std(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 SCALING_PANELS = (  # (panel title, [(summary key, line style)], y label)
@@ -250,7 +240,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
         row = {"start": start, "group": group, "peer": peer, "seeds": len(triples),
                "auc_without": without, "auc_with": with_, "auc_pretrained": before,
                **relative_gain(with_, without, "gain")}
-        if start != "scratch":
+        if start in FINETUNES:
             row |= relative_gain(with_, before, "gain_vs_pretrained")
         rows.append(row)
     (root / "mutual" / "gains.json").write_text(json.dumps(rows, indent=1))
@@ -260,7 +250,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     for row in rows:
         versus = ([mean_std(row["auc_pretrained"], 5),
                    f"{row['gain_vs_pretrained_mean']:.3f} ± {row['gain_vs_pretrained_std']:.3f}%"]
-                  if row["start"] != "scratch" else ["-", "-"])
+                  if row["start"] in FINETUNES else ["-", "-"])
         lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
                      f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
                      f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% | " + " | ".join(versus)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 from pathlib import Path
 
 import torch
@@ -15,6 +16,17 @@ from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 # over two OpenMP threads each (which slows both several times over).
 if "BENCH_THREADS" in os.environ:
     torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+
+
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (std 0 for one seed)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def mean_std(values: list[float], digits: int) -> str:
+    """'mean ± std' for a table cell."""
+    mean, std = mean_and_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def synthetic_dataset(root: Path, rows: int, days: int = 1, drift: float = 0.0,
