@@ -1,13 +1,14 @@
 """Why fine-tuned peers end below the pretrained peers they start from (BENCHMARKS §6.2): a second
 pass over rows they have already seen, or the restart itself (a fresh Adam state)?
 
-    python benchmarks/bench_finetune.py [--seeds 3] [--lrs 1e-3 1e-4] [--finetune-rows 250000]
+    python benchmarks/bench_finetune.py [--seeds 3] [--arms seen:1e-3:0 fresh:1e-3:1 ...]
 
 DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs, reused) are fine-tuned
-alone (a mutual run with weight 0) on `--finetune-rows` rows that are either *seen* (the first
-rows of the training split) or *fresh* (the valid split, never trained on), with a fresh Adam
-state at each learning rate, and evaluated on the test split every 10 steps. Same restart, same
-number of steps; only whether the rows were seen differs. Writes finetune/restart.{json,md,png}.
+on `--finetune-rows` rows that are either *seen* (the first rows of the training split) or
+*fresh* (the valid split, never trained on), from a fresh Adam state, and evaluated on the test
+split every 10 steps. An arm also sets the learning rate and the mutual weight (0: each peer
+fine-tuned alone; 1: the peers fine-tuned together). Same restart, same number of steps: seen
+and fresh arms differ only in whether the rows were seen. Writes finetune/restart.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from ctrdistill.storage import atomic_directory
 
 PEERS = ["deepfm", "dcn"]
 Arm = tuple[str, float, float]  # rows (seen or fresh), learning rate, mutual weight
+ARMS = ["seen:1e-3:0", "fresh:1e-3:0", "seen:1e-4:0", "fresh:1e-4:0", "seen:1e-3:1",
+        "fresh:1e-3:1"]
 EVAL_EVERY = 10
 
 
@@ -73,6 +76,13 @@ def finetune(root: Path, view: Path, arm: Arm, seed: int) -> dict:
     return curves
 
 
+def parse_arm(text: str) -> Arm:
+    rows, lr, weight = text.split(":")
+    if rows not in ("seen", "fresh"):
+        raise SystemExit(f"--arms: rows must be seen or fresh, not {rows!r}")
+    return rows, float(lr), float(weight)
+
+
 def label(arm: Arm) -> str:
     rows, lr, weight = arm
     return f"{rows}, lr {lr:g}, mutual weight {weight:g}"
@@ -83,15 +93,13 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000, help="synthetic dataset rows")
     parser.add_argument("--finetune-rows", type=int, default=250_000)
-    parser.add_argument("--lrs", type=float, nargs="*", default=[1e-3, 1e-4])
-    parser.add_argument("--weights", type=float, nargs="*", default=[0.0, 1.0],
-                        help="mutual weights (0: each peer fine-tuned alone)")
+    parser.add_argument("--arms", nargs="*", default=ARMS, help="ROWS:LR:WEIGHT, ROWS seen or "
+                        "fresh, WEIGHT the mutual weight (0: each peer fine-tuned alone)")
     add_seed_arguments(parser)
     args = parser.parse_args()
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
-    arms = [(rows, lr, weight) for weight in args.weights for lr in args.lrs
-            for rows in ("seen", "fresh")]
+    arms = [parse_arm(arm) for arm in args.arms]
     views = {rows: data_view(prep, root / "finetune" / f"data-{rows}", rows, args.finetune_rows)
              for rows in ("seen", "fresh")}
     results = {arm: [finetune(root, views[arm[0]], arm, seed) for seed in seed_range(args)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -316,7 +317,7 @@ def test_kdef_independent_end_to_end(prepared, tmp_path):
         f"emb{e}/{o}" for e in (0, 1) for o in owners}
 
 
-def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path):
+def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path, capsys):
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"name": "base", "data": str(prepared),
                                     "output_dir": str(tmp_path), "model": TINY, "train": TRAIN}))
@@ -327,6 +328,8 @@ def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path):
     path = tmp_path / "dml.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["mutual", str(path)]) == 0
+    assert "warning: peer run(s) base already trained on the training rows" in (
+        capsys.readouterr().out)
     run = tmp_path / "dml"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"auc", "peer0.auc", "peer1.auc"} <= set(metrics["test"])
@@ -340,3 +343,20 @@ def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path):
     report = json.loads((out / "collapse.json").read_text())[0]
     assert set(report["hidden"]) == {"sub0", "sub1"}
     assert any(k.startswith("emb1/") for k in report["fields"])
+
+
+def test_mutual_fine_tuning_on_other_rows_does_not_warn(prepared, tmp_path, capsys):
+    """The seen-rows warning compares the data each peer trained on with the data fine-tuned on."""
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"name": "base", "data": str(prepared),
+                                    "output_dir": str(tmp_path), "model": TINY, "train": TRAIN}))
+    assert main(["train", str(base)]) == 0
+    new_rows = tmp_path / "new-rows"  # same vocabularies, as for a later day's data
+    shutil.copytree(prepared, new_rows)
+    config = {"name": "dml", "data": str(new_rows), "output_dir": str(tmp_path),
+              "peer_runs": [str(tmp_path / "base"), str(tmp_path / "base")], "train": TRAIN}
+    path = tmp_path / "dml.yaml"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["mutual", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from pydantic import Field, model_validator
 
 from ctrdistill.analysis.report import print_table, result_row, save_table
@@ -65,7 +66,25 @@ def _run(config: _EnsembleConfig, strategy: Strategy, data: PreparedData, output
     return result
 
 
+def _trained_on(run_dir: Path) -> Path | None:
+    """The prepared data a finished run trained on, as its saved config names it."""
+    config_file = run_dir / "config.yaml"
+    data = yaml.safe_load(config_file.read_text()).get("data") if config_file.is_file() else None
+    return Path(data).resolve() if data else None
+
+
+def _warn_seen_rows(config: MutualConfig, log) -> None:
+    """Fine-tuning on the rows a peer already trained on overfits: a second pass over seen rows
+    loses about 1% AUC (the one-epoch phenomenon, BENCHMARKS.md §6.2), fresh rows do not."""
+    seen = [run.name for run in config.peer_runs if _trained_on(run) == config.data.resolve()]
+    if seen:
+        log(f"warning: peer run(s) {', '.join(seen)} already trained on the training rows of "
+            f"{config.data}; a second pass over seen rows overfits CTR models (the one-epoch "
+            "phenomenon, see BENCHMARKS.md §6.2): fine-tune on new rows")
+
+
 def mutual(config: MutualConfig, log=print) -> RunResult:
+    _warn_seen_rows(config, log)
     data = PreparedData(config.data)
     torch.manual_seed(config.train.seed)
     fm = data.feature_map
