@@ -75,12 +75,12 @@ def _trained_on(run_dir: Path) -> Path | None:
 
 def _warn_seen_rows(config: MutualConfig, log) -> None:
     """Fine-tuning on the rows a peer already trained on overfits: a second pass over seen rows
-    loses about 1% AUC (the one-epoch phenomenon, BENCHMARKS.md §6.2), fresh rows do not."""
+    loses about 1% AUC (the one-epoch phenomenon, BENCHMARKS.md §6.3), fresh rows do not."""
     seen = [run.name for run in config.peer_runs if _trained_on(run) == config.data.resolve()]
     if seen:
         log(f"warning: peer run(s) {', '.join(seen)} already trained on the training rows of "
             f"{config.data}; a second pass over seen rows overfits CTR models (the one-epoch "
-            "phenomenon, see BENCHMARKS.md §6.2): fine-tune on new rows")
+            "phenomenon, see BENCHMARKS.md §6.3): fine-tune on new rows")
 
 
 def mutual(config: MutualConfig, log=print) -> RunResult:
