@@ -1,14 +1,18 @@
-"""Why fine-tuned peers end below the pretrained peers they start from (BENCHMARKS §6.2): a second
-pass over rows they have already seen, or the restart itself (a fresh Adam state)?
+"""Fine-tuning pretrained peers (BENCHMARKS §6.3): why they end below where they started, and
+whether mutual learning helps when the fine-tuning rows are new to them.
 
-    python benchmarks/bench_finetune.py [--seeds 3] [--arms seen:1e-3:0 fresh:1e-3:1 ...]
+    python benchmarks/bench_finetune.py --experiment restart [--seeds 3] [--arms seen:1e-3:0 ...]
+    python benchmarks/bench_finetune.py --experiment halves [--seeds 3]
 
-DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs, reused) are fine-tuned
-on `--finetune-rows` rows that are either *seen* (the first rows of the training split) or
-*fresh* (the valid split, never trained on), from a fresh Adam state, and evaluated on the test
-split every 10 steps. An arm also sets the learning rate and the mutual weight (0: each peer
-fine-tuned alone; 1: the peers fine-tuned together). Same restart, same number of steps: seen
-and fresh arms differ only in whether the rows were seen. Writes finetune/restart.{json,md,png}.
+restart: DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs, reused) are
+         fine-tuned on `--finetune-rows` rows that are either *seen* (the first rows of the
+         training split) or *fresh* (the valid split, never trained on), from a fresh Adam
+         state, and evaluated on the test split every 10 steps. An arm also sets the learning
+         rate and the mutual weight (0: each peer fine-tuned alone; 1: together). Seen and fresh
+         arms differ only in whether the rows were seen. Writes finetune/restart.{json,md,png}.
+halves:  the peers are pretrained one epoch alone on the first half of the training rows, then
+         fine-tuned one epoch on the second half, alone (mutual weight 0) or together (weight 1),
+         as one would fine-tune on a new day's rows. Writes finetune/halves.{json,md}.
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_distill import train_config
-from bench_kdef import _alone
+from bench_kdef import _alone, peer_logits
 from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.schema import FEATURE_MAP_FILE
 from ctrdistill.ensembles import MutualConfig, mutual
 from ctrdistill.storage import atomic_directory
+from ctrdistill.training.metrics import auc
+from ctrdistill.training.run import RunConfig, run_train
 
 PEERS = ["deepfm", "dcn"]
 Arm = tuple[str, float, float]  # rows (seen or fresh), learning rate, mutual weight
@@ -36,22 +45,22 @@ ARMS = ["seen:1e-3:0", "fresh:1e-3:0", "seen:1e-4:0", "fresh:1e-4:0", "seen:1e-3
 EVAL_EVERY = 10
 
 
-def data_view(prep: Path, out: Path, rows: str, count: int) -> Path:
-    """A prepared-data directory training on `count` seen or fresh rows and validating on test
-    (so the fine-tuning curve is the test AUC); vocabularies and test shards are linked."""
+def data_view(prep: Path, out: Path, train: pl.LazyFrame, valid: str) -> Path:
+    """A prepared-data directory training on the rows of `train` and validating on the `valid`
+    split of `prep`; vocabularies and evaluation shards are linked, not copied."""
     if out.exists():
         return out
     data = PreparedData(prep)
-    frame = data.scan("train" if rows == "seen" else "valid").head(count).collect()
+    frame = train.collect()
     with atomic_directory(out) as tmp:
         (tmp / "train").mkdir()
         frame.write_parquet(tmp / "train" / "part-00000.parquet")
         for name in ("vocab", "schema.json"):
             (tmp / name).symlink_to((prep / name).resolve())
-        for split in ("valid", "test"):
-            (tmp / split).symlink_to((prep / "test").resolve())
+        for split, source in (("valid", valid), ("test", "test")):
+            (tmp / split).symlink_to((prep / source).resolve())
         feature_map = data.feature_map
-        feature_map.splits = {"train": len(frame), "valid": feature_map.splits["test"],
+        feature_map.splits = {"train": len(frame), "valid": feature_map.splits[valid],
                               "test": feature_map.splits["test"]}
         feature_map.save(tmp / FEATURE_MAP_FILE)
     return out
@@ -88,22 +97,13 @@ def label(arm: Arm) -> str:
     return f"{rows}, lr {lr:g}, mutual weight {weight:g}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workdir", default="bench_out/synth2m")
-    parser.add_argument("--rows", type=int, default=2_500_000, help="synthetic dataset rows")
-    parser.add_argument("--finetune-rows", type=int, default=250_000)
-    parser.add_argument("--arms", nargs="*", default=ARMS, help="ROWS:LR:WEIGHT, ROWS seen or "
-                        "fresh, WEIGHT the mutual weight (0: each peer fine-tuned alone)")
-    add_seed_arguments(parser)
-    args = parser.parse_args()
-    root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    arms = [parse_arm(arm) for arm in args.arms]
-    views = {rows: data_view(prep, root / "finetune" / f"data-{rows}", rows, args.finetune_rows)
-             for rows in ("seen", "fresh")}
-    results = {arm: [finetune(root, views[arm[0]], arm, seed) for seed in seed_range(args)]
-               for arm in arms}
+def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
+                       seeds: list[int]) -> str:
+    data = PreparedData(prep)
+    views = {kind: data_view(prep, root / "finetune" / f"data-{kind}",
+                             data.scan("train" if kind == "seen" else "valid").head(rows), "test")
+             for kind in ("seen", "fresh")}
+    results = {arm: [finetune(root, views[arm[0]], arm, seed) for seed in seeds] for arm in arms}
     (root / "finetune" / "restart.json").write_text(
         json.dumps({label(arm): curves for arm, curves in results.items()}, indent=1))
 
@@ -115,17 +115,10 @@ def main() -> None:
         for peer in PEERS:
             start, early, end = ([c[peer][i][1] for c in per_seed] for i in (0, 1, -1))
             change = [100 * (e / s - 1) for e, s in zip(end, start, strict=True)]
-            gain = "-"
-            if alone:
-                without = [c[peer][-1][1] for c in alone]
-                gain = mean_std([100 * (e / w - 1) for e, w in zip(end, without, strict=True)],
-                                3) + "%"
+            gain = (relative(end, [c[peer][-1][1] for c in alone]) if alone else "-")
             lines.append(f"| {label(arm)} | {peer} | {len(per_seed)} | {mean_std(start, 5)} | "
                          f"{mean_std(early, 5)} | {mean_std(end, 5)} | "
                          f"{mean_std(change, 3)}% | {gain} |")
-    table = "\n".join(lines) + "\n"
-    (root / "finetune" / "restart.md").write_text(table)
-    print(table)
 
     fig, axes = plt.subplots(1, len(PEERS), figsize=(5 * len(PEERS), 3.6), sharey=True)
     for ax, peer in zip(axes, PEERS, strict=True):
@@ -140,6 +133,86 @@ def main() -> None:
     axes[0].set_ylabel("test AUC")
     axes[0].legend(fontsize=8)
     save_figure(fig, root / "finetune" / "restart.png")
+    return "\n".join(lines) + "\n"
+
+
+def relative(after: list[float], before: list[float]) -> str:
+    """Relative change in percent per seed, as 'mean ± std%'."""
+    return mean_std([100 * (a / b - 1) for a, b in zip(after, before, strict=True)], 3) + "%"
+
+
+def experiment_halves(root: Path, prep: Path, seeds: list[int]) -> str:
+    data = PreparedData(prep)
+    half = data.feature_map.splits["train"] // 2
+    first = data_view(prep, root / "finetune" / "data-first-half",
+                      data.scan("train").head(half), "valid")
+    second = data_view(prep, root / "finetune" / "data-second-half",
+                       data.scan("train").slice(half), "valid")
+    out = root / "finetune" / "halves"
+    # peer -> per seed: pretrained on the first half, fine-tuned alone, together, all rows once
+    aucs: dict[str, list[tuple[float, ...]]] = {p: [] for p in [*PEERS, "ensemble"]}
+    for seed in seeds:
+        pretrained = []
+        for peer in PEERS:
+            run = out / f"{peer}-first-half-s{seed}"
+            if not (run / "metrics.json").exists():
+                run_train(RunConfig(name=run.name, data=first, output_dir=out,
+                                    model={"name": peer}, train=train_config(seed)))
+            pretrained.append(run)
+        tests = []
+        for weight in (0.0, 1.0):
+            run = out / f"second-half-w{weight:g}-s{seed}"
+            if not (run / "metrics.json").exists():
+                mutual(MutualConfig(name=run.name, data=second, output_dir=out, weight=weight,
+                                    peer_runs=pretrained, train=train_config(seed)))
+            tests.append(json.loads((run / "metrics.json").read_text())["test"])
+        once = [_alone(root, prep, p, seed) for p in PEERS]
+        for k, peer in enumerate([*PEERS, "ensemble"]):
+            key = f"peer{k}.auc" if peer != "ensemble" else "auc"
+            if peer == "ensemble":
+                before = test_auc(data, pretrained)
+                all_rows = test_auc(data, once)
+            else:
+                before = json.loads((pretrained[k] / "metrics.json").read_text())["test"]["auc"]
+                all_rows = json.loads((once[k] / "metrics.json").read_text())["test"]["auc"]
+            aucs[peer].append((before, tests[0][key], tests[1][key], all_rows))
+    (out.parent / "halves.json").write_text(json.dumps(aucs, indent=1))
+    lines = ["| peer | seeds | first half only | + second half alone | + second half together "
+             "| relative gain of the mutual term | one epoch on all rows |", "|---" * 7 + "|"]
+    for peer, rows in aucs.items():
+        before, alone, together, all_rows = ([r[i] for r in rows] for i in range(4))
+        lines.append(f"| {peer} | {len(rows)} | {mean_std(before, 5)} | {mean_std(alone, 5)} | "
+                     f"{mean_std(together, 5)} | {relative(together, alone)} | "
+                     f"{mean_std(all_rows, 5)} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_auc(data: PreparedData, runs: list[Path]) -> float:
+    """Test AUC of the mean logit of finished runs."""
+    test = data.load("test")
+    logits = np.concatenate([peer_logits(run, data, test) for run in runs], 1).mean(1)
+    return auc(test.label.numpy(), logits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", default="bench_out/synth2m")
+    parser.add_argument("--experiment", choices=["restart", "halves"], default="restart")
+    parser.add_argument("--rows", type=int, default=2_500_000, help="synthetic dataset rows")
+    parser.add_argument("--finetune-rows", type=int, default=250_000)
+    parser.add_argument("--arms", nargs="*", default=ARMS, help="ROWS:LR:WEIGHT, ROWS seen or "
+                        "fresh, WEIGHT the mutual weight (0: each peer fine-tuned alone)")
+    add_seed_arguments(parser)
+    args = parser.parse_args()
+    root = Path(args.workdir)
+    prep = synthetic_dataset(root, args.rows)
+    if args.experiment == "restart":
+        table = experiment_restart(root, prep, [parse_arm(a) for a in args.arms],
+                                   args.finetune_rows, seed_range(args))
+    else:
+        table = experiment_halves(root, prep, seed_range(args))
+    (root / "finetune" / f"{args.experiment}.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
