@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 import ctrdistill
+from ctrdistill import cli
 from ctrdistill.cli import main
+from ctrdistill.storage import atomic_directory
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -144,3 +147,21 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert [r["model"] for r in rows] == ["teacher dcnv2", "student dnn-student", "dnn alone"]
     assert all("auc_gap" in r for r in rows)
     assert main(["demo", "--rows", "4000", "--workdir", str(workdir)]) == 2  # exists
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_command_leaves_no_partial_output(tmp_path: Path, monkeypatch, capsys,
+                                                  signum) -> None:
+    """A job stopped by SIGTERM (a scheduler) or Ctrl-C removes its half-written output."""
+    target = tmp_path / "out"
+
+    def stopped_midway(args) -> None:
+        with atomic_directory(target) as tmp:
+            (tmp / "part.parquet").write_text("half")
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(cli, "cmd_synth", stopped_midway)
+    assert main(["synth", "--output", str(target)]) == 128 + signum
+    assert list(tmp_path.iterdir()) == []
+    assert f"interrupted ({signum.name})" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored

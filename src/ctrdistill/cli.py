@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ctrdistill.errors import CtrDistillError
@@ -220,16 +222,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so atomic outputs are removed
+    instead of leaving hidden temporary directories behind."""
+    raise KeyboardInterrupt(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         args.handler(args)
     except CtrDistillError as error:
         print(f"ctrdistill {args.verb}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        by_sigterm = interrupt.args == (signal.SIGTERM,)
+        signum = signal.SIGTERM if by_sigterm else signal.SIGINT
+        print(f"interrupted ({signum.name})", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
