@@ -216,7 +216,7 @@ def _finetuned_alone(root: Path, prep: Path, start: str, alone: dict[str, Path],
 
 
 def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int],
-                      starts: list[str]) -> str:
+                      starts: list[str], group_sizes: list[int] | None = None) -> str:
     """Groups peers[:2], peers[:3], ...: from scratch (one epoch together vs one epoch alone)
     and fine-tuning (peers trained alone one epoch, then one more epoch together vs one more
     epoch alone: mutual weight 0 trains them independently at the same cost). Fine-tuned peers
@@ -233,7 +233,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
         for start in starts:
             base = pretrained if start == "scratch" else _finetuned_alone(
                 root, prep, start, alone, seed, data, test_rows)
-            for size in range(2, len(peers) + 1):
+            for size in group_sizes or range(2, len(peers) + 1):
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
                            else {"peer_runs": [alone[p] for p in group]})
@@ -288,14 +288,19 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=PEERS)
     parser.add_argument("--starts", nargs="*", choices=STARTS, default=["scratch", "finetune"],
                         help="mutual: from scratch and/or how pretrained peers are fine-tuned")
+    parser.add_argument("--group-sizes", type=int, nargs="*",
+                        help="mutual: train only these groups (the first K peers; default all "
+                        "from 2 to the number of peers)")
     args = parser.parse_args()
+    if any(not 2 <= k <= len(args.peers) for k in args.group_sizes or []):
+        parser.error(f"--group-sizes must lie in 2..{len(args.peers)}")
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
     seeds = seed_range(args)
     if args.experiment == "scaling":
         table = experiment_scaling(root, prep, seeds, args.sizes, args.modes)
     else:
-        table = experiment_mutual(root, prep, args.peers, seeds, args.starts)
+        table = experiment_mutual(root, prep, args.peers, seeds, args.starts, args.group_sizes)
     (root / f"kdef_{args.experiment}.md").write_text(table)
     print(table)
 

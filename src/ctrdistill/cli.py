@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.training.memory import keep_freed_memory
 
 
 def _config(path: str | None, assignments: list[str]) -> dict:
@@ -230,6 +231,7 @@ def _interrupt(signum: int, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:

@@ -20,6 +20,7 @@ from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.progress import progress
 from ctrdistill.strategies.base import SERVED, Strategy
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.memory import keep_freed_memory
 from ctrdistill.training.metrics import evaluate_logits
 
 
@@ -50,6 +51,7 @@ class Trainer:
         self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
+        keep_freed_memory()
         self.optimizers = self._optimizers()
         self.plateau = None
         if config.lr_plateau and config.early_stop:
