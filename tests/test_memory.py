@@ -1,13 +1,14 @@
 """keep_freed_memory: on glibc, large tensors come from the heap instead of a fresh mmap each.
 
 Checked in a fresh interpreter (the setting is process-wide) through glibc's own count of
-mmapped bytes: a 64 MB tensor is mmapped before the call and not after it, and building a
-Trainer makes the call."""
+mmapped bytes: a 64 MB tensor is mmapped before the call and not after it, building a Trainer
+makes the call, and CTRDISTILL_KEEP_FREED_MEMORY=0 keeps glibc's defaults."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -45,10 +46,10 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def probe(setup: str) -> list[str]:
+def probe(setup: str, env: dict[str, str] | None = None) -> list[str]:
     code = PROBE.format(setup=setup)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).parent)
+                          check=True, cwd=Path(__file__).parent, env={**os.environ, **(env or {})})
     return done.stdout.split()
 
 
@@ -70,6 +71,13 @@ def test_the_trainer_applies_it():
         Trainer(PlainStrategy(model), TrainConfig(progress=False))
     """)
     assert probe(setup) == ["True", "False"]
+
+
+@glibc
+def test_the_environment_opts_out():
+    assert probe("from ctrdistill.training.memory import keep_freed_memory\n"
+                 "assert not keep_freed_memory()",
+                 {"CTRDISTILL_KEEP_FREED_MEMORY": "0"}) == ["True", "True"]
 
 
 @glibc
