@@ -83,3 +83,25 @@ def test_the_environment_opts_out():
 @glibc
 def test_idempotent():
     assert keep_freed_memory() and keep_freed_memory()
+
+
+@glibc
+def test_kept_memory_is_released_around_a_new_working_set():
+    code = textwrap.dedent("""
+        import torch
+        from ctrdistill.training.memory import keep_freed_memory, new_working_set
+
+        def resident_mb():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+        assert keep_freed_memory()
+        start = resident_mb()
+        torch.ones(64 * 2**20)  # 256 MB, touched, then freed at once
+        kept = resident_mb() - start
+        with new_working_set():
+            inside = resident_mb() - start
+        print(kept > 200, inside < 50)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["True", "True"]

@@ -11,11 +11,13 @@ import torch
 from ctrdistill.data.dataset import ColumnData, PreparedData
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.memory import new_working_set
 from ctrdistill.training.metrics import sigmoid
 from ctrdistill.training.trainer import evaluate_outputs
 
 
 @torch.no_grad()
+@new_working_set()
 def score(model: torch.nn.Module, rows: ColumnData, batch_size: int = 16384) -> np.ndarray:
     """The logits of `model` on every row, computed batch by batch."""
     return np.concatenate([model(rows.take(slice(s, s + batch_size))).numpy()

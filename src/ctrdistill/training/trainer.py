@@ -20,7 +20,7 @@ from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.progress import progress
 from ctrdistill.strategies.base import SERVED, Strategy
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.memory import keep_freed_memory
+from ctrdistill.training.memory import keep_freed_memory, new_working_set
 from ctrdistill.training.metrics import evaluate_logits
 
 
@@ -205,6 +205,7 @@ class Trainer:
         return score if monitor.resolved_mode() == "max" else -score
 
     @torch.no_grad()
+    @new_working_set()
     def predict(self, data: ColumnData) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Named logits for every row of `data`, and the mean label-free held-out terms."""
         self.strategy.eval()
