@@ -16,14 +16,13 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import synthetic_dataset
+from common import speed_batch, synthetic_dataset, train_samples_per_second
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models import build_model
 from ctrdistill.strategies import PlainStrategy
@@ -39,17 +38,12 @@ def measure(prep: Path, model_name: str, steps: int, warmup: int) -> dict:
     """Samples/s over `steps` training steps after `warmup` ones, and this process's peak RSS."""
     data = PreparedData(prep)
     rows = data.load("valid")
-    batch = rows.take(torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:BATCH])
     torch.manual_seed(0)
     trainer = Trainer(PlainStrategy(build_model({"name": model_name}, data.feature_map)),
                       TrainConfig(batch_size=BATCH, early_stop=None, lr_plateau=None,
                                   progress=False))
-    for _ in range(warmup):
-        trainer.train_step(batch)
-    started = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(batch)
-    return {"train_samples_per_second": steps * BATCH / (time.perf_counter() - started),
+    return {"train_samples_per_second": train_samples_per_second(
+                trainer, speed_batch(rows, BATCH), warmup, min_steps=steps),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 

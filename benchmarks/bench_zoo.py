@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import synthetic_dataset
+from common import speed_batch, synthetic_dataset, train_samples_per_second
 from ctrdistill.analysis.report import markdown_table, result_row
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
@@ -37,19 +36,15 @@ TRAIN = TrainConfig(epochs=1, batch_size=4096, early_stop=None, lr_plateau=None,
 def speed(prep: Path) -> str:
     data = PreparedData(prep)
     rows = data.load("valid")
-    batch = rows.take(torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:4096])
+    batch = speed_batch(rows)
     table = []
     for name in model_names():
         torch.manual_seed(0)
         model = build_model({"name": name}, data.feature_map)
         trainer = Trainer(PlainStrategy(model), TRAIN)
-        trainer.train_step(batch)
-        start, steps = time.perf_counter(), 0
-        while time.perf_counter() - start < 2 or steps < 2:
-            trainer.train_step(batch)
-            steps += 1
         table.append({"model": name, "params": model.num_parameters(),
-                      "train_samples_per_second": steps * 4096 / (time.perf_counter() - start),
+                      "train_samples_per_second": train_samples_per_second(
+                          trainer, batch, warmup=1, min_steps=2, min_seconds=2.0),
                       "inference_samples_per_second": inference_samples_per_second(model, rows)})
         print(markdown_table(table[-1:]), flush=True)
     return markdown_table(table)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
 from pathlib import Path
 
 import torch
 
+from ctrdistill.data.dataset import Batch, ColumnData
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.training.trainer import Trainer
 
 # Two benchmark processes with one thread each use two cores better than two processes fighting
 # over two OpenMP threads each (which slows both several times over).
@@ -50,3 +53,21 @@ def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def seed_range(args: argparse.Namespace) -> list[int]:
     return list(range(args.first_seed, args.seeds + 1))
+
+
+def speed_batch(rows: ColumnData, size: int = 4096) -> Batch:
+    """The same `size` random rows on every call: the batch speed figures train on."""
+    return rows.take(torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:size])
+
+
+def train_samples_per_second(trainer: Trainer, batch: Batch, warmup: int, min_steps: int,
+                             min_seconds: float = 0.0) -> float:
+    """Training throughput on one batch over at least `min_steps` steps and `min_seconds`,
+    after `warmup` untimed steps (the first ones allocate)."""
+    for _ in range(warmup):
+        trainer.train_step(batch)
+    started, steps = time.perf_counter(), 0
+    while steps < min_steps or time.perf_counter() - started < min_seconds:
+        trainer.train_step(batch)
+        steps += 1
+    return steps * len(batch["label"]) / (time.perf_counter() - started)
