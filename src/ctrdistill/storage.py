@@ -39,6 +39,9 @@ def atomic_directory(target: Path, overwrite: bool = False,
     clearing them. Raises CtrDistillError if `target` exists without `overwrite`, or if another
     process is writing `target`."""
     target = Path(target)
+    old = _sibling(target, "old")
+    if old.exists() and not target.exists():  # a crash between the two renames of a swap
+        os.replace(old, target)
     if target.exists() and not overwrite:
         raise CtrDistillError(f"output already exists: {target} (choose another path or remove it)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +49,7 @@ def atomic_directory(target: Path, overwrite: bool = False,
     fd = _lock_partial(partial, target, resume)
     try:
         try:
-            _remove(_sibling(target, "old"))  # a crash during an earlier swap
+            _remove(old)  # left by a crash after an earlier swap's second rename
             yield partial
             _commit(partial, target, overwrite)
         except BaseException as exc:
