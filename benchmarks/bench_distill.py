@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
-from ctrdistill.distill import DistillConfig, distill
-from ctrdistill.labels.store import label
+from ctrdistill.labels.store import write_labels as label
+from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import RunConfig, run_train
 from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]

@@ -29,13 +29,14 @@ from common import add_seed_arguments, seed_range, synthetic_dataset
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
-from ctrdistill.distill import DistillConfig, distill
 from ctrdistill.labels.store import LOGITS, MANIFEST
 from ctrdistill.models.registry import build_model
+from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.stream import StreamConfig, stream
+from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.storage import atomic_directory
 from ctrdistill.strategies.plain import PlainStrategy
-from ctrdistill.stream import StreamConfig, stream
-from ctrdistill.training.run import RunConfig, execute, run_train
 
 DAYS, DRIFT, ROWS = 10, 0.15, 2_500_000
 TEACHER = "dcnv2"

@@ -33,10 +33,11 @@ from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.schema import FEATURE_MAP_FILE
-from ctrdistill.ensembles import MutualConfig, mutual
+from ctrdistill.pipelines import MutualConfig, mutual
+from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.storage import atomic_directory
 from ctrdistill.training.metrics import auc
-from ctrdistill.training.run import RunConfig, run_train
 
 PEERS = ["deepfm", "dcn"]
 Arm = tuple[str, float, float]  # rows (seen or fresh), learning rate, mutual weight

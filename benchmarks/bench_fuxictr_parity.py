@@ -37,9 +37,9 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.models.registry import build_model, model_config
+from ctrdistill.pipelines.writer import train_loader
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import train_loader
 from ctrdistill.training.trainer import Trainer
 
 ADAPTERS = Path(__file__).with_name("fuxictr_adapters.py")

@@ -33,11 +33,12 @@ from common import add_seed_arguments, mean_and_std, mean_std, seed_range, synth
 from ctrdistill.analysis.collapse import analyze_collapse, ensemble_parts
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import ColumnData, PreparedData
-from ctrdistill.ensembles import KDEFConfig, MutualConfig, kdef, mutual
-from ctrdistill.evaluation import score
+from ctrdistill.pipelines import KDEFConfig, MutualConfig, kdef, mutual
+from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.training.inference import score
 from ctrdistill.training.metrics import auc
-from ctrdistill.training.run import RunConfig, run_train
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
 SIZES = [1, 2, 4, 6, 8]

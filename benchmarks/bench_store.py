@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_distill import teacher_run, train_config
 from common import synthetic_dataset
 from ctrdistill.data.dataset import PreparedData
-from ctrdistill.distill import DistillConfig, distill
-from ctrdistill.labels.store import LabelStore, label, teacher_logits
+from ctrdistill.labels.store import LabelStore, teacher_logits
+from ctrdistill.labels.store import write_labels as label
+from ctrdistill.pipelines.distill import DistillConfig, distill
 from ctrdistill.training.checkpoint import load_checkpoint
 
 STUDENTS = [{"name": "dnn", "hidden_units": [400, 400, 400]},

@@ -26,7 +26,6 @@ from ctrdistill.data.loader import BatchLoader
 from ctrdistill.models import build_model, model_names
 from ctrdistill.strategies import PlainStrategy
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import execute
 from ctrdistill.training.speed import inference_samples_per_second
 from ctrdistill.training.trainer import Trainer
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.schema import EncodedField, FeatureMap
 
 
@@ -24,7 +25,7 @@ def make_feature_map(with_sequence: bool = True) -> FeatureMap:
     return FeatureMap(fields=fields)
 
 
-def make_batch(feature_map: FeatureMap, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(feature_map: FeatureMap, n: int, seed: int = 0) -> Batch:
     """Random ids and values with labels drawn from a hidden logistic model (learnable signal)."""
     rng = np.random.default_rng(seed)
     hidden = np.random.default_rng(1234)  # the same click model for every seed
@@ -35,17 +36,24 @@ def make_batch(feature_map: FeatureMap, n: int, seed: int = 0) -> dict[str, torc
         logit = logit + hidden.normal(0, 1.5, f.vocab_size)[ids]
     if len(cats) >= 2:
         logit = logit + 1.5 * np.where((cats[0] % 2) == (cats[1] % 2), 1.0, -1.0)
-    batch = {
-        "cat": torch.from_numpy(np.stack(cats, 1).astype(np.int64)),
-        "num": torch.from_numpy(nums),
-        "label": torch.from_numpy((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)),
-        "row_id": torch.arange(n, dtype=torch.int64) + seed * n,
-    }
+    batch = Batch(
+        cat=torch.from_numpy(np.stack(cats, 1).astype(np.int64)),
+        num=torch.from_numpy(nums),
+        label=torch.from_numpy((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)),
+        row_id=torch.arange(n, dtype=torch.int64) + seed * n,
+    )
     if feature_map.sequence:
         seq = rng.integers(0, feature_map.sequence[0].vocab_size,
                            (n, len(feature_map.sequence), feature_map.sequence[0].max_length))
-        batch["seq"] = torch.from_numpy(seq.astype(np.int64))
+        batch.seq = torch.from_numpy(seq.astype(np.int64))
     return batch
+
+
+def labels_batch(labels: torch.Tensor, **optional: torch.Tensor) -> Batch:
+    """A batch of labels (and e.g. teacher_logits) only, for strategies on stub models."""
+    n = len(labels)
+    return Batch(cat=torch.zeros(n, 0, dtype=torch.long), num=torch.zeros(n, 0), label=labels,
+                 row_id=torch.arange(n), **optional)
 
 
 @pytest.fixture(scope="module")
@@ -63,5 +71,5 @@ def feature_map() -> FeatureMap:
 
 
 @pytest.fixture
-def batch(feature_map: FeatureMap) -> dict[str, torch.Tensor]:
+def batch(feature_map: FeatureMap) -> Batch:
     return make_batch(feature_map, 64)

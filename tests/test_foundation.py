@@ -16,12 +16,13 @@ from ctrdistill.data.loader import BatchLoader, StreamingLoader
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, generate_chunks, write_synthetic
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.evaluation import evaluate, predict
 from ctrdistill.models.registry import build_model
+from ctrdistill.pipelines import evaluate, predict
+from ctrdistill.pipelines.train import TrainRunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.metrics import group_auc
-from ctrdistill.training.run import RunConfig, run_train
 
 TINY = SynthConfig(rows=8000, max_vocab=400, chunk_rows=3000, seed=7)
 
@@ -37,14 +38,14 @@ def prepared(tmp_path_factory) -> Path:
 
 def test_unknown_config_key_names_the_nearest() -> None:
     with pytest.raises(CtrDistillError, match=r"unknown key 'train.epoch'.*did you mean 'epochs'"):
-        validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnn"},
+        validate_config(TrainRunConfig, {"name": "x", "data": ".", "model": {"name": "dnn"},
                                     "train": {"epoch": 3}})
     with pytest.raises(CtrDistillError,
                        match=r"model: unknown key 'hiden_units'.*did you mean 'hidden_units'"):
-        validate_config(RunConfig, {"name": "x", "data": ".",
+        validate_config(TrainRunConfig, {"name": "x", "data": ".",
                                     "model": {"name": "dnn", "hiden_units": [3]}})
     with pytest.raises(CtrDistillError, match=r"unknown model 'dnnn'.*did you mean 'dnn'"):
-        validate_config(RunConfig, {"name": "x", "data": ".", "model": {"name": "dnnn"}})
+        validate_config(TrainRunConfig, {"name": "x", "data": ".", "model": {"name": "dnnn"}})
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -96,7 +97,7 @@ def test_split_and_vocabulary(prepared: Path) -> None:
 def test_in_memory_loader_is_deterministic_and_complete(prepared: Path) -> None:
     rows = PreparedData(prepared).load("train")
     def order(seed: int) -> torch.Tensor:
-        return torch.cat([b["row_id"] for b in BatchLoader(rows, 512, seed=seed)])
+        return torch.cat([b.row_id for b in BatchLoader(rows, 512, seed=seed)])
     assert torch.equal(order(1), order(1))
     assert not torch.equal(order(1), order(2))
     assert torch.equal(order(1).sort().values, rows.row_id.sort().values)
@@ -105,9 +106,9 @@ def test_in_memory_loader_is_deterministic_and_complete(prepared: Path) -> None:
 def test_streaming_loader_covers_every_row_once(prepared: Path) -> None:
     data = PreparedData(prepared)
     loader = StreamingLoader(data.shards("train"), data.feature_map, 300, buffer_rows=1000, seed=3)
-    ids = torch.cat([b["row_id"] for b in loader])
+    ids = torch.cat([b.row_id for b in loader])
     assert len(ids) == data.feature_map.splits["train"] == len(ids.unique())
-    again = torch.cat([b["row_id"] for b in StreamingLoader(
+    again = torch.cat([b.row_id for b in StreamingLoader(
         data.shards("train"), data.feature_map, 300, buffer_rows=1000, seed=3)])
     assert torch.equal(ids, again)
 
@@ -137,11 +138,11 @@ def test_group_auc_matches_per_group_sklearn() -> None:
 
 
 def _train(prepared: Path, out: Path, **train) -> object:
-    config = RunConfig(name="dnn", data=prepared, output_dir=out,
+    config = TrainRunConfig(name="dnn", data=prepared, output_dir=out,
                        model={"name": "dnn", "embedding_dim": 8, "hidden_units": [64, 32]},
                        train=TrainConfig(**({"epochs": 3, "batch_size": 256, "progress": False}
                                             | train)))
-    return run_train(config, log=lambda m: None)
+    return run_train(config)
 
 
 def test_train_evaluate_predict_round_trip(prepared: Path, tmp_path: Path) -> None:
@@ -152,10 +153,11 @@ def test_train_evaluate_predict_round_trip(prepared: Path, tmp_path: Path) -> No
     test = result.metrics["test"]
     # Well above chance, measured against what the hidden model allows on this very split.
     assert test["auc"] > 0.5 + 0.4 * (test["bayes_auc"] - 0.5)
-    assert evaluate(result.path, prepared, "test")["auc"] == pytest.approx(test["auc"], abs=1e-6)
-    scores = predict(result.path, prepared, tmp_path / "scores.parquet", "test")
+    assert evaluate(run=result.path, data=prepared).metrics["auc"] == pytest.approx(
+        test["auc"], abs=1e-6)
+    scores = predict(run=result.path, data=prepared, output=tmp_path / "scores.parquet")
     frame = pl.read_parquet(tmp_path / "scores.parquet")
-    assert scores == len(frame) == PreparedData(prepared).feature_map.splits["test"]
+    assert scores.metrics["rows"] == len(frame) == PreparedData(prepared).feature_map.splits["test"]
     assert frame.columns == ["row_id", "logit", "probability"]
 
 
@@ -163,7 +165,7 @@ def test_early_stopping_restores_the_best_state(prepared: Path, tmp_path: Path) 
     # A huge learning rate overfits quickly: early stopping must stop and keep the best step.
     result = _train(prepared, tmp_path, lr=0.05, eval_every_steps=5,
                     early_stop={"monitor": "logloss", "patience": 1})
-    history = result.fit.history
+    history = result.history
     assert result.metrics["stopped_early"]
     best = min(history, key=lambda r: r["valid"]["logloss"])
     assert result.metrics["best_step"] == best["step"]
@@ -201,7 +203,7 @@ def test_checkpoint_refuses_a_refitted_vocabulary_of_the_same_size(tmp_path: Pat
     load_checkpoint(run, PreparedData(tmp_path / "seed0").feature_map)  # its own data: accepted
     with pytest.raises(CtrDistillError, match=r"does not match the checkpoint \(vocabulary 'a' "
                                               r"maps values to other ids") as error:
-        evaluate(run, tmp_path / "seed1")
+        evaluate(run=run, data=tmp_path / "seed1")
     assert "\n" not in str(error.value)
 
 

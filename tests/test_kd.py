@@ -14,14 +14,17 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import labels_batch
 from ctrdistill.cli import main
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.models.base import ModelOutput
 from ctrdistill.models.registry import build_model
-from ctrdistill.strategies.ensemble import TeacherEnsemble, fit_ensemble, teacher_outputs
+from ctrdistill.pipelines.distill import fit_gate
+from ctrdistill.strategies.ensemble import TeacherEnsemble, teacher_outputs
 from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
 from ctrdistill.strategies.losses import distill_distance
 from ctrdistill.training.config import TrainConfig
@@ -93,8 +96,8 @@ def _gate_weights(t: list[float]) -> list[float]:
     return [math.exp(v) / total for v in scores]
 
 
-def _hand_batch() -> dict[str, torch.Tensor]:
-    return {"label": torch.tensor(Y), "teacher_logits": torch.tensor(Z_T)}
+def _hand_batch() -> Batch:
+    return labels_batch(torch.tensor(Y), teacher_logits=torch.tensor(Z_T))
 
 
 def _hand_gate() -> TeacherEnsemble:
@@ -235,17 +238,17 @@ def test_cached_teacher_logits_are_used(data):
     strategy = _strategy(data, kind="mean_logits")
     batch = data.load("valid").take(slice(0, 64))
     live, _ = teacher_outputs(batch, strategy.teachers)
-    batch["teacher_logits"] = live + 1.0
+    batch.teacher_logits = live + 1.0
     cached, _ = teacher_outputs(batch, strategy.teachers)
     assert torch.allclose(cached, live + 1.0)
     # hidden vectors: cached ones when the batch carries them, else the teachers run live
     _, live_hidden = teacher_outputs(batch, strategy.teachers, hidden=True)
     assert live_hidden.shape == (64, 32)
-    batch["teacher_hidden"] = live_hidden + 1.0
+    batch.teacher_hidden = live_hidden + 1.0
     logits, hidden = teacher_outputs(batch, [], hidden=True)
     assert torch.allclose(logits, live + 1.0) and torch.allclose(hidden, live_hidden + 1.0)
     with pytest.raises(ValueError, match="hidden"):
-        teacher_outputs({"label": batch["label"], "teacher_logits": live}, [], hidden=True)
+        teacher_outputs(labels_batch(batch.label, teacher_logits=live), [], hidden=True)
 
 
 @pytest.mark.parametrize("inputs", [("hidden",), ("logits", "hidden"),
@@ -277,8 +280,8 @@ def test_hint_from_stored_hidden_vectors(data):
     ensemble = TeacherEnsemble("mean_logits", 1, fm)
     strategy = KDStrategy(build_model(TINY, fm), [], ensemble, hint=1.0, teacher_hidden_dim=6)
     batch = data.load("valid").take(slice(0, 64))
-    batch["teacher_logits"] = torch.zeros(64, 1)
-    batch["teacher_hidden"] = torch.ones(64, 6)
+    batch.teacher_logits = torch.zeros(64, 1)
+    batch.teacher_hidden = torch.ones(64, 6)
     strategy.eval()  # no dropout: the two forward passes below must agree
     with torch.no_grad():
         terms = strategy.loss(batch)
@@ -294,7 +297,7 @@ def test_gate_fitted_on_held_out_rows_is_frozen(data):
     frame = pl.DataFrame({"row_id": valid.row_id.numpy(), "teacher_logits": torch.stack(
         [valid.label * 4 - 2, torch.zeros(len(valid))], 1).numpy()})  # teacher 0 is an oracle
     valid = valid.join(frame)
-    losses = fit_ensemble(strategy.ensemble, valid, epochs=20)
+    losses = fit_gate(strategy.ensemble, valid, epochs=20)
     assert losses[-1] < losses[0]
     assert not strategy.ensemble.trainable
     strategy.train()
@@ -355,8 +358,8 @@ def test_early_stop_on_distillation_loss(data):
 
 def test_stop_on_distill_needs_early_stopping(prepared):
     from ctrdistill.config import validate_config
-    from ctrdistill.distill import DistillConfig
     from ctrdistill.errors import CtrDistillError
+    from ctrdistill.pipelines.distill import DistillConfig
 
     base = {"name": "x", "data": str(prepared), "teachers": [{"model": {"name": "lr"}}]}
     off = {"early_stop": None, "lr_plateau": None}

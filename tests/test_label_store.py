@@ -16,10 +16,12 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.labels.store import LOGITS, LabelStore, file_sha256, label
+from ctrdistill.labels.store import LOGITS, LabelStore, file_sha256
+from ctrdistill.labels.store import write_labels as label
+from ctrdistill.pipelines.train import TrainRunConfig
+from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import RunConfig, run_train
 
 SYNTH = SynthConfig(rows=6000, days=3, drift=0.2, max_vocab=300, chunk_rows=2000, seed=11)
 
@@ -33,10 +35,9 @@ def setup(tmp_path_factory) -> tuple[Path, list[Path]]:
     runs = []
     for name, model in (("lr", {"name": "lr"}), ("dnn", {"name": "dnn", "embedding_dim": 4,
                                                          "hidden_units": [16]})):
-        result = run_train(RunConfig(name=name, data=root / "prep", output_dir=root / "runs",
+        result = run_train(TrainRunConfig(name=name, data=root / "prep", output_dir=root / "runs",
                                      model=model, train=TrainConfig(epochs=1, batch_size=512,
-                                                                    progress=False)),
-                           log=lambda m: None)
+                                                                    progress=False)))
         runs.append(result.path)
     return root / "prep", runs
 
@@ -205,7 +206,7 @@ def test_label_cli(setup, tmp_path: Path, capsys) -> None:
 
 def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     from ctrdistill.config import validate_config
-    from ctrdistill.distill import DistillConfig, distill
+    from ctrdistill.pipelines.distill import DistillConfig, distill
 
     prep, runs = setup
     store = tmp_path / "store"
@@ -217,9 +218,9 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
         config = DistillConfig(name=name, data=prep, output_dir=tmp_path / "runs",
                                label_store=store, label_store_version=version, student=student,
                                train=train, strategy={"kind": kind, "ensemble": "mean_probs"})
-        results.append(distill(config, log=lambda m: None))
+        results.append(distill(config))
     for result in results:
-        rows = result.extra["rows"]
+        rows = result.rows
         assert [r["model"] for r in rows][:2] == ["teacher lr", "teacher dnn"]
         assert 0 < result.metrics["test"]["auc"] < 1
     with pytest.raises(CtrDistillError, match="either teachers or a label_store"):
@@ -231,11 +232,11 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     with pytest.raises(CtrDistillError, match=r"teacher versions 0\.\.0, not 3"):
         distill(DistillConfig(name="v3", data=prep, output_dir=tmp_path / "runs",
                               label_store=store, label_store_version=3, student=student,
-                              train=train), log=lambda m: None)
+                              train=train))
 
 
 def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) -> None:
-    from ctrdistill.distill import DistillConfig, distill
+    from ctrdistill.pipelines.distill import DistillConfig, distill
 
     prep, runs = setup
     data = PreparedData(prep)
@@ -260,8 +261,7 @@ def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) ->
     result = distill(DistillConfig(
         name="gated", data=prep, output_dir=tmp_path / "runs", label_store=store_path,
         student=student, train=train,
-        strategy={"ensemble": "gate", "gate_inputs": ["logits", "hidden"], "hint": 0.1}),
-        log=lambda m: None)
+        strategy={"ensemble": "gate", "gate_inputs": ["logits", "hidden"], "hint": 0.1}))
     history = json.loads((result.path / "history.json").read_text())
     assert "hint" in history[0]["train"] and "teacher_weight.1" in history[0]
     assert 0 < result.metrics["test"]["auc"] < 1  # tiny drifting data: only that it runs
@@ -271,4 +271,4 @@ def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) ->
     with pytest.raises(CtrDistillError, match="no teacher hidden vectors"):
         distill(DistillConfig(name="x", data=prep, output_dir=tmp_path / "runs",
                               label_store=plain, student=student, train=train,
-                              strategy={"hint": 0.1}), log=lambda m: None)
+                              strategy={"hint": 0.1}))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from conftest import make_batch, make_feature_map
+from ctrdistill.data.batch import Batch
 from ctrdistill.models.layers import (
     CIN,
     AttentionalPooling,
@@ -232,11 +233,11 @@ def test_feature_gating(emb):
 OFFSETS = {"c0": 0, "c1": 12, "c2": 42, "s0": 49}
 
 
-def hand_batch() -> dict[str, torch.Tensor]:
-    return {"cat": torch.tensor([[3, 5, 1, 5], [0, 29, 6, 2]]),
-            "num": torch.tensor([[2.0, -1.0], [0.5, 0.0]]),
-            "seq": torch.tensor([[[1, 2, 0, 0]], [[0, 0, 0, 0]]]),  # 0 is padding
-            "label": torch.tensor([1.0, 0.0])}
+def hand_batch() -> Batch:
+    return Batch(cat=torch.tensor([[3, 5, 1, 5], [0, 29, 6, 2]]),
+                 num=torch.tensor([[2.0, -1.0], [0.5, 0.0]]),
+                 seq=torch.tensor([[[1, 2, 0, 0]], [[0, 0, 0, 0]]]),  # 0 is padding
+                 label=torch.tensor([1.0, 0.0]), row_id=torch.tensor([0, 1]))
 
 
 def randomised(layer: nn.Module) -> nn.Module:
@@ -252,11 +253,11 @@ def expected_fields(embedding: FeatureEmbedding, batch: dict[str, torch.Tensor])
     """(B, F, D) by hand: table rows by vocabulary offset, value-scaled numeric vectors, and the
     mean of the non-padding rows of a sequence (zeros when all of it is padding)."""
     table, rows = embedding.table.weight, []
-    for b in range(len(batch["cat"])):
-        fields = [table[OFFSETS[vocab] + int(batch["cat"][b, i])]
+    for b in range(len(batch.cat)):
+        fields = [table[OFFSETS[vocab] + int(batch.cat[b, i])]
                   for i, vocab in enumerate(["c0", "c1", "c2", "c1"])]
-        fields += [batch["num"][b, k] * embedding.numeric[k] for k in range(2)]
-        ids = [int(i) for i in batch["seq"][b, 0] if i != 0]
+        fields += [batch.num[b, k] * embedding.numeric[k] for k in range(2)]
+        ids = [int(i) for i in batch.seq[b, 0] if i != 0]
         fields.append(torch.stack([table[OFFSETS["s0"] + i] for i in ids]).mean(0) if ids
                       else torch.zeros(embedding.dim))
         rows.append(torch.stack(fields))
@@ -287,11 +288,10 @@ def test_feature_embedding_by_hand():
 def test_feature_embedding_squared_norm_of_the_rows_used():
     embedding = randomised(FeatureEmbedding(make_feature_map(), 3))
     batch = hand_batch()
-    embedding(batch)
     table = embedding.table.weight
     used = [0 + 3, 12 + 5, 42 + 1, 12 + 5, 0 + 0, 12 + 29, 42 + 6, 12 + 2,  # c1/c3 row twice
             49 + 1, 49 + 2]  # the sequence's non-padding ids; numerics are not table rows
-    close(embedding.batch_sq_norm, sum(table[r].pow(2).sum() for r in used) / 2)
+    close(embedding.rows_sq_norm(batch), sum(table[r].pow(2).sum() for r in used) / 2)
 
 
 def test_feature_embedding_without_numeric_fields():

@@ -8,18 +8,21 @@ import math
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 import yaml
 from torch import nn
 
-from conftest import make_batch, make_feature_map
+from conftest import labels_batch, make_batch, make_feature_map
 from ctrdistill.cli import main
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+from ctrdistill.models.ensembles import KDEFModel
 from ctrdistill.models.registry import build_model
-from ctrdistill.strategies.kdef import KDEFModel, KDEFStrategy, kdef_terms, peer_weights
-from ctrdistill.strategies.mutual import MutualStrategy, distance
+from ctrdistill.strategies.kdef import KDEFStrategy, kdef_terms, peer_weights
+from ctrdistill.strategies.losses import distill_distance as distance
+from ctrdistill.strategies.mutual import MutualStrategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -55,7 +58,7 @@ PEERS = [[0.5, -1.0, 2.0], [1.5, 0.3, -0.4], [-0.2, -0.7, 0.9]]
 
 def test_mutual_loss_matches_hand_computation():
     strategy = MutualStrategy([FixedLogits(z) for z in PEERS], "mse_probs", weight=0.5)
-    terms = strategy.loss({"label": torch.tensor(Y)})
+    terms = strategy.loss(labels_batch(torch.tensor(Y)))
     expected = 0.0
     for n, z in enumerate(PEERS):
         others = [PEERS[i] for i in range(3) if i != n]
@@ -68,9 +71,9 @@ def test_mutual_stop_gradient_and_warmup():
     strategy = MutualStrategy(peers, "kl", warmup_steps=5)
     labels = torch.tensor(Y)
     strategy.start_step(0, 0)  # warming up: pure BCE
-    assert float(strategy.loss({"label": labels})["mutual"]) == 0.0
+    assert float(strategy.loss(labels_batch(labels))["mutual"]) == 0.0
     strategy.start_step(5, 0)
-    strategy.loss({"label": labels})["loss"].backward()
+    strategy.loss(labels_batch(labels))["loss"].backward()
     # Peer 0's gradient comes only from its own loss (the others' terms treat it as constant).
     reference = [FixedLogits(z) for z in PEERS]
     own = nn.functional.binary_cross_entropy_with_logits(reference[0].z, labels) + sum(
@@ -228,7 +231,7 @@ def test_independent_subnetworks_own_their_embeddings(tmp_path):
     strategy = KDEFStrategy(model, "independent")
     # sub-network 0's loss reaches its own embedding and no other sub-network's
     own = nn.functional.binary_cross_entropy_with_logits(model.subnetworks[0](batch),
-                                                         batch["label"])
+                                                         batch.label)
     grads = torch.autograd.grad(own, [t.table.weight for t in tables], allow_unused=True)
     assert grads[0] is not None and grads[1] is None and grads[2] is None
     assert torch.isfinite(strategy.loss(batch)["loss"])
@@ -243,7 +246,7 @@ def test_independent_subnetworks_own_their_embeddings(tmp_path):
 
 def test_kdef_backbone_defaults_to_identical_dnns(tmp_path):
     from ctrdistill.config import validate_config
-    from ctrdistill.ensembles import KDEFConfig
+    from ctrdistill.pipelines.kdef import KDEFConfig
 
     config = validate_config(KDEFConfig, {"name": "k", "data": str(tmp_path)})
     assert config.backbone.name == "dnn" and config.backbone.hidden_units == [400, 400, 400]
@@ -329,7 +332,7 @@ def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["mutual", str(path)]) == 0
     assert "warning: peer run(s) base already trained on the training rows" in (
-        capsys.readouterr().out)
+        capsys.readouterr().err)
     run = tmp_path / "dml"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"auc", "peer0.auc", "peer1.auc"} <= set(metrics["test"])
@@ -345,18 +348,25 @@ def test_mutual_end_to_end_with_finetuned_peer(prepared, tmp_path, capsys):
     assert any(k.startswith("emb1/") for k in report["fields"])
 
 
-def test_mutual_fine_tuning_on_other_rows_does_not_warn(prepared, tmp_path, capsys):
-    """The seen-rows warning compares the data each peer trained on with the data fine-tuned on."""
+def test_mutual_seen_rows_warning_compares_the_rows_not_the_path(prepared, tmp_path, capsys):
+    """The seen-rows warning compares the training rows each peer trained on (their
+    fingerprint) with those fine-tuned on: a copy of the same data warns, other rows do not."""
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"name": "base", "data": str(prepared),
                                     "output_dir": str(tmp_path), "model": TINY, "train": TRAIN}))
     assert main(["train", str(base)]) == 0
-    new_rows = tmp_path / "new-rows"  # same vocabularies, as for a later day's data
+    copy = tmp_path / "copy"  # the same rows under another path
+    shutil.copytree(prepared, copy)
+    new_rows = tmp_path / "new-rows"  # same vocabularies, other rows (a later day's data)
     shutil.copytree(prepared, new_rows)
-    config = {"name": "dml", "data": str(new_rows), "output_dir": str(tmp_path),
-              "peer_runs": [str(tmp_path / "base"), str(tmp_path / "base")], "train": TRAIN}
-    path = tmp_path / "dml.yaml"
-    path.write_text(yaml.safe_dump(config))
-    capsys.readouterr()
-    assert main(["mutual", str(path)]) == 0
-    assert "warning" not in capsys.readouterr().out
+    for shard in (new_rows / "train").glob("*.parquet"):
+        frame = pl.read_parquet(shard)
+        frame.with_columns(pl.col("row_id") + 10**9).write_parquet(shard)
+    for data, warns in ((copy, True), (new_rows, False)):
+        config = {"name": f"dml-{data.name}", "data": str(data), "output_dir": str(tmp_path),
+                  "peer_runs": [str(tmp_path / "base"), str(tmp_path / "base")], "train": TRAIN}
+        path = tmp_path / "dml.yaml"
+        path.write_text(yaml.safe_dump(config))
+        capsys.readouterr()
+        assert main(["mutual", str(path)]) == 0
+        assert ("already trained on the training rows" in capsys.readouterr().err) is warns

@@ -15,7 +15,7 @@ from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
-from ctrdistill.stream import StreamConfig, _Stream, stream
+from ctrdistill.pipelines.stream import StreamConfig, _Stream, stream
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.trainer import evaluate_outputs
 
@@ -41,8 +41,8 @@ def _config(data: Path, out: Path, **extra) -> StreamConfig:
 
 
 def test_schedule_labels_each_day_once_with_a_new_teacher_version(days_data, tmp_path):
-    result = stream(_config(days_data, tmp_path), log=lambda m: None)
-    history = result["history"]
+    result = stream(_config(days_data, tmp_path))
+    history = result.history
     # warm-up on day 0; then (train t, label t+1, student t+1, evaluate t+2) for t = 0, 1, 2
     assert [(r["trained_through"], r["student_day"], r["eval_day"]) for r in history] == [
         (0, 1, 2), (1, 2, 3), (2, 3, 4)]
@@ -56,14 +56,14 @@ def test_schedule_labels_each_day_once_with_a_new_teacher_version(days_data, tmp
 
 
 def test_stale_teacher_is_one_version(days_data, tmp_path):
-    stream(_config(days_data, tmp_path, teacher_updates="stale"), log=lambda m: None)
+    stream(_config(days_data, tmp_path, teacher_updates="stale"))
     store = LabelStore(tmp_path / "s" / "labels")
     assert len(store.teacher_versions) == 1
 
 
 def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_path,
                                                                  monkeypatch):
-    full = stream(_config(days_data, tmp_path / "full"), log=lambda m: None)["history"]
+    full = stream(_config(days_data, tmp_path / "full")).history
     calls = {"n": 0}
     original = _Stream.train_student
 
@@ -75,9 +75,9 @@ def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_
 
     monkeypatch.setattr(_Stream, "train_student", crash_on_second_day)
     with pytest.raises(KeyboardInterrupt):
-        stream(_config(days_data, tmp_path / "cut"), log=lambda m: None)
+        stream(_config(days_data, tmp_path / "cut"))
     monkeypatch.setattr(_Stream, "train_student", original)
-    resumed = stream(_config(days_data, tmp_path / "cut"), log=lambda m: None)["history"]
+    resumed = stream(_config(days_data, tmp_path / "cut")).history
     assert [r["eval_day"] for r in resumed] == [2, 3, 4]
     for a, b in zip(full, resumed, strict=True):
         assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
@@ -91,25 +91,25 @@ def test_resume_with_another_config_is_refused(days_data, tmp_path, monkeypatch)
     original = _Stream.train_student
     monkeypatch.setattr(_Stream, "train_student", crash)
     with pytest.raises(KeyboardInterrupt):
-        stream(_config(days_data, tmp_path), log=lambda m: None)
+        stream(_config(days_data, tmp_path))
     monkeypatch.setattr(_Stream, "train_student", original)
     saved = (tmp_path / "s" / "config.json").read_text()
     changed = _config(days_data, tmp_path, distill={"lambda": 0.5},
                       teacher_updates="stale")
     with pytest.raises(CtrDistillError, match=r"another config \(differs in: distill.lambda_, "
                        r"teacher_updates\)"):
-        stream(changed, log=lambda m: None)
+        stream(changed)
     assert (tmp_path / "s" / "config.json").read_text() == saved  # the old config is kept
     # A display-only change (progress bars) resumes.
     train = {**TRAIN, "progress": True}
     resumed = StreamConfig(**{**_config(days_data, tmp_path).model_dump(), "train": train})
-    assert len(stream(resumed, log=lambda m: None)["history"]) == 3
+    assert len(stream(resumed).history) == 3
 
 
 def test_every_days_student_is_a_servable_checkpoint(days_data, tmp_path):
-    result = stream(_config(days_data, tmp_path, distill={"kind": "aux"}), log=lambda m: None)
+    result = stream(_config(days_data, tmp_path, distill={"kind": "aux"}))
     data = PreparedData(days_data)
-    for record in result["history"]:
+    for record in result.history:
         run = tmp_path / "s" / record["student_checkpoint"]
         assert run == tmp_path / "s" / "students" / f"day-{record['student_day']:03d}"
         model, _ = load_checkpoint(run, data.feature_map)

@@ -36,8 +36,8 @@ def feature_map() -> FeatureMap:
 
 def columns(feature_map: FeatureMap, n: int, seed: int) -> ColumnData:
     batch = make_batch(feature_map, n, seed)
-    return ColumnData(feature_map, batch["cat"], batch["num"], batch["seq"], batch["label"],
-                      batch["row_id"])
+    return ColumnData(feature_map, batch.cat, batch.num, batch.seq, batch.label,
+                      batch.row_id)
 
 
 def config(**overrides: Any) -> TrainConfig:
@@ -47,7 +47,7 @@ def config(**overrides: Any) -> TrainConfig:
 
 def trainer_for(feature_map: FeatureMap, train_config: TrainConfig, seed: int = 0) -> Trainer:
     torch.manual_seed(seed)
-    model = build_model(TINY, feature_map, sparse=train_config.sparse_embedding)
+    model = build_model(TINY, feature_map)
     return Trainer(PlainStrategy(model), train_config)
 
 
@@ -228,12 +228,13 @@ def test_embedding_l2_penalises_the_rows_a_batch_uses(feature_map):
     trainer, _, decayed = _sgd_step(feature_map, batch, grad_clip=None, embedding_l2=l2)
     embedding = trainer.strategy.model.embedding
     table = before["embedding.table.weight"]
-    cat_rows = (batch["cat"] + embedding.cat_offsets).flatten()
-    seq = batch["seq"]
+    cat_rows = (batch.cat + embedding.cat_offsets).flatten()
+    seq = batch.seq
     seq_rows = (seq + embedding.seq_offsets.view(1, -1, 1))[seq != PAD_ID]
-    rows, size = torch.cat([cat_rows, seq_rows]), len(batch["cat"])
+    rows, size = torch.cat([cat_rows, seq_rows]), len(batch.cat)
     # The penalty term: the squared norms of the rows used, per sample.
-    torch.testing.assert_close(embedding.batch_sq_norm, table[rows].pow(2).sum() / size)
+    torch.testing.assert_close(embedding.rows_sq_norm(batch),
+                               embedding.table.weight[rows].pow(2).sum() / size)
     # Its gradient, 2 * uses * row / B, is the only difference between the two updates.
     uses = torch.bincount(rows, minlength=table.shape[0]).unsqueeze(1)
     expected = -l2 * 2 * uses * table / size

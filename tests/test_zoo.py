@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,15 @@ from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from conftest import make_batch, make_feature_map
+from ctrdistill.data.batch import Batch
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models import CTRModel, build_model, model_names
 from ctrdistill.models.layers import FeatureEmbedding
 from ctrdistill.models.registry import model_class
+from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.trainer import Trainer
 
 NAMES = model_names()
 
@@ -71,12 +76,13 @@ def small(name: str, **overrides: Any) -> dict[str, Any]:
     return {"name": name, **width, **SMALL.get(name, {}), **overrides}
 
 
-def subset(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {k: v[index] for k, v in batch.items()}
+def subset(batch: Batch, index: torch.Tensor) -> Batch:
+    return replace(batch, cat=batch.cat[index], num=batch.num[index], label=batch.label[index],
+                   row_id=batch.row_id[index], seq=None if batch.seq is None else batch.seq[index])
 
 
 def bce(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
+    return nn.functional.binary_cross_entropy_with_logits(model(batch), batch.label)
 
 
 def assert_gradients_everywhere(model: CTRModel, batch: dict[str, torch.Tensor]) -> None:
@@ -108,13 +114,13 @@ def reference_auc(feature_map, data) -> float:
     def one_hot(batch):
         blocks: dict[str, np.ndarray] = {}
         for i, field in enumerate(feature_map.categorical):
-            ids = batch["cat"][:, i].numpy()
+            ids = batch.cat[:, i].numpy()
             blocks[field.vocab] = blocks.get(field.vocab, 0) + np.eye(field.vocab_size)[ids]
-        return np.hstack([*blocks.values(), batch["num"].numpy()])
+        return np.hstack([*blocks.values(), batch.num.numpy()])
 
     train, test = data
-    model = LogisticRegression(max_iter=2000).fit(one_hot(train), train["label"].numpy())
-    return roc_auc_score(test["label"].numpy(), model.decision_function(one_hot(test)))
+    model = LogisticRegression(max_iter=2000).fit(one_hot(train), train.label.numpy())
+    return roc_auc_score(test.label.numpy(), model.decision_function(one_hot(test)))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -176,11 +182,11 @@ def test_training_learns_the_signal(name, feature_map, data, reference_auc):
     model.eval()
     with torch.no_grad():
         logits = model(test)
-    probs, logits, labels = torch.sigmoid(logits).numpy(), logits.numpy(), test["label"].numpy()
+    probs, logits, labels = torch.sigmoid(logits).numpy(), logits.numpy(), test.label.numpy()
     assert epoch_losses[-1] < 0.9 * epoch_losses[0]
     # Logits, not probabilities: a trained model is confident both ways.
     assert logits.min() < 0 and logits.max() > 1
-    base_rate = np.full_like(labels, train["label"].mean().item())
+    base_rate = np.full_like(labels, train.label.mean().item())
     assert log_loss(labels, probs) < log_loss(labels, base_rate)
     auc = roc_auc_score(labels, logits)
     assert auc > 0.5 + (reference_auc - 0.5) / 2, f"AUC {auc:.3f} is too close to chance"
@@ -266,19 +272,20 @@ def test_dense_layers_start_xavier_normal_with_zero_biases(feature_map):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sparse_embeddings(name, feature_map):
+    """The trainer makes every embedding table sparse and gives it to SparseAdam; the models
+    themselves know nothing of it."""
     torch.manual_seed(0)
-    model = build_model(small(name), feature_map, sparse=True)
+    model = build_model(small(name), feature_map)
     tables = [m.weight for m in model.modules() if isinstance(m, nn.Embedding)]
-    assert tables and all(m.sparse for m in model.modules() if isinstance(m, nn.Embedding))
-    dense = [p for p in model.parameters() if all(p is not t for t in tables)]
-    optimizers = [torch.optim.SparseAdam(tables, lr=LR)]
-    if dense:
-        optimizers.append(torch.optim.Adam(dense, lr=LR))
+    assert tables and not any(m.sparse for m in model.modules() if isinstance(m, nn.Embedding))
+    trainer = Trainer(PlainStrategy(model), TrainConfig(sparse_embedding=True, progress=False,
+                                                        grad_clip=None))
+    assert all(m.sparse for m in model.modules() if isinstance(m, nn.Embedding))
+    sparse = next(o for o in trainer.optimizers if isinstance(o, torch.optim.SparseAdam))
+    assert {id(p) for p in sparse.param_groups[0]["params"]} == {id(t) for t in tables}
     before = [t.detach().clone() for t in tables]
-    bce(model, make_batch(feature_map, 64)).backward()
+    trainer.train_step(make_batch(feature_map, 64))
     assert all(t.grad is not None and t.grad.is_sparse for t in tables)
-    for optimizer in optimizers:
-        optimizer.step()
     assert all(not torch.equal(b, t) for b, t in zip(before, tables, strict=True))
 
 
@@ -346,11 +353,11 @@ def test_dlrm_numerics_enter_only_through_the_bottom_mlp(feature_map, shared):
     vectors = len(feature_map.categorical) + len(feature_map.sequence) + 1
     assert model.interaction.output_dim == EMBEDDING_DIM + vectors * (vectors - 1) // 2
     batch = make_batch(feature_map, 32)
-    changed = {**batch, "num": batch["num"] + 1.0}
+    changed = replace(batch, num=batch.num + 1.0)
     with torch.no_grad():
         before = model(batch)
         assert not torch.allclose(model(changed), before)  # the numerics count...
-        dense = model.bottom(batch["num"])
+        dense = model.bottom(batch.num)
         handle = model.bottom.register_forward_hook(lambda module, args, output: dense)
         try:
             frozen = model(changed)
@@ -362,7 +369,8 @@ def test_dlrm_numerics_enter_only_through_the_bottom_mlp(feature_map, shared):
 def test_dlrm_on_numeric_fields_only(feature_map):
     numeric = feature_map.model_copy(update={"fields": feature_map.numeric})
     model = build_model(small("dlrm"), numeric)
-    batch = {"cat": torch.zeros(8, 0, dtype=torch.long), "num": torch.randn(8, 2)}
+    batch = Batch(cat=torch.zeros(8, 0, dtype=torch.long), num=torch.randn(8, 2),
+                  label=torch.zeros(8), row_id=torch.arange(8))
     assert model.encode(batch).hidden.shape == (8, model.hidden_dim)
 
 

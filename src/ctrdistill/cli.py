@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
+from ctrdistill import __version__
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.training.memory import keep_freed_memory
 
@@ -24,128 +25,107 @@ def _config(path: str | None, assignments: list[str]) -> dict:
     return apply_overrides(data, assignments)
 
 
-def cmd_synth(args) -> None:
-    from ctrdistill.config import validate_config
-    from ctrdistill.data.synthetic import SynthConfig, write_synthetic
+def _with_flags(raw: dict, args, keys: tuple[str, ...]) -> dict:
+    """Flags given on the command line override the config's keys of the same name."""
+    return raw | {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
-    raw = _config(args.config, args.set)
-    for key in ("rows", "days", "drift", "seed"):
-        if getattr(args, key) is not None:
-            raw[key] = getattr(args, key)
-    config = validate_config(SynthConfig, raw, "synth")
-    write_synthetic(config, Path(args.output))
-    print(f"wrote {config.rows:,} synthetic rows to {args.output}")
+
+def _show(result, line: str | None) -> None:
+    """The result's table (if any), then one line saying what was written."""
+    from ctrdistill.analysis.report import print_table
+
+    if result.rows:
+        print_table(result.rows, result.title)
+    if line is not None:
+        print(line)
+
+
+def cmd_synth(args) -> None:
+    from ctrdistill.pipelines import synth
+
+    raw = _with_flags(_config(args.config, args.set), args, ("rows", "days", "drift", "seed"))
+    result = synth(raw, output=args.output)
+    print(f"wrote {result.metrics['rows']:,} synthetic rows to {args.output}")
 
 
 def cmd_prepare(args) -> None:
-    from ctrdistill.config import validate_config
-    from ctrdistill.data.prepare import PrepareConfig, prepare
+    from ctrdistill.pipelines import prepare
 
-    raw = _config(args.config, args.set)
-    for key in ("recipe", "input", "output", "protocol"):
-        if getattr(args, key) is not None:
-            raw[key] = getattr(args, key)
+    raw = _with_flags(_config(args.config, args.set), args,
+                      ("recipe", "input", "output", "protocol"))
     if args.overwrite:
         raw["overwrite"] = True
-    config = validate_config(PrepareConfig, raw, args.config or "prepare")
-    feature_map = prepare(config)
-    splits = ", ".join(f"{k} {v:,}" for k, v in feature_map.splits.items())
-    print(f"prepared {config.output}: {feature_map.num_fields} fields; rows: {splits}")
+    result = prepare(raw)
+    splits = ", ".join(f"{k} {v:,}" for k, v in result.metrics["rows"].items())
+    print(f"prepared {result.path}: {result.metrics['fields']} fields; rows: {splits}")
 
 
-def cmd_train(args) -> None:
-    from ctrdistill.analysis.report import print_table, result_row
-    from ctrdistill.config import validate_config
-    from ctrdistill.training.run import RunConfig, run_train
+def _training_verb(name: str):
+    """train, distill, mutual and kdef: a YAML config, --set overrides, --resume."""
 
-    config = validate_config(RunConfig, _config(args.config, args.set), args.config)
-    result = run_train(config)
-    print_table([result_row(config.name, result.metrics)], f"{config.name}: test split")
-    print(f"run saved to {result.path}")
+    def command(args) -> None:
+        import ctrdistill.pipelines as pipelines
 
+        result = getattr(pipelines, name)(_config(args.config, args.set), resume=args.resume)
+        _show(result, f"run saved to {result.path}")
 
-def cmd_mutual(args) -> None:
-    from ctrdistill.config import validate_config
-    from ctrdistill.ensembles import MutualConfig, mutual
-
-    config = validate_config(MutualConfig, _config(args.config, args.set), args.config)
-    print(f"run saved to {mutual(config).path}")
-
-
-def cmd_kdef(args) -> None:
-    from ctrdistill.config import validate_config
-    from ctrdistill.ensembles import KDEFConfig, kdef
-
-    config = validate_config(KDEFConfig, _config(args.config, args.set), args.config)
-    print(f"run saved to {kdef(config).path}")
-
-
-def cmd_distill(args) -> None:
-    from ctrdistill.config import validate_config
-    from ctrdistill.distill import DistillConfig, distill
-
-    config = validate_config(DistillConfig, _config(args.config, args.set), args.config)
-    print(f"run saved to {distill(config).path}")
+    return command
 
 
 def cmd_analyze_collapse(args) -> None:
-    from ctrdistill.analysis.collapse import analyze_collapse
+    from ctrdistill.pipelines import collapse
 
-    reports = analyze_collapse([Path(r) for r in args.runs], Path(args.data), Path(args.output),
-                               args.sample_rows)
-    for r in reports:
+    result = collapse(runs=args.runs, data=args.data, output=args.output,
+                      sample_rows=args.sample_rows)
+    for r in result.history:
         print(f"{r['run']}: N={r['num_subnetworks']} field IA {r['mean_field_abundance']:.2f} "
               f"hidden IA {r['mean_hidden_abundance']:.2f}")
     print(f"collapse report written to {args.output}")
 
 
 def cmd_evaluate(args) -> None:
-    from ctrdistill.analysis.report import print_table
-    from ctrdistill.evaluation import evaluate
+    from ctrdistill.pipelines import evaluate
 
-    metrics = evaluate(Path(args.run), Path(args.data), args.split)
-    print_table([{"model": Path(args.run).name, **metrics}], f"{args.split} split")
-    if args.json:
-        print(json.dumps(metrics))
+    result = evaluate(run=args.run, data=args.data, split=args.split)
+    _show(result, json.dumps(result.metrics) if args.json else None)
 
 
 def cmd_predict(args) -> None:
-    from ctrdistill.evaluation import predict
+    from ctrdistill.pipelines import predict
 
-    rows = predict(Path(args.run), Path(args.data), Path(args.output), args.split)
-    print(f"wrote {rows:,} scores to {args.output}")
+    result = predict(run=args.run, data=args.data, split=args.split, output=args.output,
+                     overwrite=args.overwrite)
+    print(f"wrote {result.metrics['rows']:,} scores to {args.output}")
 
 
 def cmd_label(args) -> None:
-    from ctrdistill.labels.store import label
+    from ctrdistill.pipelines import label
 
-    store = label([Path(r) for r in args.teachers], Path(args.data), Path(args.output),
-                  splits=args.split or None, days=args.day or None, hidden=args.hidden,
-                  relabel=args.relabel)
-    rows = sum(p["rows"] for p in store.manifest["partitions"].values())
-    print(f"label store {args.output}: {len(store.manifest['partitions'])} partitions, "
-          f"{rows:,} rows, {len(store.teacher_versions)} teacher version(s)")
+    result = label(teachers=args.teachers, data=args.data, output=args.output,
+                   splits=args.split or None, days=args.day or None, hidden=args.hidden,
+                   relabel=args.relabel)
+    m = result.metrics
+    print(f"label store {args.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
+          f"{m['teacher_versions']} teacher version(s)")
 
 
 def cmd_stream(args) -> None:
-    from ctrdistill.analysis.report import print_table
-    from ctrdistill.config import validate_config
-    from ctrdistill.stream import StreamConfig, stream
+    from ctrdistill.pipelines import stream
 
-    config = validate_config(StreamConfig, _config(args.config, args.set), args.config)
-    result = stream(config)
-    print_table(result["rows"], f"{config.name}: daily evaluation")
-    print(f"stream saved to {result['path']}")
+    result = stream(_config(args.config, args.set))
+    _show(result, f"stream saved to {result.path}")
 
 
 def cmd_demo(args) -> None:
-    from ctrdistill.demo import demo
+    from ctrdistill.pipelines import demo
 
-    demo(Path(args.workdir), rows=args.rows, overwrite=args.overwrite)
+    result = demo(args.workdir, rows=args.rows, overwrite=args.overwrite)
+    _show(result, f"runs, learning curves and the results table are in {result.path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrdistill", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def add(name: str, handler, help_text: str,
@@ -175,12 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--protocol")
     sub.add_argument("--overwrite", action="store_true")
 
-    add("train", cmd_train, "train one model on hard labels", config="required")
-    add("mutual", cmd_mutual, "mutual learning between peers", config="required")
-    add("kdef", cmd_kdef, "KDEF ensemble of sub-networks on a shared embedding",
-        config="required")
-    add("distill", cmd_distill, "distil frozen teachers (an ensemble, optionally gated) into "
-        "a student", config="required")
+    for name, text in (
+            ("train", "train one model on hard labels"),
+            ("mutual", "mutual learning between peers"),
+            ("kdef", "KDEF ensemble of sub-networks on a shared embedding"),
+            ("distill", "distil frozen teachers (an ensemble, optionally gated) into a student")):
+        sub = add(name, _training_verb(name), text, config="required")
+        sub.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run of the same config from its last "
+                         "checkpoint")
 
     analyze = verbs.add_parser("analyze", help="analyses of finished runs")
     analyses = analyze.add_subparsers(dest="analysis", required=True)
@@ -199,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--split", default="test")
         if name == "predict":
             sub.add_argument("--output", required=True, help="Parquet file to write")
+            sub.add_argument("--overwrite", action="store_true",
+                             help="replace an existing output file")
         else:
             sub.add_argument("--json", action="store_true", help="also print metrics as JSON")
 
@@ -229,9 +214,28 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt(signum)
 
 
+class _Messages(logging.Formatter):
+    """The library's log records as the CLI shows them: plain lines, warnings marked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno < logging.WARNING else \
+            f"{record.levelname.lower()}: {message}"
+
+
+def _show_logs() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Messages())
+    root = logging.getLogger("ctrdistill")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    handler = _show_logs()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted ({signum.name})", file=sys.stderr)
         return 128 + signum
     finally:
+        logging.getLogger("ctrdistill").removeHandler(handler)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -11,12 +11,13 @@ from tqdm import tqdm
 
 @contextmanager
 def progress(
-    total: int | None, description: str, unit: str, enabled: bool = True
+    total: int | None, description: str, unit: str, enabled: bool = True, initial: int = 0
 ) -> Iterator[tqdm]:
     # Off a terminal (CI logs, pipes) a line every 30 s is progress enough.
     interval = 1.0 if sys.stderr.isatty() else 30.0
     bar = tqdm(total=total, desc=description, unit=unit, unit_scale=True, dynamic_ncols=True,
-               disable=not enabled, file=sys.stderr, mininterval=interval, leave=False)
+               disable=not enabled, file=sys.stderr, mininterval=interval, leave=False,
+               initial=initial)
     try:
         yield bar
     finally:

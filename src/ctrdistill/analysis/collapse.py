@@ -17,12 +17,10 @@ import matplotlib.pyplot as plt
 import torch
 import yaml
 
-# Imported so ensemble checkpoints (kdef_ensemble, peer_ensemble) can be rebuilt.
-import ctrdistill.strategies.kdef
-import ctrdistill.strategies.mutual  # noqa: F401
 from ctrdistill.analysis.plots import save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import CTRModel
+from ctrdistill.models.ensembles import MeanEnsemble
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.checkpoint import load_checkpoint
@@ -55,11 +53,7 @@ def spectrum(matrix: torch.Tensor) -> dict[str, Any]:
 
 def ensemble_parts(model: CTRModel) -> list[CTRModel]:
     """The sub-networks (KDEF) or peers (mutual) of an ensemble; a plain model is its own part."""
-    for attribute in ("subnetworks", "peers"):
-        parts = getattr(model, attribute, None)
-        if isinstance(parts, torch.nn.ModuleList):
-            return list(parts)
-    return [model]
+    return list(model.members) if isinstance(model, MeanEnsemble) else [model]
 
 
 def collapse_report(run_dir: Path, data: PreparedData | Path,
@@ -91,7 +85,7 @@ def collapse_report(run_dir: Path, data: PreparedData | Path,
         # Runs are compared across N within a series: the ensemble mode (kdef, naive, ...)
         "series": config.get("mode") or model.config.name,
         "num_subnetworks": len(parts),
-        "sample_rows": len(batch["label"]), "fields": fields, "hidden": hidden,
+        "sample_rows": len(batch), "fields": fields, "hidden": hidden,
         "mean_field_abundance": _mean(fields, "information_abundance"),
         "mean_field_effective_rank": _mean(fields, "effective_rank"),
         "mean_hidden_abundance": _mean(hidden, "information_abundance"),

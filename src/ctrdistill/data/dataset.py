@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -9,15 +10,17 @@ import numpy as np
 import polars as pl
 import torch
 
+from ctrdistill.data.batch import DAY, GROUP, Batch
 from ctrdistill.data.schema import FEATURE_MAP_FILE, FeatureMap
-from ctrdistill.errors import CtrDistillError
+from ctrdistill.errors import CtrDistillError, unknown_name
 
-Batch = dict[str, torch.Tensor]
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass
 class ColumnData:
-    """The rows of one split as tensors; `extras` holds passthrough and joined per-row columns."""
+    """The rows of one split as tensors; `optional` holds passthrough and joined per-row columns
+    (group, day, p_true, teacher outputs)."""
 
     feature_map: FeatureMap
     cat: torch.Tensor
@@ -34,13 +37,9 @@ class ColumnData:
         """Rows by slice (views) or by an index tensor (index_select: much faster than [])."""
         pick = (lambda t: t[index]) if isinstance(index, slice) else (
             lambda t: t.index_select(0, index))
-        batch: Batch = {"cat": pick(self.cat), "num": pick(self.num), "label": pick(self.label),
-                        "row_id": pick(self.row_id)}
-        if self.seq.shape[1]:
-            batch["seq"] = pick(self.seq)
-        for name, values in self.optional.items():
-            batch[name] = pick(values)
-        return batch
+        return Batch.of(pick(self.cat), pick(self.num), pick(self.label), pick(self.row_id),
+                        pick(self.seq) if self.seq.shape[1] else None,
+                        {name: pick(values) for name, values in self.optional.items()})
 
     def subset(self, mask: torch.Tensor) -> ColumnData:
         return replace(self, cat=self.cat[mask], num=self.num[mask], seq=self.seq[mask],
@@ -99,10 +98,10 @@ def frame_to_columns(frame: pl.DataFrame, feature_map: FeatureMap) -> ColumnData
     else:
         seq = np.zeros((n, 0, 0), dtype=np.int32)
     optional = {}
-    if feature_map.has_group and "group" in frame.columns:
-        optional["group"] = torch.from_numpy(frame["group"].to_numpy().copy())
-    if feature_map.has_day and "day" in frame.columns:
-        optional["day"] = torch.from_numpy(frame["day"].to_numpy().copy())
+    if feature_map.has_group and GROUP in frame.columns:
+        optional[GROUP] = torch.from_numpy(frame[GROUP].to_numpy().copy())
+    if feature_map.has_day and DAY in frame.columns:
+        optional[DAY] = torch.from_numpy(frame[DAY].to_numpy().copy())
     for name in feature_map.passthrough:
         optional[name] = torch.from_numpy(frame[name].to_numpy().astype(np.float64))
     return ColumnData(
@@ -116,6 +115,11 @@ def frame_to_columns(frame: pl.DataFrame, feature_map: FeatureMap) -> ColumnData
     )
 
 
+def row_ids_digest(row_ids: np.ndarray) -> str:
+    """Identity of a sequence of rows, in order."""
+    return hashlib.sha256(np.ascontiguousarray(row_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
 class PreparedData:
     """A directory written by `prepare`: feature map, vocabularies and Parquet shards per split."""
 
@@ -126,6 +130,8 @@ class PreparedData:
         self.feature_map = FeatureMap.load(self.path / FEATURE_MAP_FILE)
 
     def shards(self, split: str) -> list[Path]:
+        if split not in SPLITS:
+            raise unknown_name("split", split, SPLITS)
         files = sorted((self.path / split).glob("*.parquet"))
         if not files:
             raise CtrDistillError(f"{self.path}: split '{split}' has no rows")
@@ -144,6 +150,17 @@ class PreparedData:
         if not len(frame):
             raise CtrDistillError(f"{self.path}: no rows in split '{split}' for days {days}")
         return frame_to_columns(frame, self.feature_map)
+
+    def fingerprint(self, splits: tuple[str, ...] = SPLITS) -> str:
+        """Feature map plus every shard's row ids of `splits`: changes whenever those rows do."""
+        digest = hashlib.sha256(self.feature_map.fingerprint().encode())
+        for split in sorted(splits):
+            if not self.feature_map.splits.get(split):
+                continue
+            for shard in self.shards(split):
+                ids = pl.read_parquet(shard, columns=["row_id"])["row_id"].to_numpy()
+                digest.update(f"{split}/{shard.name}:{row_ids_digest(ids)}".encode())
+        return digest.hexdigest()[:16]
 
     def days(self) -> list[int]:
         if not self.feature_map.has_day:

@@ -1,19 +1,50 @@
 """Batch iterators: in-memory (permute once per epoch, slice columns) and streaming over shards
-with a shuffle buffer. Both are deterministic for a seed and yield dicts of tensors."""
+with a shuffle buffer. Both are deterministic for a seed and an epoch, so a resumed fit can
+replay an epoch from any batch (`epoch_batches(epoch, skip)`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 import torch
 
-from ctrdistill.data.dataset import Batch, ColumnData, frame_to_columns
+from ctrdistill.data.batch import Batch
+from ctrdistill.data.dataset import ColumnData, frame_to_columns
 from ctrdistill.data.schema import FeatureMap
 
 
-class BatchLoader:
+class Loader(Protocol):
+    """What the trainer reads: batches of an epoch, by epoch number (iterating a loader yields
+    the next epoch's)."""
+
+    num_rows: int
+
+    def __len__(self) -> int: ...
+
+    def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]: ...
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class _Epochs:
+    """Iteration over successive epochs: each `iter()` yields the next epoch's batches."""
+
+    epoch = 0
+
+    def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.epoch += 1
+        return self.epoch_batches(self.epoch - 1)
+
+
+class BatchLoader(_Epochs):
     """Batches sliced from in-memory column tensors; a fresh seeded permutation each epoch."""
 
     def __init__(self, data: ColumnData, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -23,7 +54,6 @@ class BatchLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
-        self.epoch = 0
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -33,19 +63,17 @@ class BatchLoader:
     def num_rows(self) -> int:
         return len(self.data)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch` (a fresh permutation per epoch), from batch `skip` on."""
         n = len(self.data)
-        order = None
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=generator)
-        self.epoch += 1
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        order = torch.randperm(n, generator=_epoch_generator(self.seed, epoch)) \
+            if self.shuffle else None
+        for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             end = min(start + self.batch_size, n)
             yield self.data.take(order[start:end] if order is not None else slice(start, end))
 
 
-class StreamingLoader:
+class StreamingLoader(_Epochs):
     """Batches from Parquet shards read one at a time through a shuffle buffer (bounded memory).
 
     `transform` may join per-row columns (e.g. teacher labels) onto each shard's columns.
@@ -61,7 +89,6 @@ class StreamingLoader:
         self.seed = seed
         self.shuffle = shuffle
         self.transform = transform
-        self.epoch = 0
         self.num_rows = sum(pl.scan_parquet(s).select(pl.len()).collect().item()
                             for s in self.shards)
 
@@ -72,9 +99,15 @@ class StreamingLoader:
         data = frame_to_columns(pl.read_parquet(shard), self.feature_map)
         return self.transform(data) if self.transform else data
 
-    def __iter__(self) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.epoch += 1
+    def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch` from batch `skip` on (the skipped ones are read and dropped:
+        the shuffle buffer's order depends on them)."""
+        batches = self._epoch(_epoch_generator(self.seed, epoch))
+        for _ in range(skip):
+            next(batches, None)
+        yield from batches
+
+    def _epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(self.shards), generator=generator).tolist() if self.shuffle \
             else range(len(self.shards))
         buffer: list[ColumnData] = []

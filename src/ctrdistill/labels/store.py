@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
-from ctrdistill.data.dataset import ColumnData, PreparedData, frame_to_columns
+from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
+from ctrdistill.data.dataset import ColumnData, PreparedData, frame_to_columns, row_ids_digest
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_file
-from ctrdistill.strategies.ensemble import TEACHER_HIDDEN, TEACHER_LOGITS, teacher_outputs
+from ctrdistill.strategies.ensemble import teacher_outputs
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.training.inference import collect
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -45,23 +46,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def row_ids_digest(row_ids: np.ndarray) -> str:
-    """Identity of a partition's rows, in order."""
-    return hashlib.sha256(np.ascontiguousarray(row_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
-
-
-def data_fingerprint(data: PreparedData) -> str:
-    """Feature map plus every shard's row ids: changes whenever the prepared data does."""
-    digest = hashlib.sha256(data.feature_map.fingerprint().encode())
-    for split, rows in sorted(data.feature_map.splits.items()):
-        if not rows:
-            continue
-        for shard in data.shards(split):
-            ids = pl.read_parquet(shard, columns=["row_id"])["row_id"].to_numpy()
-            digest.update(f"{split}/{shard.name}:{row_ids_digest(ids)}".encode())
-    return digest.hexdigest()[:16]
 
 
 class LabelStore:
@@ -110,7 +94,7 @@ class LabelStore:
         if self.manifest["feature_map_fingerprint"] != data.feature_map.fingerprint():
             raise CtrDistillError(f"label store {self.path} was made for a different feature map "
                                   f"than {data.path}")
-        if self.manifest["data_fingerprint"] != data_fingerprint(data):
+        if self.manifest["data_fingerprint"] != data.fingerprint():
             raise CtrDistillError(f"label store {self.path} does not match the rows of "
                                   f"{data.path} (data fingerprint differs)")
 
@@ -161,22 +145,18 @@ def _teacher_entry(run: Path, teacher: CTRModel) -> dict[str, Any]:
             "model": teacher.config.name, "hidden_dim": teacher.hidden_dim}
 
 
-@torch.no_grad()
 def teacher_logits(teachers: list[CTRModel], rows: ColumnData, batch_size: int = 16384,
                    hidden: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(rows, teachers) logits and, when asked, (rows, sum of hidden dims) hidden vectors;
-    batched, no gradients."""
-    logits = np.empty((len(rows), len(teachers)), dtype=np.float32)
-    vectors = (np.empty((len(rows), sum(t.hidden_dim for t in teachers)), dtype=np.float32)
-               if hidden else None)
-    for start in range(0, len(rows), batch_size):
-        batch = rows.take(slice(start, start + batch_size))
-        end = start + len(batch["label"])
-        batch_logits, batch_hidden = teacher_outputs(batch, teachers, hidden)
-        logits[start:end] = batch_logits.float().numpy()
-        if vectors is not None:
-            vectors[start:end] = batch_hidden.float().numpy()
-    return logits, vectors
+    """(rows, teachers) logits and, when asked, (rows, sum of hidden dims) hidden vectors."""
+    for teacher in teachers:
+        teacher.eval()
+
+    def outputs(batch):
+        logits, vectors = teacher_outputs(batch, teachers, hidden)
+        return ({LOGITS: logits} | ({} if vectors is None else {HIDDEN: vectors})), {}
+
+    values = collect(outputs, rows, batch_size)[0]
+    return values[LOGITS], values.get(HIDDEN)
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -236,10 +216,11 @@ def _plan(data: PreparedData, splits: list[str], days: list[int] | None
     return plan
 
 
-def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str] | None = None,
-          days: list[int] | None = None, show_progress: bool = True,
-          stop_after: int | None = None, hidden: bool = False,
-          relabel: bool = False) -> LabelStore:
+def write_labels(teacher_runs: list[Path], data_path: Path, out: Path,
+                 splits: list[str] | None = None,
+                 days: list[int] | None = None, show_progress: bool = True,
+                 stop_after: int | None = None, hidden: bool = False,
+                 relabel: bool = False) -> LabelStore:
     """Score rows of `data_path` once with the teachers and store their logits (and, with
     `hidden`, their concatenated hidden vectors, for gates and hint losses).
 
@@ -252,7 +233,7 @@ def label(teacher_runs: list[Path], data_path: Path, out: Path, splits: list[str
     data = PreparedData(data_path)
     teachers = [load_checkpoint(run, data.feature_map)[0] for run in teacher_runs]
     entries = [_teacher_entry(Path(run), t) for run, t in zip(teacher_runs, teachers, strict=True)]
-    manifest = _open_manifest(out, data, data_fingerprint(data), hidden)
+    manifest = _open_manifest(out, data, data.fingerprint(), hidden)
     version = _teacher_version(manifest, entries)
     plan = _plan(data, splits or [s for s, n in data.feature_map.splits.items() if n], days)
     existing = manifest["partitions"]

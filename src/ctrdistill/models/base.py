@@ -15,10 +15,11 @@ from pydantic import Field
 from torch import nn
 
 from ctrdistill.config import StrictConfig
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 
-Batch = dict[str, torch.Tensor]
+__all__ = ["Batch", "CTRModel", "ModelConfig", "ModelOutput"]
 
 
 class ModelConfig(StrictConfig):
@@ -42,13 +43,12 @@ class CTRModel(nn.Module):
         self,
         feature_map: FeatureMap,
         config: ModelConfig,
-        sparse: bool = False,
         embedding: FeatureEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.embedding = (embedding if embedding is not None
-                          else FeatureEmbedding(feature_map, config.embedding_dim, sparse))
+                          else FeatureEmbedding(feature_map, config.embedding_dim))
         self.num_fields = self.embedding.num_fields
         self.hidden_dim = 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SerializeAsAny
 
 from ctrdistill.config import validate_config
 from ctrdistill.data.schema import FeatureMap
@@ -31,9 +33,8 @@ def register_model(name: str, zoo: bool = True):
 def _registry() -> dict[str, type[CTRModel]]:
     # Importing registers the zoo, and the ensemble models (KDEF sub-networks, mutual-learning
     # peers) that runs save as models too.
-    import ctrdistill.models.zoo
-    import ctrdistill.strategies.kdef
-    import ctrdistill.strategies.mutual  # noqa: F401
+    import ctrdistill.models.ensembles
+    import ctrdistill.models.zoo  # noqa: F401
 
     return _MODELS
 
@@ -64,13 +65,15 @@ def model_config(data: Any, source: str = "model") -> ModelConfig:
     return validate_config(cls.config_class, data, source=source)
 
 
-def build_model(
-    config: Any,
-    feature_map: FeatureMap,
-    sparse: bool = False,
-    embedding: FeatureEmbedding | None = None,
-) -> CTRModel:
+#: A model config field: a mapping or name validated against the named model's config class.
+ModelSpec = Annotated[SerializeAsAny[ModelConfig], BeforeValidator(model_config)]
+
+
+def build_model(config: Any, feature_map: FeatureMap,
+                embedding: FeatureEmbedding | None = None) -> CTRModel:
+    """The model `config` names (a mapping, a name or a validated config), freshly initialised;
+    `embedding` shares an existing FeatureEmbedding with it."""
     cfg = model_config(config)
-    model = model_class(cfg.name)(feature_map, cfg, sparse=sparse, embedding=embedding)
+    model = model_class(cfg.name)(feature_map, cfg, embedding=embedding)
     model.reset_dense_parameters()
     return model

@@ -4,7 +4,8 @@
 per-sample weights a(x) = softmax(W g(x) + b), g(x) built from any of the sample's own
 embeddings, the teachers' logits and the teachers' hidden vectors. Learned combiners are fitted
 with BCE(y, sigmoid(z_E)) (`fit_loss`); they read only detached teacher outputs and their own
-embedding, so neither the student nor the teachers share a gradient path with them.
+embedding, so neither the student nor the teachers share a gradient path with them. A combiner
+fitted on held-out rows first is trained by the one trainer through `GateFitStrategy`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ctrdistill.data.dataset import ColumnData
-from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.models.base import Batch, CTRModel
 from ctrdistill.models.layers.embedding import FeatureEmbedding
-from ctrdistill.strategies.base import bce
+from ctrdistill.strategies.base import SERVED, Strategy, bce, freeze
 
 Combine = Literal["mean_logits", "mean_probs", "weights", "gate"]
 GateInput = Literal["embedding", "logits", "hidden"]
 EPS = 1e-6
-TEACHER_LOGITS = "teacher_logits"
-TEACHER_HIDDEN = "teacher_hidden"
 
 
 def teacher_outputs(batch: Batch, teachers: Sequence[CTRModel], hidden: bool = False
@@ -36,10 +33,10 @@ def teacher_outputs(batch: Batch, teachers: Sequence[CTRModel], hidden: bool = F
     Cached or stored columns of the batch are used when present; otherwise the frozen teachers
     run on the batch, without gradients.
     """
-    n = len(batch["label"])
-    cached_hidden = batch.get(TEACHER_HIDDEN) if hidden else None
-    if TEACHER_LOGITS in batch and (not hidden or cached_hidden is not None):
-        logits = batch[TEACHER_LOGITS].float().reshape(n, -1)
+    n = len(batch)
+    cached_hidden = batch.teacher_hidden if hidden else None
+    if batch.teacher_logits is not None and (not hidden or cached_hidden is not None):
+        logits = batch.teacher_logits.float().reshape(n, -1)
         return logits, None if cached_hidden is None else cached_hidden.float()
     if not len(teachers):
         raise ValueError("the batch carries no teacher outputs and there are no live teachers"
@@ -137,26 +134,25 @@ class TeacherEnsemble(nn.Module):
         return {f"teacher_weight.{k}": w for k, w in enumerate(means)}
 
 
-def fit_ensemble(ensemble: TeacherEnsemble, rows: ColumnData,
-                 teachers: Sequence[CTRModel] = (), epochs: int = 5, batch_size: int = 1024,
-                 lr: float = 1e-2, seed: int = 0) -> list[float]:
-    """Fit a learned combiner on labelled rows whose `teacher_logits` are out-of-sample, then
-    freeze it. Why: on the teachers' own training rows the most overfitted teacher looks best,
-    and a jointly trained gate collapses onto it. Returns the mean BCE of every epoch."""
-    optimizer = torch.optim.Adam(ensemble.parameters(), lr=lr)
-    losses = []
-    ensemble.train()
-    for _ in range(epochs):
-        total = 0.0
-        for batch in BatchLoader(rows, batch_size, shuffle=True, seed=seed):
-            logits, hidden = teacher_outputs(batch, teachers, ensemble.uses_hidden)
-            z_e, _ = ensemble(logits, batch, hidden)
-            loss = bce(z_e, batch["label"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch["label"])
-        losses.append(total / len(rows))
-    for parameter in ensemble.parameters():
-        parameter.requires_grad_(False)
-    return losses
+class GateFitStrategy(Strategy):
+    """Fits a learned combiner alone, on labelled rows whose teacher logits are out-of-sample
+    (the valid split), before it is frozen for distillation. Why: on the teachers' own training
+    rows the most overfitted teacher looks best, and a jointly trained gate collapses onto it."""
+
+    name = "gate_fit"
+
+    def __init__(self, ensemble: TeacherEnsemble, teachers: Sequence[CTRModel] = ()) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        self.teachers = nn.ModuleList([freeze(t) for t in teachers])
+
+    def _logit(self, batch: Batch) -> torch.Tensor:
+        logits, hidden = teacher_outputs(batch, self.teachers, self.ensemble.uses_hidden)
+        return self.ensemble(logits, batch, hidden)[0]
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss = bce(self._logit(batch), batch.label)
+        return {"loss": loss, "bce": loss.detach()}
+
+    def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {SERVED: self._logit(batch)}

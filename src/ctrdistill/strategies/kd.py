@@ -17,7 +17,7 @@ from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel
 from ctrdistill.strategies.base import SERVED, Strategy, bce, freeze
-from ctrdistill.strategies.ensemble import TEACHER_LOGITS, TeacherEnsemble, teacher_outputs
+from ctrdistill.strategies.ensemble import TeacherEnsemble, teacher_outputs
 from ctrdistill.strategies.losses import Distance, distill_distance
 
 ENSEMBLE = "ensemble"
@@ -41,7 +41,7 @@ class _Distill(Strategy):
 
     def has_teacher(self, batch: Batch) -> bool:
         """Whether teacher outputs exist for this batch (evaluation data may have none)."""
-        return TEACHER_LOGITS in batch or len(self.teachers) > 0
+        return batch.teacher_logits is not None or len(self.teachers) > 0
 
     def ensemble_logit(self, batch: Batch):
         """(z_E, weights (B, M), teacher hidden vectors or None)."""
@@ -57,7 +57,7 @@ class _Distill(Strategy):
                         batch: Batch) -> dict[str, torch.Tensor]:
         if self.training:
             self.ensemble.record(weights)
-        fit = self.ensemble.fit_loss(z_e, batch["label"])
+        fit = self.ensemble.fit_loss(z_e, batch.label)
         return {} if fit is None else {"gate": fit}
 
     def heads(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -112,7 +112,7 @@ class KDStrategy(_Distill):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.student.encode(batch)
         z_e, weights, teacher_hidden = self.ensemble_logit(batch)
-        hard = bce(out.logit, batch["label"])
+        hard = bce(out.logit, batch.label)
         distill = self.d(z_e, out.logit)  # z_e is detached inside: the gate gets no gradient
         terms = {"bce": hard, "distill": distill}
         total = hard + self.weight * distill
@@ -148,7 +148,7 @@ class AuxDistillStrategy(_Distill):
         heads = self.heads(batch)
         main, aux = heads[SERVED], heads["aux"]
         z_e, weights, _ = self.ensemble_logit(batch)
-        hard = bce(main, batch["label"])
+        hard = bce(main, batch.label)
         distill = self.d(z_e, aux)  # reaches the shared layers through the aux head only
         terms = {"bce": hard, "distill": distill} | self._ensemble_terms(z_e, weights, batch)
         total = hard + self.weight * distill + terms.get("gate", 0.0)

@@ -10,79 +10,20 @@ Modes:
   weighted average of its peers' distances on the same scale as its teacher term, for every N.
 - "naive": BCE of the ensemble logit only (the setting that collapses as N grows).
 - "independent": sum_k BCE(y, p_k), no knowledge transfer; each sub-network owns its embedding
-  (KDEFModelConfig.shared_embedding false), so the sub-networks share nothing at all.
+  (KDEFModel's config: shared_embedding false), so the sub-networks share nothing at all.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
-from pydantic import BeforeValidator, Field, SerializeAsAny
-from torch import nn
 
-from ctrdistill.data.schema import FeatureMap
-from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
-from ctrdistill.models.layers.embedding import FeatureEmbedding
-from ctrdistill.models.registry import build_model, model_config, register_model
+from ctrdistill.models.base import Batch, CTRModel
+from ctrdistill.models.ensembles import KDEFModel
 from ctrdistill.strategies.base import SERVED, Strategy, bce
 
 Mode = Literal["kdef", "naive", "independent"]
-ModelSpec = Annotated[SerializeAsAny[ModelConfig], BeforeValidator(model_config)]
-
-
-def default_backbone() -> ModelConfig:
-    """Identical DNN (embedding + MLP) sub-networks, as in the paper."""
-    return model_config({"name": "dnn"})
-
-
-class KDEFModelConfig(ModelConfig):
-    name: str = "kdef_ensemble"
-    backbone: ModelSpec = Field(default_factory=default_backbone)
-    num_subnetworks: int = Field(4, ge=1)
-    shared_embedding: bool = Field(
-        True, description="one embedding for all sub-networks (KDEF, naive); false: each "
-        "sub-network owns one (independently trained sub-networks)")
-
-
-@register_model("kdef_ensemble", zoo=False)
-class KDEFModel(CTRModel):
-    """N sub-networks of one zoo backbone, sharing a FeatureEmbedding unless configured
-    otherwise; logit = mean of theirs."""
-
-    config_class = KDEFModelConfig
-
-    def __init__(self, feature_map: FeatureMap, config: KDEFModelConfig, sparse: bool = False,
-                 embedding: FeatureEmbedding | None = None) -> None:
-        if config.shared_embedding:
-            shared = embedding or FeatureEmbedding(feature_map, config.backbone.embedding_dim,
-                                                   sparse)
-            subnetworks = [build_model(config.backbone, feature_map, sparse, embedding=shared)
-                           for _ in range(config.num_subnetworks)]
-        else:
-            if embedding is not None:
-                raise ValueError("sub-networks with their own embeddings take no shared one")
-            subnetworks = [build_model(config.backbone, feature_map, sparse)
-                           for _ in range(config.num_subnetworks)]
-            shared = subnetworks[0].embedding  # pointing at sub-network 0's: no spare table
-        super().__init__(feature_map, config, sparse, embedding=shared)
-        self.subnetworks = nn.ModuleList(subnetworks)
-        self.hidden_dim = sum(s.hidden_dim for s in self.subnetworks)
-
-    @classmethod
-    def build(cls, backbone: ModelConfig | dict, feature_map: FeatureMap, num_subnetworks: int,
-              sparse: bool = False, shared_embedding: bool = True) -> KDEFModel:
-        config = KDEFModelConfig(backbone=model_config(backbone), num_subnetworks=num_subnetworks,
-                                 shared_embedding=shared_embedding)
-        return cls(feature_map, config, sparse)
-
-    def encode_all(self, batch: Batch) -> list[ModelOutput]:
-        return [sub.encode(batch) for sub in self.subnetworks]
-
-    def encode(self, batch: Batch) -> ModelOutput:
-        outputs = self.encode_all(batch)
-        return ModelOutput(torch.stack([o.logit for o in outputs]).mean(0),
-                           torch.cat([o.hidden for o in outputs], dim=1))
 
 
 def exam_scores(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -124,8 +65,8 @@ class KDEFStrategy(Strategy):
         self.mode: Mode = mode
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        labels = batch["label"]
-        logits = torch.stack([sub(batch) for sub in self.model.subnetworks])
+        labels = batch.label
+        logits = self.model.member_logits(batch)
         if self.mode == "naive":
             loss = bce(logits.mean(0), labels)
             return {"loss": loss, "bce": loss.detach()}
@@ -135,9 +76,8 @@ class KDEFStrategy(Strategy):
         return kdef_terms(logits, labels)
 
     def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
-        logits = [sub(batch) for sub in self.model.subnetworks]
-        return {SERVED: torch.stack(logits).mean(0),
-                **{f"sub{k}": z for k, z in enumerate(logits)}}
+        logits = self.model.member_logits(batch)
+        return {SERVED: logits.mean(0), **{f"sub{k}": z for k, z in enumerate(logits)}}
 
     def served_model(self) -> CTRModel:
         return self.model

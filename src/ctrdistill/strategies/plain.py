@@ -16,7 +16,7 @@ class PlainStrategy(Strategy):
         self.model = model
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss = bce(self.model(batch), batch["label"])
+        loss = bce(self.model(batch), batch.label)
         return {"loss": loss, "bce": loss.detach()}
 
     def predict(self, batch: Batch) -> dict[str, torch.Tensor]:

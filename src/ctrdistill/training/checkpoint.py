@@ -29,7 +29,11 @@ def load_checkpoint(path: Path, feature_map: FeatureMap | None = None) -> tuple[
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CtrDistillError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, garbage, or not a checkpoint of ours
+        raise CtrDistillError(f"{path}: not a readable checkpoint ({type(error).__name__}); it "
+                              "may be truncated or damaged: train the run again") from None
     trained_on = FeatureMap.model_validate(state["feature_map"])
     if feature_map is not None and feature_map.fingerprint() != state["fingerprint"]:
         raise CtrDistillError(

@@ -61,6 +61,9 @@ class TrainConfig(StrictConfig):
     grad_clip: float | None = Field(
         10.0, gt=0, description="max global norm of the dense parameters' gradients; None: off")
     eval_every_steps: int | None = Field(None, ge=1, description="None: once per epoch")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also save the resume state every this many steps (it is "
+        "always saved at each evaluation); None: at evaluations only")
     early_stop: EarlyStopConfig | None = Field(
         default_factory=EarlyStopConfig, description="None: train all epochs, keep the last state")
     lr_plateau: PlateauConfig | None = Field(default_factory=PlateauConfig,

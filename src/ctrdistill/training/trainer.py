@@ -1,27 +1,38 @@
 """The one trainer. It knows nothing of KD, DML or KDEF: a strategy supplies the loss terms, the
-outputs to evaluate and the label-free held-out terms; the trainer runs optimisation, evaluation,
-early stopping, learning-rate plateaus and keeps the best state. No globals, so a DDP wrapper
-can drive it later."""
+outputs to evaluate and the label-free held-out terms; the trainer runs optimisation, the L2 on
+the embedding rows a batch touches, evaluation, early stopping, learning-rate plateaus, keeps
+the best state, and saves and restores everything a resumed fit needs to continue exactly as an
+uninterrupted one would (model, optimizers, schedulers, RNG, loader position, history)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from ctrdistill.data.dataset import Batch, ColumnData
+from ctrdistill.data.batch import Batch
+from ctrdistill.data.dataset import ColumnData
+from ctrdistill.data.loader import Loader
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.progress import progress
 from ctrdistill.strategies.base import SERVED, Strategy
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.memory import keep_freed_memory, new_working_set
+from ctrdistill.training.inference import collect
+from ctrdistill.training.memory import keep_freed_memory
 from ctrdistill.training.metrics import evaluate_logits
+
+logger = logging.getLogger(__name__)
+
+#: Saves a resume state (a dict of tensors and plain values); called at every evaluation and
+#: every `checkpoint_every_steps`.
+Checkpoint = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -34,6 +45,23 @@ class FitResult:
     samples_per_second: float = 0.0
 
 
+@dataclass
+class _Progress:
+    """Where a fit stands; saved in the resume state."""
+
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` done
+    step: int = 0
+    samples: int = 0
+    seconds: float = 0.0  # training time before the current session
+    running: dict[str, float] = field(default_factory=dict)  # this epoch's loss sums
+    seen: int = 0  # this epoch's rows
+    evaluated_at: int = -1
+    stop: bool = False
+    best_score: float = -math.inf
+    bad_evals: int = 0
+
+
 def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
     """{'served': {'auc': ..}, 'peer0': {'auc': ..}} -> {'auc': .., 'peer0.auc': ..}."""
     flat = {}
@@ -44,16 +72,16 @@ def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]
 
 
 class Trainer:
-    def __init__(self, strategy: Strategy, config: TrainConfig,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, strategy: Strategy, config: TrainConfig) -> None:
         self.strategy = strategy
         self.config = config
-        self.log = log or (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
         keep_freed_memory()
+        self.embeddings = [m for m in strategy.modules() if isinstance(m, FeatureEmbedding)
+                           and m.table.weight.requires_grad]
         self.optimizers = self._optimizers()
-        self.plateau = None
+        self.plateau = []
         if config.lr_plateau and config.early_stop:
             p = config.lr_plateau
             # Scores are sign-adjusted so that higher is always better, and the threshold is
@@ -66,36 +94,35 @@ class Trainer:
                 min_lr=p.min_lr) for o in self.optimizers]
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
-        sparse_ids = {id(m.weight) for m in self.strategy.modules()
-                      if isinstance(m, nn.Embedding) and m.sparse}
+        c = self.config
+        # Sparse gradients are the optimizer's choice, made here: the models do not know.
+        for embedding in self.embeddings:
+            embedding.table.sparse = c.sparse_embedding
+        sparse_ids = {id(e.table.weight) for e in self.embeddings} if c.sparse_embedding else set()
         params = [p for p in self.strategy.parameters() if p.requires_grad]
         sparse = [p for p in params if id(p) in sparse_ids]
         dense = [p for p in params if id(p) not in sparse_ids]
-        c = self.config
         optimizers: list[torch.optim.Optimizer] = []
         if dense:
             kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                      "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
             # Fused kernels: one pass over all dense parameters instead of one op per tensor.
-            extra = {"fused": True} if c.optimizer in ("adam", "adamw", "sgd", "adagrad") else {}
             optimizers.append(kinds[c.optimizer](dense, lr=c.lr, weight_decay=c.weight_decay,
-                                                 **extra))
+                                                 fused=True))
         if sparse:
             optimizers.append(torch.optim.SparseAdam(sparse, lr=c.embedding_lr or c.lr))
         self.dense_params = dense
         return optimizers
 
-    def _embedding_penalty(self) -> torch.Tensor | None:
-        norms = [m.batch_sq_norm for m in self.strategy.modules()
-                 if isinstance(m, FeatureEmbedding) and m.batch_sq_norm is not None
-                 and m.table.weight.requires_grad]
+    def _embedding_penalty(self, batch: Batch) -> torch.Tensor | None:
+        norms = [n for n in (e.rows_sq_norm(batch) for e in self.embeddings) if n is not None]
         return torch.stack(norms).sum() if norms else None
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         terms = self.strategy.loss(batch)
         loss = terms["loss"]
         if self.config.embedding_l2:
-            penalty = self._embedding_penalty()
+            penalty = self._embedding_penalty(batch)
             if penalty is not None:
                 loss = loss + self.config.embedding_l2 * penalty
         for optimizer in self.optimizers:
@@ -107,58 +134,95 @@ class Trainer:
             optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    def fit(self, train: Iterable[Batch], valid: ColumnData | None) -> FitResult:
-        """Train; evaluate every `eval_every_steps` and at each epoch's end; restore the best."""
+    # --- resume state ------------------------------------------------------------------------
+    def state_dict(self, at: _Progress, result: FitResult) -> dict[str, Any]:
+        """Everything a resumed fit needs to continue exactly from `at`."""
+        return {"progress": dict(vars(at)), "history": result.history, "best": result.best,
+                "stopped_early": result.stopped_early,
+                "strategy": self.strategy.trained_state(), "best_state": self._best_state,
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "plateau": [s.state_dict() for s in self.plateau],
+                "rng": torch.get_rng_state()}
+
+    def _restore(self, state: dict[str, Any], result: FitResult) -> _Progress:
+        self.strategy.load_trained_state(state["strategy"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.plateau, state["plateau"], strict=True):
+            scheduler.load_state_dict(saved)
+        torch.set_rng_state(state["rng"])
+        self._best_state = state["best_state"]
+        result.history, result.best = state["history"], state["best"]
+        result.stopped_early = state["stopped_early"]
+        return _Progress(**state["progress"])
+
+    # --- fitting ------------------------------------------------------------------------------
+    def fit(self, train: Loader, valid: ColumnData | None, resume: dict[str, Any] | None = None,
+            checkpoint: Checkpoint | None = None) -> FitResult:
+        """Train; evaluate every `eval_every_steps` and at each epoch's end; restore the best.
+
+        `resume` is a state that `checkpoint` received from an earlier, interrupted fit of the
+        same strategy, config and data: the fit continues from there."""
         c = self.config
         result = FitResult()
-        self._best_score = -math.inf
         self._best_state: dict | None = None
-        self._bad_evals = 0
-        step = samples = 0
-        started = time.perf_counter()
-        total_steps = c.max_steps or c.epochs * len(train)  # type: ignore[arg-type]
-        stop = False
-        with progress(total_steps, "train", "step", c.progress) as bar:
-            for epoch in range(c.epochs):
+        at = self._restore(resume, result) if resume is not None else _Progress()
+        if resume is not None:
+            logger.info("resuming at epoch %d, step %d", at.epoch, at.step)
+        started = time.perf_counter() - at.seconds
+        batches_per_epoch = len(train)
+        total_steps = c.max_steps or c.epochs * batches_per_epoch
+
+        def save() -> None:
+            if checkpoint is not None:
+                at.seconds = time.perf_counter() - started
+                checkpoint(self.state_dict(at, result))
+
+        def evaluate() -> None:
+            record = self._record(at, started, valid)
+            at.stop = self._update(record, result, at) or at.stop
+            at.evaluated_at = at.step
+            save()
+
+        with progress(total_steps, "train", "step", c.progress, initial=at.step) as bar:
+            while at.epoch < c.epochs and not at.stop:
                 self.strategy.train()
-                running: dict[str, float] = {}
-                seen = 0
-                evaluated_at = -1
-                for batch in train:
-                    self.strategy.start_step(step, epoch)
+                for batch in train.epoch_batches(at.epoch, skip=at.batch):
+                    self.strategy.start_step(at.step, at.epoch)
                     terms = self.train_step(batch)
-                    n = len(batch["label"])
+                    n = len(batch)
                     for key, value in terms.items():
-                        running[key] = running.get(key, 0.0) + value * n
-                    seen += n
-                    samples += n
-                    step += 1
+                        at.running[key] = at.running.get(key, 0.0) + value * n
+                    at.seen += n
+                    at.samples += n
+                    at.step += 1
+                    at.batch += 1
                     bar.update(1)
-                    if step % 20 == 0:
-                        rate = samples / (time.perf_counter() - started)
-                        bar.set_postfix(loss=f"{running['loss'] / seen:.4f}",
+                    if at.step % 20 == 0:
+                        rate = at.samples / (time.perf_counter() - started)
+                        bar.set_postfix(loss=f"{at.running['loss'] / at.seen:.4f}",
                                         samples_s=f"{rate:,.0f}")
-                    stop = c.max_steps is not None and step >= c.max_steps
-                    if c.eval_every_steps and step % c.eval_every_steps == 0:
-                        record = self._record(epoch, step, running, seen, samples, started, valid)
-                        stop = self._update(record, result) or stop
-                        evaluated_at = step
+                    at.stop = c.max_steps is not None and at.step >= c.max_steps
+                    if c.eval_every_steps and at.step % c.eval_every_steps == 0:
+                        evaluate()
                         self.strategy.train()
-                    if stop:
+                    elif c.checkpoint_every_steps and at.step % c.checkpoint_every_steps == 0:
+                        save()
+                    if at.stop:
                         break
-                if evaluated_at != step:
-                    record = self._record(epoch, step, running, seen, samples, started, valid)
-                    stop = self._update(record, result) or stop
-                if stop:
-                    break
+                if at.evaluated_at != at.step:
+                    evaluate()
+                if not at.stop:
+                    at.epoch, at.batch, at.running, at.seen = at.epoch + 1, 0, {}, 0
+                    at.evaluated_at = -1
         if self._best_state is not None:
             self.strategy.load_trained_state(self._best_state)  # the best evaluation's state
-        result.steps = step
+        result.steps = at.step
         result.train_seconds = time.perf_counter() - started
-        result.samples_per_second = samples / max(result.train_seconds, 1e-9)
+        result.samples_per_second = at.samples / max(result.train_seconds, 1e-9)
         return result
 
-    def _update(self, record: dict, result: FitResult) -> bool:
+    def _update(self, record: dict, result: FitResult, at: _Progress) -> bool:
         """Track the best state and the plateau; True when early stopping says stop."""
         result.history.append(record)
         early_stop = self.config.early_stop
@@ -166,29 +230,29 @@ class Trainer:
         if score is None or early_stop is None:  # nothing monitored: keep the latest state
             self._best_state, result.best = self.strategy.trained_state(), record
             return False
-        if math.isfinite(score) and score > self._best_score + early_stop.min_delta:
-            self._best_score, self._bad_evals = score, 0
+        if math.isfinite(score) and score > at.best_score + early_stop.min_delta:
+            at.best_score, at.bad_evals = score, 0
             self._best_state, result.best = self.strategy.trained_state(), record
         else:
-            self._bad_evals += 1
-        if self.plateau is not None and math.isfinite(score):
+            at.bad_evals += 1
+        if math.isfinite(score):
             for scheduler in self.plateau:
                 scheduler.step(score)
         # Keras semantics: stop at the `patience`-th evaluation in a row without improvement
         # (0 acts as 1: stop at the first).
-        result.stopped_early = self._bad_evals >= max(early_stop.patience, 1)
+        result.stopped_early = at.bad_evals >= max(early_stop.patience, 1)
         return result.stopped_early
 
-    def _record(self, epoch, step, running, seen, samples, started, valid) -> dict:
+    def _record(self, at: _Progress, started: float, valid: ColumnData | None) -> dict:
         elapsed = time.perf_counter() - started
-        record = {"epoch": epoch, "step": step, "samples": samples,
-                  "samples_per_second": samples / max(elapsed, 1e-9),
+        record = {"epoch": at.epoch, "step": at.step, "samples": at.samples,
+                  "samples_per_second": at.samples / max(elapsed, 1e-9),
                   "lr": self.optimizers[0].param_groups[0]["lr"],
-                  "train": {k: v / max(seen, 1) for k, v in running.items()}}
+                  "train": {k: v / max(at.seen, 1) for k, v in at.running.items()}}
         if valid is not None:
             record["valid"] = self.evaluate(valid)
         record.update(self.strategy.epoch_logs())
-        self.log(_describe(record))
+        logger.info(_describe(record))
         return record
 
     def _score(self, record: dict) -> float | None:
@@ -204,23 +268,11 @@ class Trainer:
         score = sum(w * values[k] for k, w in weights.items())
         return score if monitor.resolved_mode() == "max" else -score
 
-    @torch.no_grad()
-    @new_working_set()
     def predict(self, data: ColumnData) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Named logits for every row of `data`, and the mean label-free held-out terms."""
         self.strategy.eval()
-        outputs: dict[str, list[np.ndarray]] = {}
-        held_out: dict[str, float] = {}
-        size = self.config.eval_batch_size
-        for start in range(0, len(data), size):
-            batch = data.take(slice(start, start + size))
-            for name, logits in self.strategy.predict(batch).items():
-                outputs.setdefault(name, []).append(logits.float().numpy())
-            n = len(batch["label"])
-            for name, value in self.strategy.held_out_terms(batch).items():
-                held_out[name] = held_out.get(name, 0.0) + float(value) * n
-        return ({k: np.concatenate(v) for k, v in outputs.items()},
-                {k: v / len(data) for k, v in held_out.items()})
+        return collect(lambda b: (self.strategy.predict(b), self.strategy.held_out_terms(b)),
+                       data, self.config.eval_batch_size)
 
     def evaluate(self, data: ColumnData) -> dict[str, float]:
         outputs, held_out = self.predict(data)

@@ -5,6 +5,9 @@ vocabulary share rows, and a sparse optimizer touches only the rows a batch uses
 numeric fields scale a learned per-field vector by their value (or, with `numeric=False`, are
 left to the model, as DLRM's bottom MLP does). Sequence fields are mean-pooled over their
 non-padding ids. Output order: categorical, then numeric, then sequence fields.
+
+Whether the table's gradient is sparse is the optimizer's choice: the trainer sets
+`table.sparse` when it builds a sparse optimizer; the model does not know.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.schema import PAD_ID, FeatureMap
 
 
 class FeatureEmbedding(nn.Module):
     def __init__(
-        self, feature_map: FeatureMap, dim: int, sparse: bool = False, init_std: float = 1e-4,
-        numeric: bool = True,
+        self, feature_map: FeatureMap, dim: int, init_std: float = 1e-4, numeric: bool = True,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -31,7 +34,7 @@ class FeatureEmbedding(nn.Module):
                 total += field.vocab_size
         self.vocab_offsets = offsets
         self.num_rows = total
-        self.table = nn.Embedding(max(total, 1), dim, sparse=sparse)
+        self.table = nn.Embedding(max(total, 1), dim)
         nn.init.normal_(self.table.weight, std=init_std)
         cat_offsets = [offsets[f.vocab or f.name] for f in feature_map.categorical]
         seq_offsets = [offsets[f.vocab or f.name] for f in feature_map.sequence]
@@ -45,33 +48,38 @@ class FeatureEmbedding(nn.Module):
         self.num_fields = self.n_cat + self.n_num + self.n_seq
         self.field_names = [f.name for f in feature_map.categorical + numeric_fields
                             + feature_map.sequence]
-        self.batch_sq_norm: torch.Tensor | None = None
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _sequence_vectors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, L, D) looked-up sequence vectors with padding zeroed, and the (B, S, L, 1)
+        mask."""
+        ids = batch.seq.long()  # type: ignore[union-attr]
+        mask = (ids != PAD_ID).unsqueeze(-1).to(self.table.weight.dtype)
+        return self.table(ids + self.seq_offsets.view(1, -1, 1)) * mask, mask
+
+    def forward(self, batch: Batch) -> torch.Tensor:
         parts = []
-        sq_norm = None
         if self.n_cat:
-            cat = self.table(batch["cat"].long() + self.cat_offsets)
-            parts.append(cat)
-            sq_norm = cat.pow(2).sum()
+            parts.append(self.table(batch.cat.long() + self.cat_offsets))
         if self.numeric is not None:
-            parts.append(batch["num"].unsqueeze(-1) * self.numeric)
+            parts.append(batch.num.unsqueeze(-1) * self.numeric)
         if self.n_seq:
-            ids = batch["seq"].long()
-            mask = (ids != PAD_ID).unsqueeze(-1).to(self.table.weight.dtype)
-            vectors = self.table(ids + self.seq_offsets.view(1, -1, 1)) * mask
-            pooled = vectors.sum(2) / mask.sum(2).clamp_min(1.0)
-            parts.append(pooled)
-            seq_norm = vectors.pow(2).sum()
-            sq_norm = seq_norm if sq_norm is None else sq_norm + seq_norm
+            vectors, mask = self._sequence_vectors(batch)
+            parts.append(vectors.sum(2) / mask.sum(2).clamp_min(1.0))
         if not parts:  # numeric-only data with numeric=False: every field is the model's
-            self.batch_sq_norm = None
-            return batch["num"].new_zeros(batch["num"].shape[0], 0, self.dim)
-        # Recorded so the trainer can apply L2 to the rows this batch used (works with sparse
-        # grads).
-        first = parts[0]
-        self.batch_sq_norm = None if sq_norm is None else sq_norm / first.shape[0]
-        return torch.cat(parts, dim=1) if len(parts) > 1 else first
+            return batch.num.new_zeros(batch.num.shape[0], 0, self.dim)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def rows_sq_norm(self, batch: Batch) -> torch.Tensor | None:
+        """Sum of squares of the table rows `batch` looks up, per row of the batch: the L2
+        penalty on touched rows that the trainer adds (it works with sparse gradients, unlike
+        weight decay on the whole table). None when the batch looks up no row."""
+        total = None
+        if self.n_cat:
+            total = self.table(batch.cat.long() + self.cat_offsets).pow(2).sum()
+        if self.n_seq:
+            seq = self._sequence_vectors(batch)[0].pow(2).sum()
+            total = seq if total is None else total + seq
+        return None if total is None else total / len(batch)
 
     def field_table(self, vocab_owner: str, vocab_size: int) -> torch.Tensor:
         """The rows of one vocabulary (for collapse analysis)."""

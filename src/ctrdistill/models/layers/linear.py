@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 
@@ -18,10 +19,10 @@ class FeatureLinear(nn.Module):
     is no bias here: the model's output layer already has one.
     """
 
-    def __init__(self, feature_map: FeatureMap, sparse: bool = False) -> None:
+    def __init__(self, feature_map: FeatureMap) -> None:
         super().__init__()
-        self.weights = FeatureEmbedding(feature_map, 1, sparse)
+        self.weights = FeatureEmbedding(feature_map, 1)
         self.output_dim = self.weights.num_fields
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.weights(batch).squeeze(-1)

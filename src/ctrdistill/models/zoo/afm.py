@@ -28,9 +28,9 @@ class AFM(CTRModel):
 
     config_class = AFMConfig
 
-    def __init__(self, feature_map, config: AFMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: AFMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.pooling = AttentionalPooling(self.num_fields, self.embedding.dim,
                                           config.attention_dim, config.attention_dropout)
         self.head = nn.Linear(self.pooling.output_dim, 1)

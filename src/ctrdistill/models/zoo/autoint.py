@@ -38,8 +38,8 @@ class AutoInt(CTRModel):
 
     config_class = AutoIntConfig
 
-    def __init__(self, feature_map, config: AutoIntConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: AutoIntConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         layers, width = [], self.embedding.dim
         for _ in range(config.attention_layers):
             layers.append(MultiHeadSelfAttention(

@@ -27,8 +27,8 @@ class DCN(CTRModel):
 
     config_class = DCNConfig
 
-    def __init__(self, feature_map, config: DCNConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: DCNConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         width = self.num_fields * self.embedding.dim
         self.cross = CrossNet(width, config.num_cross_layers)
         self.mlp = MLP(width, config.hidden_units, config.activation, config.dropout,

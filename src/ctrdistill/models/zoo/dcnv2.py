@@ -54,8 +54,8 @@ class DCNv2(CTRModel):
 
     config_class = DCNv2Config
 
-    def __init__(self, feature_map, config: DCNv2Config, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: DCNv2Config, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         width = self.num_fields * self.embedding.dim
         self.cross = (CrossNetMix(width, config.num_cross_layers, config.low_rank,
                                   config.num_experts)

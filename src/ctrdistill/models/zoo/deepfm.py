@@ -27,9 +27,9 @@ class DeepFM(CTRModel):
 
     config_class = DeepFMConfig
 
-    def __init__(self, feature_map, config: DeepFMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: DeepFMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.fm = FMInteraction()
         self.mlp = MLP(self.num_fields * self.embedding.dim, config.hidden_units,
                        config.activation, config.dropout, config.batch_norm)

@@ -42,9 +42,9 @@ class DLRM(CTRModel):
 
     config_class = DLRMConfig
 
-    def __init__(self, feature_map, config: DLRMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding if embedding is not None else
-                         FeatureEmbedding(feature_map, config.embedding_dim, sparse, numeric=False))
+    def __init__(self, feature_map, config: DLRMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding if embedding is not None else
+                         FeatureEmbedding(feature_map, config.embedding_dim, numeric=False))
         dim, num_numeric = self.embedding.dim, len(feature_map.numeric)
         self.bottom = (MLP(num_numeric, [*config.bottom_mlp_units, dim], config.activation,
                            config.dropout, config.batch_norm) if num_numeric else None)
@@ -57,7 +57,7 @@ class DLRM(CTRModel):
         self.hidden_dim = self.top.output_dim
 
     def encode(self, batch: Batch) -> ModelOutput:
-        dense = self.bottom(batch["num"]) if self.bottom is not None else None
+        dense = self.bottom(batch.num) if self.bottom is not None else None
         emb = self.embedding(batch)
         if self.embedding.n_num:  # a shared embedding's numeric fields: not DLRM's to use
             start, stop = self.embedding.n_cat, self.embedding.n_cat + self.embedding.n_num

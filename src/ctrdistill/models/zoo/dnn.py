@@ -30,8 +30,8 @@ class DNN(CTRModel):
 
     config_class = DNNConfig
 
-    def __init__(self, feature_map, config: DNNConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: DNNConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         width = self.num_fields * self.embedding.dim
         self.mlp = MLP(width, config.hidden_units, config.activation, config.dropout,
                        config.batch_norm)

@@ -34,10 +34,10 @@ class FiBiNET(CTRModel):
 
     config_class = FiBiNETConfig
 
-    def __init__(self, feature_map, config: FiBiNETConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: FiBiNETConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         fields, dim = self.num_fields, self.embedding.dim
-        self.linear = FeatureLinear(feature_map, sparse)
+        self.linear = FeatureLinear(feature_map)
         self.senet = SENETLayer(fields, config.reduction_ratio, config.excitation_activation)
         self.bilinear_raw = BilinearInteraction(fields, dim, config.bilinear_type)
         self.bilinear_senet = BilinearInteraction(fields, dim, config.bilinear_type)

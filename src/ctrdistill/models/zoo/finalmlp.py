@@ -51,8 +51,8 @@ class FinalMLP(CTRModel):
 
     config_class = FinalMLPConfig
 
-    def __init__(self, feature_map, config: FinalMLPConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: FinalMLPConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         dim = self.embedding.dim
         width = self.num_fields * dim
         self.mlp1 = MLP(width, config.mlp1_hidden_units, config.activation, config.mlp1_dropout,

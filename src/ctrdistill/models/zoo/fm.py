@@ -25,9 +25,9 @@ class FM(CTRModel):
 
     config_class = FMConfig
 
-    def __init__(self, feature_map, config: FMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: FMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.fm = FMInteraction()
         self.bias = nn.Parameter(torch.zeros(1))
         self.hidden_dim = self.linear.output_dim + self.embedding.dim

@@ -34,9 +34,9 @@ class LR(CTRModel):
 
     config_class = LRConfig
 
-    def __init__(self, feature_map, config: LRConfig, sparse=False, embedding=None) -> None:
+    def __init__(self, feature_map, config: LRConfig, embedding=None) -> None:
         # The weights are a 1-dim embedding, so a shared wider embedding does not apply here.
-        super().__init__(feature_map, config, sparse, FeatureEmbedding(feature_map, 1, sparse))
+        super().__init__(feature_map, config, FeatureEmbedding(feature_map, 1))
         self.bias = nn.Parameter(torch.zeros(1))
         self.hidden_dim = self.num_fields
 

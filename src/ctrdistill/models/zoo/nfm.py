@@ -26,9 +26,9 @@ class NFM(CTRModel):
 
     config_class = NFMConfig
 
-    def __init__(self, feature_map, config: NFMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: NFMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.bi_interaction = FMInteraction()
         self.mlp = MLP(self.embedding.dim, config.hidden_units, config.activation,
                        config.dropout, config.batch_norm)

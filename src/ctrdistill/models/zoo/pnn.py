@@ -30,8 +30,8 @@ class PNN(CTRModel):
 
     config_class = PNNConfig
 
-    def __init__(self, feature_map, config: PNNConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
+    def __init__(self, feature_map, config: PNNConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
         dim = self.embedding.dim
         self.product = (InnerProductInteraction(self.num_fields) if config.product_type == "inner"
                         else OuterProductInteraction(dim))

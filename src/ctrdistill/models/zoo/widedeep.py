@@ -26,9 +26,9 @@ class WideDeep(CTRModel):
 
     config_class = WideDeepConfig
 
-    def __init__(self, feature_map, config: WideDeepConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: WideDeepConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.mlp = MLP(self.num_fields * self.embedding.dim, config.hidden_units,
                        config.activation, config.dropout, config.batch_norm)
         self.head = nn.Linear(self.mlp.output_dim, 1)

@@ -39,9 +39,9 @@ class XDeepFM(CTRModel):
 
     config_class = XDeepFMConfig
 
-    def __init__(self, feature_map, config: XDeepFMConfig, sparse=False, embedding=None) -> None:
-        super().__init__(feature_map, config, sparse, embedding)
-        self.linear = FeatureLinear(feature_map, sparse)
+    def __init__(self, feature_map, config: XDeepFMConfig, embedding=None) -> None:
+        super().__init__(feature_map, config, embedding)
+        self.linear = FeatureLinear(feature_map)
         self.cin = CIN(self.num_fields, config.cin_hidden_units, config.split_half)
         self.mlp = MLP(self.num_fields * self.embedding.dim, config.hidden_units,
                        config.activation, config.dropout, config.batch_norm)

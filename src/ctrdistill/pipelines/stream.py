@@ -15,6 +15,7 @@ trained on day NNN's labels): both are servable checkpoints, e.g. for `ctrdistil
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,33 +27,43 @@ from ctrdistill.analysis.report import markdown_table
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
-from ctrdistill.distill import KDOptions, build_strategy
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.labels.store import LabelStore, label
-from ctrdistill.models.registry import build_model
+from ctrdistill.labels.store import LabelStore, write_labels
+from ctrdistill.models.registry import ModelSpec, build_model, model_config
+from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.writer import config_changes, save_model_dir
 from ctrdistill.storage import atomic_file
+from ctrdistill.strategies.base import Strategy
+from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import ModelSpec
+from ctrdistill.training.config import EarlyStopConfig, PlateauConfig, TrainConfig
 from ctrdistill.training.trainer import Trainer
 
+logger = logging.getLogger(__name__)
 
-def _day_train_config() -> TrainConfig:
-    return TrainConfig(epochs=1, early_stop=None, lr_plateau=None)
+
+class DayTrainConfig(TrainConfig):
+    """Training on one day's rows: one pass, no early stopping (there is no validation day to
+    watch); a partial `train:` block overrides these defaults key by key."""
+
+    epochs: int = Field(1, ge=1)
+    early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
+    lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
 
 
 class StreamConfig(StrictConfig):
-    name: str
-    data: Path
-    output_dir: Path = Path("runs")
-    teacher: ModelSpec
-    student: ModelSpec = Field(default_factory=lambda: {"name": "dnn"})
-    teacher_updates: Literal["continual", "stale"] = "continual"
+    name: str = Field(description="the stream's directory under output_dir")
+    data: Path = Field(description="a prepared dataset with a day column")
+    output_dir: Path = Field(Path("runs"), description="where the stream directory goes")
+    teacher: ModelSpec = Field(description="the teacher model, trained day by day")
+    student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}))
+    teacher_updates: Literal["continual", "stale"] = Field(
+        "continual", description="continual: the teacher trains on every day; stale: on the "
+        "warm-up days only")
     warmup_days: int = Field(1, ge=1, description="days the teacher trains on before students")
     distill: KDOptions = Field(default_factory=KDOptions)
     days: list[int] | None = Field(None, description="default: every day in the data")
-    train: TrainConfig = Field(default_factory=_day_train_config)
+    train: DayTrainConfig = Field(default_factory=DayTrainConfig)
     eval_split: str = Field("test", description="split whose day t+2 rows evaluate day t+1")
 
 
@@ -64,13 +75,14 @@ class _Stream:
         self.data = data
         self.out = out
         torch.manual_seed(config.train.seed)
-        self.teacher = PlainStrategy(build_model(config.teacher, data.feature_map,
-                                                 sparse=config.train.sparse_embedding))
-        student = build_model(config.student, data.feature_map,
-                              sparse=config.train.sparse_embedding)
-        self.student = build_strategy(
-            config.distill, student, [], 1, data.feature_map, seed=config.train.seed,
-            teacher_hidden_dim=self.teacher.served_model().hidden_dim)
+        self.teacher = PlainStrategy(build_model(config.teacher, data.feature_map))
+        student = build_model(config.student, data.feature_map)
+        if config.distill.gate_fit == "valid" and config.distill.ensemble in ("weights", "gate"):
+            raise CtrDistillError("stream: gate_fit: valid needs a labelled validation split, "
+                                  "which a stream's days do not have; use gate_fit: joint")
+        self.student: Strategy = kd_strategy(
+            config.distill, student, [], 1, data.feature_map,
+            stored_hidden_dim=self.teacher.served_model().hidden_dim)
         self.teacher_trainer = Trainer(self.teacher, config.train)
         self.student_trainer = Trainer(self.student, config.train)
         self.history: list[dict[str, Any]] = []
@@ -93,7 +105,7 @@ class _Stream:
     def restore(self) -> None:
         if not self.state_path.is_file():
             return
-        state = torch.load(self.state_path, weights_only=False)
+        state = torch.load(self.state_path, weights_only=True)
         self.teacher.load_trained_state(state["teacher"])
         self.student.load_trained_state(state["student"])
         for optimizer, saved in zip(self.teacher_trainer.optimizers, state["teacher_optim"],
@@ -106,26 +118,22 @@ class _Stream:
         torch.set_rng_state(state["rng"])  # a resumed stream repeats the uninterrupted one
 
     # --- one day ---------------------------------------------------------------------------
-    def _loader(self, rows):
+    def _loader(self, rows) -> BatchLoader:
         return BatchLoader(rows, self.config.train.batch_size, seed=self.config.train.seed
                            + len(self.history))
 
     def train_teacher(self, day: int) -> None:
         self.teacher_trainer.fit(self._loader(self.data.load("train", [day])), None)
 
-    def _checkpoint(self, who: str, day: int, strategy) -> Path:
-        folder = self.out / who / f"day-{day:03d}"
-        with atomic_file(folder / CHECKPOINT_FILE) as tmp:
-            save_checkpoint(tmp, strategy.served_model(), self.data.feature_map)
-        return folder
-
     def teacher_checkpoint(self, day: int) -> Path:
         """The teacher trained through `day`, as a run directory the label store can use."""
-        return self._checkpoint("teachers", day, self.teacher)
+        return save_model_dir(self.out / "teachers" / f"day-{day:03d}",
+                              self.teacher.served_model(), self.data.feature_map)
 
     def student_checkpoint(self, day: int) -> Path:
         """The student trained on `day`'s labels (its served head), for serving or evaluation."""
-        return self._checkpoint("students", day, self.student)
+        return save_model_dir(self.out / "students" / f"day-{day:03d}",
+                              self.student.served_model(), self.data.feature_map)
 
     def train_student(self, day: int, store: LabelStore) -> None:
         rows = store.join(self.data.load("train", [day]), "train", [day],
@@ -139,34 +147,22 @@ class _Stream:
         return {"teacher": teacher, "student": student}
 
 
-_DISPLAY_ONLY = {"train.progress"}  # keys that cannot change what a resumed stream computes
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        flat |= _flatten(item, f"{prefix}.{key}" if prefix else key)
-    return flat
-
-
 def _check_resume(config: StreamConfig, out: Path) -> None:
     """Refuse to resume a stream whose saved state was trained under another config."""
     saved_path = out / "config.json"
     if not (out / "state.pt").is_file() or not saved_path.is_file():
         return  # nothing to resume: the stream starts afresh
-    saved = _flatten(json.loads(saved_path.read_text()))
-    new = _flatten(json.loads(config.model_dump_json()))
-    changed = sorted(k for k in saved.keys() | new.keys()
-                     if saved.get(k) != new.get(k) and k not in _DISPLAY_ONLY)
+    changed = config_changes(json.loads(saved_path.read_text()),
+                             json.loads(config.model_dump_json()))
     if changed:
         raise CtrDistillError(f"{out} holds a stream started with another config (differs in: "
                               f"{', '.join(changed)}); resume with the same config, or choose "
                               "another name or output_dir")
 
 
-def stream(config: StreamConfig, log=print) -> dict[str, Any]:
+def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
+    """Run (or resume) the stream; `config` is a StreamConfig, a mapping or a YAML path."""
+    config = resolve(StreamConfig, config, **overrides)
     data = PreparedData(config.data)
     days = config.days or data.days()
     if len(days) < config.warmup_days + 2:
@@ -181,7 +177,7 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
     store_path = out / "labels"
     if state.next_step is None:
         for day in days[: config.warmup_days]:
-            log(f"teacher warm-up on day {day}")
+            logger.info("teacher warm-up on day %s", day)
             state.train_teacher(day)
         state.next_step = config.warmup_days - 1
         state.save()
@@ -192,8 +188,9 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
         teacher_run = state.teacher_checkpoint(today)
         # relabel: after a crash, the day's labels may come from a teacher checkpoint that the
         # resumed run has just rewritten; the labels must be this teacher's.
-        store = label([teacher_run], config.data, store_path, splits=["train"], days=[label_day],
-                      show_progress=False, hidden=config.distill.needs_hidden, relabel=True)
+        store = write_labels([teacher_run], config.data, store_path, splits=["train"],
+                             days=[label_day], show_progress=False,
+                             hidden=config.distill.needs_hidden, relabel=True)
         state.train_student(label_day, store)
         student_run = state.student_checkpoint(label_day)
         record = {"trained_through": today, "student_day": label_day, "eval_day": eval_day,
@@ -203,8 +200,8 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
         state.history.append(record)
         state.next_step = index + 1
         state.save()
-        log(f"day {eval_day}: teacher AUC {record['teacher']['auc']:.5f}, "
-            f"student AUC {record['student']['auc']:.5f}")
+        logger.info("day %s: teacher AUC %.5f, student AUC %.5f", eval_day,
+                    record["teacher"]["auc"], record["student"]["auc"])
     rows = [{"model": f"{who} day {r['eval_day']}", **r[who]} for r in state.history
             for who in ("teacher", "student")]
     with atomic_file(out / "daily.json") as tmp:
@@ -212,4 +209,4 @@ def stream(config: StreamConfig, log=print) -> dict[str, Any]:
     with atomic_file(out / "daily.md") as tmp:
         tmp.write_text(markdown_table(rows))
     plot_daily({config.name: state.history}, out / "daily.png")
-    return {"path": out, "history": state.history, "rows": rows}
+    return Result(out, {}, rows, state.history, f"{config.name}: daily evaluation")

@@ -1,60 +1,55 @@
 """`ctrdistill distill`: train or load teachers, score every split with them once, and train a
 student by direct or auxiliary distillation from their (possibly gated) ensemble.
 
-Writes `output_dir/name/` (the student's run directory, via `execute`) with `results.{json,md}`:
-one row per teacher, the teacher ensemble and the student (plus its aux head), on the test split.
-Teachers trained here live in `output_dir/<name>-teachers/` and are reused when their resolved
-config is unchanged.
+Writes `output_dir/name/` (the student's run directory) with `results.{json,md}`: one row per
+teacher, the teacher ensemble and the student (plus its aux head), on the test split. Teachers
+trained here live in `output_dir/<name>-teachers/` and are reused when their resolved config is
+unchanged.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 import torch
 import yaml
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from ctrdistill.analysis.report import print_table, result_row, save_table
+from ctrdistill.analysis.report import result_row, save_table
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.dataset import ColumnData, PreparedData
+from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
+from ctrdistill.data.dataset import SPLITS, ColumnData, PreparedData
 from ctrdistill.data.loader import BatchLoader
-from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore, teacher_logits
 from ctrdistill.models.base import CTRModel
-from ctrdistill.models.registry import build_model, model_config
-from ctrdistill.strategies.base import Strategy
-from ctrdistill.strategies.ensemble import (
-    TEACHER_HIDDEN,
-    TEACHER_LOGITS,
-    Combine,
-    GateInput,
-    TeacherEnsemble,
-    fit_ensemble,
-)
-from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
-from ctrdistill.strategies.losses import Distance
+from ctrdistill.models.registry import ModelSpec, build_model, model_config
+from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.train import TrainRunConfig, train
+from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, plain, run_job
+from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
+from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
-from ctrdistill.training.run import ModelSpec, RunConfig, RunResult, execute, run_train
 from ctrdistill.training.speed import inference_samples_per_second
-from ctrdistill.training.trainer import evaluate_outputs
+from ctrdistill.training.trainer import Trainer, evaluate_outputs
 
-SPLITS = ("train", "valid", "test")
+logger = logging.getLogger(__name__)
 
 
 class TeacherSpec(StrictConfig):
     """A finished run directory (`run`), or a model to train first (`model` + `train` overrides
     of the top-level train config)."""
 
-    run: Path | None = None
-    model: ModelSpec | None = None
-    name: str | None = None
-    train: dict[str, Any] = Field(default_factory=dict)
+    run: Path | None = Field(None, description="a finished run directory")
+    model: ModelSpec | None = Field(None, description="a zoo model to train as the teacher")
+    name: str | None = Field(None, description="default: the run's directory name, or "
+                             "teacher<k>-<model>")
+    train: dict[str, Any] = Field(default_factory=dict,
+                                  description="overrides of the top-level train config")
 
     @model_validator(mode="after")
     def _check(self) -> TeacherSpec:
@@ -63,45 +58,10 @@ class TeacherSpec(StrictConfig):
         return self
 
 
-class KDOptions(StrictConfig):
-    model_config = ConfigDict(**StrictConfig.model_config, populate_by_name=True)
-
-    kind: Literal["direct", "aux"] = "direct"
-    distance: Distance = "bce"
-    temperature: float = Field(1.0, gt=0, description="soft-label BCE only")
-    t2_scaling: bool = Field(True, description="multiply the soft-label BCE by T^2")
-    lambda_: float = Field(1.0, ge=0, alias="lambda", description="weight of the teacher term")
-    ensemble: Combine = "mean_logits"
-    gate_inputs: list[GateInput] = Field(
-        default_factory=lambda: ["embedding", "logits"], min_length=1,
-        description="what the gate reads: the sample's embeddings, the teachers' logits, the "
-        "teachers' hidden vectors (live teachers, or a store labelled with --hidden)")
-    gate_embedding_dim: int = Field(8, ge=1)
-    gate_hidden: int = Field(32, ge=1)
-    gate_fit: Literal["joint", "valid"] = Field(
-        "joint", description="joint: the gate/weights learn with the student on training rows "
-        "(the paper); valid: fitted first on the valid split (teacher logits out-of-sample), "
-        "then frozen")
-    hint: float = Field(0.0, ge=0, description="weight of the hint loss (direct only; 0: off)")
-
-    @model_validator(mode="after")
-    def _check(self) -> KDOptions:
-        if self.hint and self.kind != "direct":
-            raise ValueError("the hint loss applies to direct distillation only")
-        if len(set(self.gate_inputs)) != len(self.gate_inputs):
-            raise ValueError("gate_inputs lists an input twice")
-        return self
-
-    @property
-    def needs_hidden(self) -> bool:
-        """Whether the teachers' hidden vectors are read (hint loss or a gate fed by them)."""
-        return bool(self.hint) or (self.ensemble == "gate" and "hidden" in self.gate_inputs)
-
-
 class DistillConfig(StrictConfig):
-    name: str
-    data: Path
-    output_dir: Path = Path("runs")
+    name: str = Field(description="the student run's name")
+    data: Path = Field(description="a prepared dataset")
+    output_dir: Path = Field(Path("runs"), description="where run directories go")
     teachers: list[TeacherSpec] = Field(default_factory=list)
     label_store: Path | None = Field(
         None, description="read teacher logits from a store (`ctrdistill label`) instead of "
@@ -117,9 +77,9 @@ class DistillConfig(StrictConfig):
     add_valid_to_train: bool = Field(
         False, description="train the student on the valid split too (needs stop_on: distill); "
         "a fraction of training rows is then held out, labels unused, for stopping")
-    holdout_fraction: float = Field(0.1, gt=0, lt=1)
+    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train")
     train: TrainConfig = Field(default_factory=TrainConfig)
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace a finished run (and its teachers)")
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
@@ -142,7 +102,7 @@ class DistillConfig(StrictConfig):
         return self
 
 
-def _teachers(config: DistillConfig, data: PreparedData, log) -> list[tuple[str, Path]]:
+def _teachers(config: DistillConfig, resume: bool) -> list[tuple[str, Path]]:
     """(name, run dir) of every teacher, training those given as models."""
     runs = []
     for k, spec in enumerate(config.teachers):
@@ -150,60 +110,50 @@ def _teachers(config: DistillConfig, data: PreparedData, log) -> list[tuple[str,
             runs.append((spec.name or spec.run.name, spec.run))
             continue
         name = spec.name or f"teacher{k}-{spec.model.name}"  # type: ignore[union-attr]
-        train = TrainConfig.model_validate(config.train.model_dump() | spec.train)
-        run = RunConfig(name=name, data=config.data, output_dir=config.output_dir /
-                        f"{config.name}-teachers", model=spec.model, train=train,
-                        overwrite=config.overwrite)
+        train_config = TrainConfig.model_validate(config.train.model_dump() | spec.train)
+        run = TrainRunConfig(name=name, data=config.data, model=spec.model, train=train_config,
+                             output_dir=config.output_dir / f"{config.name}-teachers",
+                             overwrite=config.overwrite)
         out = run.output_dir / name
-        resolved = json.loads(json.dumps(run.model_dump(mode="json"), default=str))
-        if (out / "config.yaml").is_file() and not config.overwrite:
-            if yaml.safe_load((out / "config.yaml").read_text()) != resolved:
+        if (out / CONFIG_FILE).is_file() and not config.overwrite:
+            if yaml.safe_load((out / CONFIG_FILE).read_text()) != plain(run.model_dump(
+                    mode="json")):
                 raise CtrDistillError(f"{out} exists with another config; remove it or set "
                                       "overwrite: true")
-            log(f"teacher {name}: reusing {out}")
+            logger.info("teacher %s: reusing %s", name, out)
         else:
-            run_train(run, log=log)
+            train(run, resume=resume)
         runs.append((name, out))
     return runs
 
 
-def build_strategy(options: KDOptions, student: CTRModel, teachers: list[CTRModel],
-                   num_teachers: int, feature_map: FeatureMap, valid: ColumnData | None = None,
-                   seed: int = 0, log=print, teacher_hidden_dim: int = 0) -> Strategy:
-    """The KD strategy `options` describe. Teachers may be empty when batches carry cached or
-    stored teacher outputs (then `teacher_hidden_dim` gives the width of stored hidden vectors);
-    `valid` is needed for `gate_fit: valid`."""
-    o = options
-    hidden_dim = teacher_hidden_dim or sum(t.hidden_dim for t in teachers)
-    if o.needs_hidden and not hidden_dim:
-        raise CtrDistillError("the hint loss and a gate fed by hidden vectors need the teachers' "
-                              "hidden vectors: live teachers, or a store labelled with --hidden")
-    ensemble = TeacherEnsemble(o.ensemble, num_teachers, feature_map, o.gate_inputs,
-                               o.gate_embedding_dim, o.gate_hidden, hidden_dim)
-    if o.gate_fit == "valid" and ensemble.trainable:
-        if valid is None:
-            raise CtrDistillError("gate_fit: valid needs a labelled validation split")
-        losses = fit_ensemble(ensemble, valid, teachers, seed=seed)
-        log(f"ensemble '{o.ensemble}' fitted on valid: BCE {losses[0]:.5f} -> {losses[-1]:.5f}")
-    common = dict(distance=o.distance, temperature=o.temperature, t2_scaling=o.t2_scaling,
-                  weight=o.lambda_)
-    if o.kind == "aux":
-        return AuxDistillStrategy(student, teachers, ensemble, **common)
-    return KDStrategy(student, teachers, ensemble, hint=o.hint, teacher_hidden_dim=hidden_dim,
-                      **common)
+def fit_gate(ensemble: TeacherEnsemble, rows: ColumnData, teachers: list[CTRModel] | None = None,
+             seed: int = 0, epochs: int = 5) -> list[float]:
+    """Fit a learned combiner on labelled rows whose teacher logits are out-of-sample, with the
+    one trainer, then freeze it. Returns the mean BCE of every epoch."""
+    config = TrainConfig(epochs=epochs, batch_size=1024, lr=1e-2, early_stop=None, lr_plateau=None,
+                         embedding_l2=0.0, grad_clip=None, seed=seed, progress=False)
+    fit = Trainer(GateFitStrategy(ensemble, teachers or []), config).fit(
+        BatchLoader(rows, config.batch_size, shuffle=True, seed=seed), None)
+    for parameter in ensemble.parameters():
+        parameter.requires_grad_(False)
+    losses = [record["train"]["bce"] for record in fit.history]
+    logger.info("ensemble '%s' fitted on valid: BCE %.5f -> %.5f", ensemble.kind, losses[0],
+                losses[-1])
+    return losses
 
 
-def _split_for_stopping(config: DistillConfig, train: ColumnData, valid: ColumnData
+def _split_for_stopping(config: DistillConfig, train_rows: ColumnData, valid: ColumnData
                         ) -> tuple[ColumnData, ColumnData]:
     """(training rows, rows early stopping watches)."""
     if not config.add_valid_to_train:
-        return train, valid
+        return train_rows, valid
     generator = torch.Generator().manual_seed(config.train.seed)
-    held = torch.rand(len(train), generator=generator) < config.holdout_fraction
-    return ColumnData.concat([train.subset(~held), valid]), train.subset(held)
+    held = torch.rand(len(train_rows), generator=generator) < config.holdout_fraction
+    return ColumnData.concat([train_rows.subset(~held), valid]), train_rows.subset(held)
 
 
-def _teacher_splits(config: DistillConfig, data: PreparedData, log
+def _teacher_splits(config: DistillConfig, data: PreparedData, resume: bool
                     ) -> tuple[dict[str, ColumnData], list[tuple[str, CTRModel | None]], int]:
     """Every split with teacher outputs attached, the (name, live model or None) teachers, and
     the width of stored hidden vectors (0 when teachers run live).
@@ -224,23 +174,30 @@ def _teacher_splits(config: DistillConfig, data: PreparedData, log
         # Teachers are named after the newest version read (a stream's store has several).
         used = max(p["teacher_version"] for split in SPLITS
                    for p in store.partitions(split, teacher_version=version))
-        log(f"teacher {'outputs' if hidden else 'logits'} read from {config.label_store}")
+        logger.info("teacher %s read from %s", "outputs" if hidden else "logits",
+                    config.label_store)
         width = splits["train"].optional[TEACHER_HIDDEN].shape[1] if hidden else 0
         return splits, [(Path(t["run"]).name, None) for t in store.teachers(used)], width
-    runs = _teachers(config, data, log)
+    runs = _teachers(config, resume)
     teachers = [load_checkpoint(path, data.feature_map)[0] for _, path in runs]
     for split in SPLITS:
         rows = data.load(split)
         frame = pl.DataFrame({"row_id": rows.row_id.numpy(),
                               TEACHER_LOGITS: teacher_logits(teachers, rows)[0]})
         splits[split] = rows.join(frame, [TEACHER_LOGITS])
-    log(f"teacher logits cached for {', '.join(f'{s} {len(r):,}' for s, r in splits.items())}")
+    logger.info("teacher logits cached for %s",
+                ", ".join(f"{s} {len(r):,}" for s, r in splits.items()))
     return splits, [(name, t) for (name, _), t in zip(runs, teachers, strict=True)], 0
 
 
-def distill(config: DistillConfig, log=print) -> RunResult:
+def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = False,
+            **overrides: Any) -> Result:
+    """Distil the configured teachers (or a label store) into the student; `config` is a
+    DistillConfig, a mapping or a YAML path. `resume` continues an interrupted run (teachers
+    included)."""
+    config = resolve(DistillConfig, config, **overrides)
     data = PreparedData(config.data)
-    splits, named_teachers, stored_hidden_dim = _teacher_splits(config, data, log)
+    splits, named_teachers, stored_hidden_dim = _teacher_splits(config, data, resume)
     teachers = [t for _, t in named_teachers if t is not None]
     num_teachers = splits["train"].optional[TEACHER_LOGITS].shape[1]
 
@@ -252,15 +209,17 @@ def distill(config: DistillConfig, log=print) -> RunResult:
     fit_rows, stop_rows = _split_for_stopping(config, splits["train"], splits["valid"])
 
     torch.manual_seed(config.train.seed)
-    student = build_model(config.student, data.feature_map, sparse=config.train.sparse_embedding)
-    strategy = build_strategy(config.strategy, student, teachers, num_teachers,
-                              data.feature_map, splits["valid"], config.train.seed, log,
-                              stored_hidden_dim)
+    student = build_model(config.student, data.feature_map)
+    strategy = kd_strategy(config.strategy, student, teachers, num_teachers, data.feature_map,
+                           stored_hidden_dim)
+    if config.strategy.gate_fit == "valid" and strategy.ensemble.trainable:
+        fit_gate(strategy.ensemble, splits["valid"], teachers, config.train.seed)
     loader = BatchLoader(fit_rows, train_config.batch_size, shuffle=True, seed=train_config.seed)
-    result = execute(config.name, strategy, data, train_config, config.output_dir / config.name,
-                     config.model_dump(mode="json", by_alias=True), loader=loader,
-                     valid=stop_rows, reports={"valid": splits["valid"], "test": splits["test"]},
-                     overwrite=config.overwrite, log=log)
+    result = run_job(TrainJob(
+        config.name, strategy, data, train_config, config.output_dir / config.name,
+        config.model_dump(mode="json", by_alias=True), loader=loader, valid=stop_rows,
+        reports={"valid": splits["valid"], "test": splits["test"]}, overwrite=config.overwrite,
+        resume=resume))
 
     test = splits["test"]
     rows = []
@@ -283,7 +242,6 @@ def distill(config: DistillConfig, log=print) -> RunResult:
     rows.append(result_row(f"student {config.name}", result.metrics))
     if config.strategy.kind == "aux":
         rows.append(result_row(f"student {config.name}/aux", result.metrics, output="aux"))
-    save_table(rows, result.path)  # curves.png is written by execute
-    print_table(rows, f"{config.name}: test split")
-    result.extra["rows"] = rows
+    save_table(rows, result.path)  # curves.png is written by the run writer
+    result.rows, result.title = rows, f"{config.name}: test split"
     return result

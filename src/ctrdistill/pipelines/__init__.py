@@ -1,0 +1,26 @@
+"""The verbs: one config model and one function each, all returning a `Result`.
+
+data -> models -> strategies -> training -> (labels, analysis) -> pipelines -> cli: this package
+is the only one that knows the verbs; the CLI only parses, calls these and prints.
+"""
+
+from ctrdistill.pipelines.analyze import CollapseConfig, collapse
+from ctrdistill.pipelines.common import Result
+from ctrdistill.pipelines.demo import demo
+from ctrdistill.pipelines.distill import DistillConfig, TeacherSpec, distill
+from ctrdistill.pipelines.evaluate import EvaluateConfig, evaluate
+from ctrdistill.pipelines.kdef import KDEFConfig, kdef
+from ctrdistill.pipelines.label import LabelConfig, label
+from ctrdistill.pipelines.mutual import MutualConfig, mutual
+from ctrdistill.pipelines.predict import PredictConfig, predict
+from ctrdistill.pipelines.prepare import prepare, synth
+from ctrdistill.pipelines.run import Run, load_run
+from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
+from ctrdistill.pipelines.train import TrainRunConfig, train
+
+__all__ = [
+    "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "KDEFConfig",
+    "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "StreamConfig",
+    "TeacherSpec", "TrainRunConfig", "collapse", "demo", "distill", "evaluate", "kdef", "label",
+    "load_run", "mutual", "predict", "prepare", "stream", "synth", "train",
+]

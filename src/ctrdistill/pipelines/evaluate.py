@@ -1,0 +1,27 @@
+"""`ctrdistill evaluate`: a finished run's metrics on a split of a prepared dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ctrdistill.config import StrictConfig
+from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.run import load_run
+
+
+class EvaluateConfig(StrictConfig):
+    run: Path = Field(description="a run directory")
+    data: Path = Field(description="a prepared dataset with the run's feature map")
+    split: str = Field("test", description="train, valid or test")
+
+
+def evaluate(config: EvaluateConfig | dict[str, Any] | str | Path | None = None,
+             **overrides: Any) -> Result:
+    """Metrics of the run's served model on `split`."""
+    config = resolve(EvaluateConfig, config, **overrides)
+    metrics = load_run(config.run).evaluate(config.data, config.split)
+    return Result(config.run, metrics, [{"model": config.run.name, **metrics}],
+                  title=f"{config.split} split")

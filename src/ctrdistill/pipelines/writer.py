@@ -1,0 +1,182 @@
+"""The one run writer. A run is a directory with its resolved config, metrics history, final
+metrics, checkpoint(s), summary and learning-curve plot; it appears only when the run has
+finished. Until then it is built in a hidden partial directory that also holds the resume
+state, saved at every evaluation, so a killed run continues where it stopped (`resume`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ctrdistill.analysis.plots import plot_learning_curves
+from ctrdistill.analysis.report import result_row
+from ctrdistill.data.dataset import ColumnData, PreparedData
+from ctrdistill.data.loader import BatchLoader, Loader, StreamingLoader
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.models.base import CTRModel
+from ctrdistill.pipelines.common import Result
+from ctrdistill.storage import RESUME_STATE, atomic_directory, atomic_file
+from ctrdistill.strategies.base import SERVED, Strategy
+from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.speed import inference_samples_per_second
+from ctrdistill.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+DATA_FILE = "data.json"  # which prepared data the run trained on (path, training-rows fingerprint)
+#: Config keys that change what a run shows, not what it computes: a resumed run may differ.
+DISPLAY_ONLY = frozenset({"train.progress", "overwrite"})
+
+
+@dataclass
+class TrainJob:
+    """One strategy to fit and save as the run directory `out`.
+
+    `valid`: what early stopping watches (default: the valid split); `reports`: the splits whose
+    metrics are reported (default: valid and test); `loader`: the training batches (default:
+    the train split, in memory or streamed as `train` says); `config`: the resolved config the
+    run directory records."""
+
+    name: str
+    strategy: Strategy
+    data: PreparedData
+    train: TrainConfig
+    out: Path
+    config: dict[str, Any]
+    loader: Loader | None = None
+    valid: ColumnData | None = None
+    reports: dict[str, ColumnData] | None = None
+    overwrite: bool = False
+    resume: bool = False
+
+
+def train_loader(data: PreparedData, config: TrainConfig) -> Loader:
+    """In-memory batches of the train split, or streaming over its shards."""
+    if config.streaming:
+        return StreamingLoader(data.shards("train"), data.feature_map, config.batch_size,
+                               config.buffer_rows, config.seed)
+    return BatchLoader(data.load("train"), config.batch_size, shuffle=True, seed=config.seed)
+
+
+def plain(value: Any) -> Any:
+    """JSON/YAML-safe values (paths become strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat |= _flatten(item, f"{prefix}.{key}" if prefix else key)
+    return flat
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two resolved configs (display-only keys ignored)."""
+    a, b = _flatten(plain(saved)), _flatten(plain(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in DISPLAY_ONLY)
+
+
+def _resume_state(partial: Path, job: TrainJob) -> dict[str, Any] | None:
+    state_file = partial / RESUME_STATE
+    if not job.resume or not state_file.is_file():
+        if job.resume:
+            logger.info("run %s: nothing to resume, starting afresh", job.name)
+        return None
+    saved = yaml.safe_load((partial / CONFIG_FILE).read_text())
+    changed = config_changes(saved, job.config)
+    if changed:
+        raise CtrDistillError(f"{job.out}: the interrupted run was started with another config "
+                              f"(differs in: {', '.join(changed)}); resume with the same config "
+                              "or start afresh without --resume")
+    try:
+        return torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as error:  # a torn or foreign file: say so, do not guess
+        raise CtrDistillError(f"{state_file}: unreadable resume state ({type(error).__name__}); "
+                              "start afresh without --resume") from None
+
+
+def save_models(directory: Path, strategy: Strategy, feature_map: FeatureMap) -> None:
+    """Every servable model: checkpoint.pt (the served one) and checkpoint-<output>.pt."""
+    for output, model in strategy.servable_models().items():
+        target = directory / (CHECKPOINT_FILE if output == SERVED else f"checkpoint-{output}.pt")
+        save_checkpoint(target, model, feature_map)
+
+
+def save_model_dir(directory: Path, model: CTRModel, feature_map: FeatureMap) -> Path:
+    """A directory holding just a servable checkpoint (a stream's daily models)."""
+    with atomic_file(directory / CHECKPOINT_FILE) as tmp:
+        save_checkpoint(tmp, model, feature_map)
+    return directory
+
+
+def trained_on(run_dir: Path) -> str | None:
+    """The training-rows fingerprint of the data a finished run trained on (None: unknown)."""
+    path = Path(run_dir) / DATA_FILE
+    return json.loads(path.read_text())["train_fingerprint"] if path.is_file() else None
+
+
+def run_job(job: TrainJob) -> Result:
+    """Fit `job.strategy`, evaluate it, and write the run directory atomically."""
+    loader = job.loader or train_loader(job.data, job.train)
+    valid = job.valid if job.valid is not None else job.data.load("valid")
+    reports = job.reports if job.reports is not None else {"valid": job.data.load("valid"),
+                                                           "test": job.data.load("test")}
+    with atomic_directory(job.out, overwrite=job.overwrite, resume=job.resume) as tmp:
+        resume = _resume_state(tmp, job)
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(plain(job.config), sort_keys=False))
+        trainable = sum(p.numel() for p in job.strategy.parameters() if p.requires_grad)
+        logger.info("run %s: %s training rows, %s trainable parameters", job.name,
+                    f"{loader.num_rows:,}", f"{trainable:,}")
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            with atomic_file(tmp / RESUME_STATE) as part:
+                torch.save(state, part)
+
+        trainer = Trainer(job.strategy, job.train)
+        fit = trainer.fit(loader, valid, resume=resume, checkpoint=checkpoint)
+        metrics: dict[str, Any] = {split: trainer.evaluate(rows) for split, rows in reports.items()}
+        served = job.strategy.served_model()
+        metrics["params"] = served.num_parameters()
+        metrics["train_samples_per_second"] = fit.samples_per_second
+        metrics["inference_samples_per_second"] = inference_samples_per_second(
+            served, next(iter(reports.values())))
+        metrics["steps"] = fit.steps
+        metrics["stopped_early"] = fit.stopped_early
+        metrics["best_step"] = fit.best["step"] if fit.best else None
+        (tmp / DATA_FILE).write_text(json.dumps(
+            {"path": str(job.data.path.resolve()),
+             "train_fingerprint": job.data.fingerprint(("train",))}, indent=1))
+        (tmp / "history.json").write_text(json.dumps(fit.history, indent=1))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        save_models(tmp, job.strategy, job.data.feature_map)
+        torch.save(job.strategy.trained_state(), tmp / "strategy_state.pt")
+        plot_learning_curves({job.name: fit.history}, tmp / "curves.png")
+        (tmp / "summary.md").write_text(_summary(job.name, metrics))
+        (tmp / RESUME_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
+    return Result(job.out, metrics, [result_row(job.name, metrics)], fit.history,
+                  f"{job.name}: test split")
+
+
+def _summary(name: str, metrics: dict[str, Any]) -> str:
+    lines = [f"# Run {name}", "", "| split | AUC | logloss | calibration |", "|---|---|---|---|"]
+    for split in ("valid", "test"):
+        if split in metrics:
+            m = metrics[split]
+            lines.append(f"| {split} | {m['auc']:.5f} | {m['logloss']:.5f} | "
+                         f"{m['calibration']:.4f} |")
+    lines += ["", f"- parameters: {metrics['params']:,}",
+              f"- training: {metrics['train_samples_per_second']:,.0f} samples/s, "
+              f"{metrics['steps']} steps, best at step {metrics['best_step']}",
+              f"- inference: {metrics['inference_samples_per_second']:,.0f} samples/s"]
+    return "\n".join(lines) + "\n"
