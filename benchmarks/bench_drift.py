@@ -35,6 +35,7 @@ from ctrdistill.pipelines.distill import DistillConfig, distill
 from ctrdistill.pipelines.stream import StreamConfig, stream
 from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
 from ctrdistill.pipelines.train import train as run_train
+from ctrdistill.pipelines.writer import TrainJob, run_job
 from ctrdistill.storage import atomic_directory
 from ctrdistill.strategies.plain import PlainStrategy
 
@@ -50,8 +51,8 @@ def stale_teacher(root: Path, prep: Path, days: list[int]) -> Path:
         config = train_config(2026)
         model = build_model({"name": TEACHER}, data.feature_map)
         loader = BatchLoader(data.load("train", days), config.batch_size, seed=config.seed)
-        execute(out.name, PlainStrategy(model), data, config, out, {"days": days},
-                loader=loader)
+        run_job(TrainJob(out.name, PlainStrategy(model), data, config, out, {"days": days},
+                         loader=loader))
     return out
 
 

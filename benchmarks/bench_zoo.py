@@ -24,6 +24,7 @@ from ctrdistill.analysis.report import markdown_table, result_row
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.models import build_model, model_names
+from ctrdistill.pipelines.writer import TrainJob, run_job
 from ctrdistill.strategies import PlainStrategy
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.speed import inference_samples_per_second
@@ -59,9 +60,9 @@ def accuracy(root: Path, prep: Path, train_rows: int, names: list[str]) -> str:
         if not (out / "metrics.json").exists():
             torch.manual_seed(TRAIN.seed)
             model = build_model({"name": name}, data.feature_map)
-            execute(name, PlainStrategy(model), data, TRAIN, out, {"model": name,
-                                                                    "train_rows": train_rows},
-                    loader=BatchLoader(train, TRAIN.batch_size, seed=TRAIN.seed))
+            run_job(TrainJob(name, PlainStrategy(model), data, TRAIN, out,
+                             {"model": name, "train_rows": train_rows},
+                             loader=BatchLoader(train, TRAIN.batch_size, seed=TRAIN.seed)))
         table.append(result_row(name, json.loads((out / "metrics.json").read_text())))
         print(markdown_table(table[-1:]), flush=True)
     return markdown_table(table)
