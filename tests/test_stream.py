@@ -133,3 +133,15 @@ def test_stream_cli_and_too_few_days(days_data, tmp_path):
     history = json.loads((tmp_path / "s" / "daily.json").read_text())
     assert "aux.auc" not in history[0]["student"] or history[0]["student"]["aux.auc"] > 0
     assert main(["stream", str(path), "--set", "warmup_days=4", "--set", "name=t"]) == 2
+
+
+def test_a_partial_train_block_keeps_the_streams_own_defaults():
+    """`train: {lr: 0.01}` overrides lr only: one pass a day and no early stopping stay, instead
+    of falling back to the generic training defaults (10 epochs, early stopping on valid)."""
+    config = StreamConfig.model_validate({"name": "s", "data": ".", "teacher": "dnn",
+                                          "train": {"lr": 0.01}})
+    assert config.train.lr == 0.01
+    assert config.train.epochs == 1 and config.train.early_stop is None
+    assert config.train.lr_plateau is None
+    generic = StreamConfig.model_validate({"name": "s", "data": ".", "teacher": "dnn"})
+    assert generic.train == config.train.model_copy(update={"lr": generic.train.lr})

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ctrdistill.version import __version__
+
 # Where each public name lives; imported on first use so that `import ctrdistill` (and the
 # CLI's --help) stays fast and loads no torch.
 _EXPORTS = {
@@ -76,10 +78,37 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CollapseConfig", "CtrDistillError", "DistillConfig", "EvaluateConfig", "KDEFConfig",
-    "KDOptions", "LabelConfig", "MutualConfig", "PredictConfig", "PrepareConfig", "Result",
-    "Run", "StreamConfig", "SynthConfig", "TeacherSpec", "TrainConfig", "TrainRunConfig",
-    "build_model", "collapse", "demo", "distill", "evaluate", "kdef", "label", "load_run",
-    "model_names", "mutual", "predict", "prepare", "stream", "synth", "train",
+    "CollapseConfig",
+    "CtrDistillError",
+    "DistillConfig",
+    "EvaluateConfig",
+    "KDEFConfig",
+    "KDOptions",
+    "LabelConfig",
+    "MutualConfig",
+    "PredictConfig",
+    "PrepareConfig",
+    "Result",
+    "Run",
+    "StreamConfig",
+    "SynthConfig",
+    "TeacherSpec",
+    "TrainConfig",
+    "TrainRunConfig",
+    "__version__",
+    "build_model",
+    "collapse",
+    "demo",
+    "distill",
+    "evaluate",
+    "kdef",
+    "label",
+    "load_run",
+    "model_names",
+    "mutual",
+    "predict",
+    "prepare",
+    "stream",
+    "synth",
+    "train",
 ]
-__version__ = "0.1.0"

@@ -10,9 +10,9 @@ import signal
 import sys
 import threading
 
-from ctrdistill import __version__
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.training.memory import keep_freed_memory
+from ctrdistill.version import __version__
 
 
 def _config(path: str | None, assignments: list[str]) -> dict:
