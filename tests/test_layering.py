@@ -19,7 +19,8 @@ LEVELS: list[set[str]] = [
     {"training"},
     {"labels", "analysis"},
     {"pipelines"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "__init__"},
+    {"__main__"},
 ]
 LEVEL = {unit: level for level, units in enumerate(LEVELS) for unit in units}
 

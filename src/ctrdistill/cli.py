@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -30,10 +31,17 @@ def _with_flags(raw: dict, args, keys: tuple[str, ...]) -> dict:
     return raw | {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 alone): only rank 0 shows results."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def _show(result, line: str | None) -> None:
     """The result's table (if any), then one line saying what was written."""
     from ctrdistill.analysis.report import print_table
 
+    if _rank() != 0:
+        return
     if result.rows:
         print_table(result.rows, result.title)
     if line is not None:
@@ -86,7 +94,7 @@ def cmd_analyze_collapse(args) -> None:
 def cmd_evaluate(args) -> None:
     from ctrdistill.pipelines import evaluate
 
-    result = evaluate(run=args.run, data=args.data, split=args.split)
+    result = evaluate(run=args.run, data=args.data, split=args.split, device=args.device)
     _show(result, json.dumps(result.metrics) if args.json else None)
 
 
@@ -94,7 +102,7 @@ def cmd_predict(args) -> None:
     from ctrdistill.pipelines import predict
 
     result = predict(run=args.run, data=args.data, split=args.split, output=args.output,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, device=args.device)
     print(f"wrote {result.metrics['rows']:,} scores to {args.output}")
 
 
@@ -103,7 +111,9 @@ def cmd_label(args) -> None:
 
     result = label(teachers=args.teachers, data=args.data, output=args.output,
                    splits=args.split or None, days=args.day or None, hidden=args.hidden,
-                   relabel=args.relabel)
+                   relabel=args.relabel, device=args.device)
+    if _rank() != 0:
+        return
     m = result.metrics
     print(f"label store {args.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
           f"{m['teacher_versions']} teacher version(s)")
@@ -121,6 +131,15 @@ def cmd_demo(args) -> None:
 
     result = demo(args.workdir, rows=args.rows, overwrite=args.overwrite)
     _show(result, f"runs, learning curves and the results table are in {result.path}")
+
+
+def _add_processes(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="run in N processes with DDP (torchrun on this machine; gloo on CPUs, "
+                     "NCCL on GPUs); default 1")
+    sub.add_argument("--max-restarts", type=int, default=0, metavar="R",
+                     help="with --nproc: restart the group up to R times after a failure; it "
+                     "resumes from the last checkpoint (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--resume", action="store_true",
                          help="continue an interrupted run of the same config from its last "
                          "checkpoint")
+        _add_processes(sub)
 
     analyze = verbs.add_parser("analyze", help="analyses of finished runs")
     analyses = analyze.add_subparsers(dest="analysis", required=True)
@@ -179,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, handler, text, config=None)
         sub.add_argument("run", help="run directory")
         sub.add_argument("--data", required=True, help="prepared dataset")
-        sub.add_argument("--split", default="test")
+        sub.add_argument("--split", default="test", help="train, valid or test (default: test)")
+        sub.add_argument("--device", default="auto",
+                         help="auto, cpu, cuda or cuda:N (default: auto)")
         if name == "predict":
             sub.add_argument("--output", required=True, help="Parquet file to write")
             sub.add_argument("--overwrite", action="store_true",
@@ -200,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also store the teachers' hidden vectors (for gates and hint losses)")
     sub.add_argument("--relabel", action="store_true",
                      help="replace partitions labelled by another teacher set (default: refuse)")
+    sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_processes(sub)
 
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
     sub.add_argument("--workdir", default="ctrdistill-demo")
@@ -228,12 +252,34 @@ def _show_logs() -> logging.Handler:
     handler.setFormatter(_Messages())
     root = logging.getLogger("ctrdistill")
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if _rank() == 0 else logging.WARNING)  # one copy of each line
     return handler
 
 
+def _launch(argv: list[str], nproc: int, max_restarts: int) -> int:
+    """Run this command in `nproc` processes under torchrun's elastic agent (DDP on one
+    machine); the agent restarts the group up to `max_restarts` times after a failure."""
+    from torch.distributed.run import get_args_parser, run
+
+    inner = [a for i, a in enumerate(argv) if a not in ("--nproc", "--max-restarts")
+             and (i == 0 or argv[i - 1] not in ("--nproc", "--max-restarts"))]
+    inner = [a for a in inner if not a.startswith(("--nproc=", "--max-restarts="))]
+    run(get_args_parser().parse_args(
+        ["--standalone", "--nproc_per_node", str(nproc), "--max-restarts", str(max_restarts),
+         "-m", "ctrdistill", *inner]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
+        try:
+            return _launch(argv, args.nproc, args.max_restarts)
+        except Exception as error:  # the agent's ChildFailedError: the ranks said why
+            print(f"ctrdistill {args.verb}: error: {type(error).__name__}: "
+                  f"{str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+            return 1
     keep_freed_memory()
     handler = _show_logs()
     in_main_thread = threading.current_thread() is threading.main_thread()

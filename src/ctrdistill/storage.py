@@ -84,6 +84,11 @@ def _sibling(target: Path, kind: str) -> Path:
     return target.parent / f".{target.name}.{kind}"
 
 
+def partial_directory(target: Path) -> Path:
+    """Where `atomic_directory(target)` builds its output (and keeps a resume state)."""
+    return _sibling(Path(target), "partial")
+
+
 def _lock_partial(partial: Path, target: Path, resume: bool) -> int:
     """Create or reuse `partial` and return a directory fd that holds its lock."""
     while True:

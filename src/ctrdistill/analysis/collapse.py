@@ -56,12 +56,13 @@ def ensemble_parts(model: CTRModel) -> list[CTRModel]:
     return list(model.members) if isinstance(model, MeanEnsemble) else [model]
 
 
-def collapse_report(run_dir: Path, data: PreparedData | Path,
-                    sample_rows: int = 4096, split: str = "test") -> dict[str, Any]:
+def collapse_report(run_dir: Path, data: PreparedData | Path, sample_rows: int = 4096,
+                    split: str = "test", device: torch.device | str = "cpu") -> dict[str, Any]:
     """Spectra of every field's embedding table (per distinct embedding) and every part's hidden
     representation over the first `sample_rows` rows of `split`."""
     data = data if isinstance(data, PreparedData) else PreparedData(data)
     model, feature_map = load_checkpoint(Path(run_dir), data.feature_map)
+    model = model.to(device)
     parts = ensemble_parts(model)
     embeddings: list[FeatureEmbedding] = []
     for part in parts:  # KDEF parts share one (not in mode independent); mutual peers own theirs
@@ -75,7 +76,7 @@ def collapse_report(run_dir: Path, data: PreparedData | Path,
             if key not in fields:
                 fields[key] = spectrum(embedding.field_table(owner, field.vocab_size))
     rows = data.load(split)
-    batch = rows.take(slice(0, min(sample_rows, len(rows))))
+    batch = rows.take(slice(0, min(sample_rows, len(rows)))).to(device)
     with torch.no_grad():
         hidden = {f"sub{k}": spectrum(part.encode(batch).hidden) for k, part in enumerate(parts)}
     config_file = Path(run_dir) / "config.yaml"
@@ -139,12 +140,12 @@ def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def analyze_collapse(run_dirs: list[Path], data: Path, output: Path,
-                     sample_rows: int = 4096) -> list[dict[str, Any]]:
+def analyze_collapse(run_dirs: list[Path], data: Path, output: Path, sample_rows: int = 4096,
+                     device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """Write collapse.json, spectra-<run>.png per run and abundance.png (vs N) under `output`."""
     prepared = PreparedData(data)
     output.mkdir(parents=True, exist_ok=True)
-    reports = [collapse_report(Path(r), prepared, sample_rows) for r in run_dirs]
+    reports = [collapse_report(Path(r), prepared, sample_rows, device=device) for r in run_dirs]
     for report in reports:
         plot_spectra(report, output / f"spectra-{Path(report['run']).name}.png")
     plot_abundance(reports, output / "abundance.png")

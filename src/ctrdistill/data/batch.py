@@ -45,6 +45,16 @@ class Batch:
         return replace(self, **moved, columns={k: v.to(device, non_blocking=non_blocking)
                                                for k, v in self.columns.items()})
 
+    def rows(self, start: int, end: int) -> Batch:
+        """Rows [start, end) as views (a rank's share of a global batch)."""
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[start:end]
+
+        cut_fields = {f.name: cut(getattr(self, f.name)) for f in fields(self)
+                      if f.name != "columns"}
+        return replace(self, **cut_fields, columns={k: v[start:end]
+                                                    for k, v in self.columns.items()})
+
     @classmethod
     def of(cls, cat: torch.Tensor, num: torch.Tensor, label: torch.Tensor, row_id: torch.Tensor,
            seq: torch.Tensor | None, optional: dict[str, torch.Tensor]) -> Batch:

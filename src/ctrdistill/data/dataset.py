@@ -41,10 +41,26 @@ class ColumnData:
                         pick(self.seq) if self.seq.shape[1] else None,
                         {name: pick(values) for name, values in self.optional.items()})
 
+    def _map(self, fn) -> ColumnData:
+        return replace(self, cat=fn(self.cat), num=fn(self.num), seq=fn(self.seq),
+                       label=fn(self.label), row_id=fn(self.row_id),
+                       optional={k: fn(v) for k, v in self.optional.items()})
+
+    def to(self, device: torch.device | str) -> ColumnData:
+        """The same rows in `device` memory (batches are then slices there, with no copy)."""
+        return self._map(lambda t: t.to(device))
+
+    def pin_memory(self) -> ColumnData:
+        """The same rows in page-locked host memory (copies to a GPU can overlap compute)."""
+        return self._map(lambda t: t.pin_memory())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.cat, self.num, self.seq, self.label, self.row_id,
+                                      *self.optional.values()))
+
     def subset(self, mask: torch.Tensor) -> ColumnData:
-        return replace(self, cat=self.cat[mask], num=self.num[mask], seq=self.seq[mask],
-                       label=self.label[mask], row_id=self.row_id[mask],
-                       optional={k: v[mask] for k, v in self.optional.items()})
+        return self._map(lambda t: t[mask])
 
     def join(self, frame: pl.DataFrame, columns: list[str] | None = None) -> ColumnData:
         """Attach per-row columns of `frame` (keyed by `row_id`); every row must be present."""

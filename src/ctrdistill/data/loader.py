@@ -68,6 +68,8 @@ class BatchLoader(_Epochs):
         n = len(self.data)
         order = torch.randperm(n, generator=_epoch_generator(self.seed, epoch)) \
             if self.shuffle else None
+        if order is not None:
+            order = order.to(self.data.label.device)  # data placed on a GPU: index there
         for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             end = min(start + self.batch_size, n)
             yield self.data.take(order[start:end] if order is not None else slice(start, end))

@@ -31,7 +31,9 @@ from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import teacher_outputs
+from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import collect
 
 MANIFEST = "manifest.json"
@@ -220,18 +222,22 @@ def write_labels(teacher_runs: list[Path], data_path: Path, out: Path,
                  splits: list[str] | None = None,
                  days: list[int] | None = None, show_progress: bool = True,
                  stop_after: int | None = None, hidden: bool = False,
-                 relabel: bool = False) -> LabelStore:
+                 relabel: bool = False, device: str = "auto") -> LabelStore:
     """Score rows of `data_path` once with the teachers and store their logits (and, with
     `hidden`, their concatenated hidden vectors, for gates and hint losses).
 
     One partition per (split, shard[, day]). Partitions this teacher set already labelled are
     kept, so an interrupted labelling resumes where it stopped; new partitions (a stream's new
     days) may come from a newer teacher version. Partitions labelled by another teacher set are
-    refused, or replaced atomically with `relabel`. `stop_after` (partitions) exists to test
-    interruption.
+    refused, or replaced atomically with `relabel`. Under torchrun the partitions to label are
+    dealt out to the ranks, and rank 0 lists them all in the manifest at the end: the store is
+    the same as one process writes. `stop_after` (partitions) exists to test interruption.
     """
     data = PreparedData(data_path)
-    teachers = [load_checkpoint(run, data.feature_map)[0] for run in teacher_runs]
+    target = resolve_device(device)
+    group = distributed.group(target)
+    main = group is None or group.is_main
+    teachers = [load_checkpoint(run, data.feature_map)[0].to(target) for run in teacher_runs]
     entries = [_teacher_entry(Path(run), t) for run, t in zip(teacher_runs, teachers, strict=True)]
     manifest = _open_manifest(out, data, data.fingerprint(), hidden)
     version = _teacher_version(manifest, entries)
@@ -244,39 +250,57 @@ def write_labels(teacher_runs: list[Path], data_path: Path, out: Path,
             f"{out}: {len(other)} partition(s) (e.g. {other[0]}) were labelled by another "
             "teacher set; label into a new store path, or relabel them with these teachers "
             "(relabel=True, ctrdistill label --relabel)")
-    out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(out, manifest)
-    (out / "partitions").mkdir(exist_ok=True)
-    with progress(None, "label", "rows", show_progress) as bar:
-        written = 0
-        for split, shard, keys in plan:
-            pending = [(day, key) for day, key in keys
-                       if key not in existing or existing[key]["teacher_version"] != version]
-            if not pending:
-                continue
-            frame = pl.read_parquet(shard)
-            for day, key in pending:
-                if stop_after is not None and written >= stop_after:
-                    return LabelStore(out)
-                part = frame if day is None else frame.filter(pl.col("day") == day)
-                rows = frame_to_columns(part, data.feature_map)
-                logits, vectors = teacher_logits(teachers, rows, hidden=hidden)
-                labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits}
-                                      | ({} if vectors is None else {HIDDEN: vectors}))
-                # The version in the name: a relabelled partition never overwrites the file
-                # that the manifest (and any reader) still points at.
-                name = ("partitions/" + key.replace("/", "-").replace("=", "")
-                        + f"-v{version}.parquet")
-                with atomic_file(out / name) as tmp:
-                    labels.write_parquet(tmp)
-                replaced = existing.get(key)
-                existing[key] = {
-                    "split": split, "day": day, "file": name, "rows": len(labels),
-                    "row_ids": row_ids_digest(rows.row_id.numpy()), "teacher_version": version,
-                    "created": _now()}
-                _write_manifest(out, manifest)  # the partition exists for readers only now
-                if replaced is not None and replaced["file"] != name:
-                    (out / replaced["file"]).unlink(missing_ok=True)
-                written += 1
-                bar.update(len(labels))
+    todo = [(split, shard, day, key) for split, shard, keys in plan for day, key in keys
+            if key not in existing or existing[key]["teacher_version"] != version]
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_manifest(out, manifest)
+        (out / "partitions").mkdir(exist_ok=True)
+    order = {key: index for index, (_, _, _, key) in enumerate(todo)}
+    if group:
+        distributed.barrier()  # the store's folders exist
+        todo = todo[group.rank::group.world]
+    labelled: list[tuple[str, dict[str, Any]]] = []
+    with progress(None, "label", "rows", show_progress and main) as bar:
+        frames: dict[Path, pl.DataFrame] = {}
+        for split, shard, day, key in todo:
+            if stop_after is not None and len(labelled) >= stop_after:
+                break
+            frame = frames.setdefault(shard, pl.read_parquet(shard))
+            part = frame if day is None else frame.filter(pl.col("day") == day)
+            rows = frame_to_columns(part, data.feature_map)
+            logits, vectors = teacher_logits(teachers, rows, hidden=hidden)
+            labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits}
+                                  | ({} if vectors is None else {HIDDEN: vectors}))
+            # The version in the name: a relabelled partition never overwrites the file that
+            # the manifest (and any reader) still points at.
+            name = "partitions/" + key.replace("/", "-").replace("=", "") + f"-v{version}.parquet"
+            with atomic_file(out / name) as tmp:
+                labels.write_parquet(tmp)
+            entry = {"split": split, "day": day, "file": name, "rows": len(labels),
+                     "row_ids": row_ids_digest(rows.row_id.numpy()),
+                     "teacher_version": version, "created": _now()}
+            labelled.append((key, entry))
+            if group is None:  # listed at once: an interrupted run keeps what it finished
+                _list_partitions(out, manifest, [(key, entry)])
+            bar.update(len(labels))
+    if group:
+        gathered = [item for part in distributed.all_gather(labelled) for item in part]
+        if main:
+            # In plan order, as one process lists them.
+            _list_partitions(out, manifest, sorted(gathered, key=lambda item: order[item[0]]))
+        distributed.barrier()
     return LabelStore(out)
+
+
+def _list_partitions(out: Path, manifest: dict[str, Any],
+                     labelled: list[tuple[str, dict[str, Any]]]) -> None:
+    """Add finished partitions to the manifest (they exist for readers only now), then remove
+    the files of the versions they replace."""
+    existing = manifest["partitions"]
+    replaced = [existing[key]["file"] for key, entry in labelled
+                if key in existing and existing[key]["file"] != entry["file"]]
+    existing.update(dict(labelled))
+    _write_manifest(out, manifest)
+    for name in replaced:
+        (out / name).unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.device import resolve_device
 from ctrdistill.training.speed import inference_samples_per_second
 from ctrdistill.training.trainer import Trainer, evaluate_outputs
 
@@ -179,7 +180,8 @@ def _teacher_splits(config: DistillConfig, data: PreparedData, resume: bool
         width = splits["train"].optional[TEACHER_HIDDEN].shape[1] if hidden else 0
         return splits, [(Path(t["run"]).name, None) for t in store.teachers(used)], width
     runs = _teachers(config, resume)
-    teachers = [load_checkpoint(path, data.feature_map)[0] for _, path in runs]
+    device = resolve_device(config.train.device)
+    teachers = [load_checkpoint(path, data.feature_map)[0].to(device) for _, path in runs]
     for split in SPLITS:
         rows = data.load(split)
         frame = pl.DataFrame({"row_id": rows.row_id.numpy(),

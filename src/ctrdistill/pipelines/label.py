@@ -10,6 +10,7 @@ from pydantic import Field
 from ctrdistill.config import StrictConfig
 from ctrdistill.labels.store import write_labels
 from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.training.config import DEVICE_HELP, DEVICE_PATTERN
 
 
 class LabelConfig(StrictConfig):
@@ -23,6 +24,7 @@ class LabelConfig(StrictConfig):
                          "and hint losses)")
     relabel: bool = Field(False, description="replace partitions labelled by another teacher "
                           "set (default: refuse)")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     progress: bool = True
 
 
@@ -33,7 +35,7 @@ def label(config: LabelConfig | dict[str, Any] | str | Path | None = None,
     config = resolve(LabelConfig, config, **overrides)
     store = write_labels(config.teachers, config.data, config.output, splits=config.splits,
                          days=config.days, show_progress=config.progress, hidden=config.hidden,
-                         relabel=config.relabel)
+                         relabel=config.relabel, device=config.device)
     partitions = store.manifest["partitions"]
     return Result(config.output, {"partitions": len(partitions),
                                   "rows": sum(p["rows"] for p in partitions.values()),

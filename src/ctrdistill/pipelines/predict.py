@@ -12,12 +12,14 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.run import load_run
 from ctrdistill.storage import atomic_file
+from ctrdistill.training.config import DEVICE_HELP, DEVICE_PATTERN
 
 
 class PredictConfig(StrictConfig):
     run: Path = Field(description="a run directory")
     data: Path = Field(description="a prepared dataset with the run's feature map")
     split: str = Field("test", description="train, valid or test")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     output: Path = Field(description="the Parquet file to write")
     overwrite: bool = Field(False, description="replace an existing output file")
 
@@ -31,7 +33,7 @@ def predict(config: PredictConfig | dict[str, Any] | str | Path | None = None,
     if config.output.exists() and not config.overwrite:
         raise CtrDistillError(f"output already exists: {config.output} (choose another path, "
                               "or overwrite)")
-    frame = load_run(config.run).predict(config.data, config.split)
+    frame = load_run(config.run, config.device).predict(config.data, config.split)
     with atomic_file(config.output) as tmp:
         frame.write_parquet(tmp)
     return Result(config.output, {"rows": len(frame)})

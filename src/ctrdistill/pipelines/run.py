@@ -18,6 +18,7 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.writer import CONFIG_FILE
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import score
 from ctrdistill.training.metrics import sigmoid
 from ctrdistill.training.trainer import evaluate_outputs
@@ -67,11 +68,13 @@ class Run:
         return evaluate_outputs(rows, {"served": score(self.model, rows)})
 
 
-def load_run(path: str | Path) -> Run:
-    """Open a run directory (its served checkpoint) or a checkpoint file."""
+def load_run(path: str | Path, device: str = "auto") -> Run:
+    """Open a run directory (its served checkpoint) or a checkpoint file, with the model on
+    `device` (auto: a GPU when there is one); a checkpoint loads on any device."""
     path = Path(path)
     model, feature_map = load_checkpoint(path)
-    return Run(path if path.is_dir() else path.parent, model, feature_map)
+    return Run(path if path.is_dir() else path.parent, model.to(resolve_device(device)),
+               feature_map)
 
 
 __all__ = ["CHECKPOINT_FILE", "Run", "load_run"]

@@ -36,6 +36,7 @@ from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.base import Strategy
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
+from ctrdistill.training import distributed
 from ctrdistill.training.config import EarlyStopConfig, PlateauConfig, TrainConfig
 from ctrdistill.training.trainer import Trainer
 
@@ -163,6 +164,9 @@ def _check_resume(config: StreamConfig, out: Path) -> None:
 def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Run (or resume) the stream; `config` is a StreamConfig, a mapping or a YAML path."""
     config = resolve(StreamConfig, config, **overrides)
+    if distributed.launched_world() > 1:
+        raise CtrDistillError("stream runs in one process: its days follow one another (launch "
+                              "it without torchrun)")
     data = PreparedData(config.data)
     days = config.days or data.days()
     if len(days) < config.warmup_days + 2:
@@ -190,7 +194,8 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
         # resumed run has just rewritten; the labels must be this teacher's.
         store = write_labels([teacher_run], config.data, store_path, splits=["train"],
                              days=[label_day], show_progress=False,
-                             hidden=config.distill.needs_hidden, relabel=True)
+                             hidden=config.distill.needs_hidden, relabel=True,
+                             device=config.train.device)
         state.train_student(label_day, store)
         student_run = state.student_checkpoint(label_day)
         record = {"trained_through": today, "student_day": label_day, "eval_day": eval_day,

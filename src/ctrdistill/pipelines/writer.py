@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,12 @@ from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result
-from ctrdistill.storage import RESUME_STATE, atomic_directory, atomic_file
+from ctrdistill.storage import RESUME_STATE, atomic_directory, atomic_file, partial_directory
 from ctrdistill.strategies.base import SERVED, Strategy
+from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.device import fits_on_device, resolve_device
 from ctrdistill.training.speed import inference_samples_per_second
 from ctrdistill.training.trainer import Trainer
 
@@ -59,12 +63,25 @@ class TrainJob:
     resume: bool = False
 
 
+def place(rows: ColumnData, device: torch.device) -> ColumnData:
+    """Training rows where batches are cut fastest: in GPU memory when they fit (batches are
+    then index slices there, no copy per step), else page-locked for asynchronous copies."""
+    if device.type != "cuda":
+        return rows
+    if fits_on_device(rows.nbytes, device):
+        logger.info("training rows placed on %s (%.2f GB)", device, rows.nbytes / 1e9)
+        return rows.to(device)
+    return rows.pin_memory()
+
+
 def train_loader(data: PreparedData, config: TrainConfig) -> Loader:
-    """In-memory batches of the train split, or streaming over its shards."""
+    """In-memory batches of the train split (placed for the device), or streaming over its
+    shards."""
     if config.streaming:
         return StreamingLoader(data.shards("train"), data.feature_map, config.batch_size,
                                config.buffer_rows, config.seed)
-    return BatchLoader(data.load("train"), config.batch_size, shuffle=True, seed=config.seed)
+    return BatchLoader(place(data.load("train"), resolve_device(config.device)),
+                       config.batch_size, shuffle=True, seed=config.seed)
 
 
 def plain(value: Any) -> Any:
@@ -126,15 +143,42 @@ def trained_on(run_dir: Path) -> str | None:
     return json.loads(path.read_text())["train_fingerprint"] if path.is_file() else None
 
 
+@contextmanager
+def _run_directory(job: TrainJob, group: distributed.Group | None) -> Iterator[Path]:
+    """The partial directory of the run: made (and renamed into place at the end) by rank 0
+    alone; the other ranks of a DDP group only read its resume state."""
+    if group is None:
+        with atomic_directory(job.out, overwrite=job.overwrite, resume=job.resume) as tmp:
+            yield tmp
+        return
+    if group.is_main:
+        with atomic_directory(job.out, overwrite=job.overwrite, resume=job.resume) as tmp:
+            yield tmp
+    else:
+        yield partial_directory(job.out)
+    distributed.barrier()  # the finished run is in place for every rank
+
+
 def run_job(job: TrainJob) -> Result:
-    """Fit `job.strategy`, evaluate it, and write the run directory atomically."""
+    """Fit `job.strategy`, evaluate it, and write the run directory atomically. Under torchrun
+    every rank trains and evaluates, rank 0 writes; a group restarted by torchrun resumes."""
+    device = resolve_device(job.train.device)
+    group = distributed.group(device)
+    if distributed.restarted():
+        job = replace(job, resume=True)
     loader = job.loader or train_loader(job.data, job.train)
     valid = job.valid if job.valid is not None else job.data.load("valid")
     reports = job.reports if job.reports is not None else {"valid": job.data.load("valid"),
                                                            "test": job.data.load("test")}
-    with atomic_directory(job.out, overwrite=job.overwrite, resume=job.resume) as tmp:
-        resume = _resume_state(tmp, job)
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(plain(job.config), sort_keys=False))
+    main = group is None or group.is_main
+    with _run_directory(job, group) as tmp:
+        if main:
+            resume = _resume_state(tmp, job)
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(plain(job.config), sort_keys=False))
+        if group:
+            distributed.barrier()  # rank 0 has kept or emptied the partial and checked it
+        if not main:
+            resume = _resume_state(tmp, job)
         trainable = sum(p.numel() for p in job.strategy.parameters() if p.requires_grad)
         logger.info("run %s: %s training rows, %s trainable parameters", job.name,
                     f"{loader.num_rows:,}", f"{trainable:,}")
@@ -146,6 +190,8 @@ def run_job(job: TrainJob) -> Result:
         trainer = Trainer(job.strategy, job.train)
         fit = trainer.fit(loader, valid, resume=resume, checkpoint=checkpoint)
         metrics: dict[str, Any] = {split: trainer.evaluate(rows) for split, rows in reports.items()}
+        if not main:
+            return Result(job.out, metrics, history=fit.history)
         served = job.strategy.served_model()
         metrics["params"] = served.num_parameters()
         metrics["train_samples_per_second"] = fit.samples_per_second

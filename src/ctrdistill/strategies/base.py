@@ -30,6 +30,10 @@ class Strategy(nn.Module):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss terms: what a wrapper such as DDP calls (it syncs gradients around it)."""
+        return self.loss(batch)
+
     def predict(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

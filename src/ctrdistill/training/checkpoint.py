@@ -16,7 +16,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 def save_checkpoint(path: Path, model: CTRModel, feature_map: FeatureMap) -> None:
     torch.save({"model_config": model.config.model_dump(),
-                "state_dict": model.state_dict(),
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "feature_map": feature_map.model_dump(),
                 "fingerprint": feature_map.fingerprint()}, path)
 

@@ -9,6 +9,10 @@ from pydantic import Field, model_validator
 
 from ctrdistill.config import StrictConfig
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+)$"
+DEVICE_HELP = ("auto (a CUDA device when there is one, else the CPU), cpu, cuda or cuda:N; "
+               "under torchrun each process takes the GPU of its local rank")
+
 
 class EarlyStopConfig(StrictConfig):
     monitor: str | dict[str, float] = Field(
@@ -68,6 +72,12 @@ class TrainConfig(StrictConfig):
         default_factory=EarlyStopConfig, description="None: train all epochs, keep the last state")
     lr_plateau: PlateauConfig | None = Field(default_factory=PlateauConfig,
                                              description="None: a constant learning rate")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision of the forward pass (fp16 adds a gradient "
+        "scaler); parameters and optimizer state stay fp32")
+    log_every_steps: int = Field(20, ge=1, description="how often the progress bar reads the "
+                                 "running loss (each read waits for the device)")
     seed: int = 2026
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
     streaming: bool = Field(False, description="read training shards through a shuffle buffer")

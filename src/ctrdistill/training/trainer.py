@@ -1,8 +1,12 @@
 """The one trainer. It knows nothing of KD, DML or KDEF: a strategy supplies the loss terms, the
-outputs to evaluate and the label-free held-out terms; the trainer runs optimisation, the L2 on
+outputs to evaluate and the label-free held-out terms; the trainer runs optimisation on the
+configured device and precision (and, under torchrun, as one rank of a DDP group), the L2 on
 the embedding rows a batch touches, evaluation, early stopping, learning-rate plateaus, keeps
 the best state, and saves and restores everything a resumed fit needs to continue exactly as an
-uninterrupted one would (model, optimizers, schedulers, RNG, loader position, history)."""
+uninterrupted one would (model, optimizers, schedulers, RNG, loader position, history).
+
+Losses stay on the device between reads: the host waits for it only every `log_every_steps`
+and at evaluations, never per step."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import ColumnData
@@ -23,7 +28,9 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.layers.embedding import FeatureEmbedding
 from ctrdistill.progress import progress
 from ctrdistill.strategies.base import SERVED, Strategy
+from ctrdistill.training import distributed
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.device import autocast, grad_scaler, resolve_device
 from ctrdistill.training.inference import collect
 from ctrdistill.training.memory import keep_freed_memory
 from ctrdistill.training.metrics import evaluate_logits
@@ -54,7 +61,7 @@ class _Progress:
     step: int = 0
     samples: int = 0
     seconds: float = 0.0  # training time before the current session
-    running: dict[str, float] = field(default_factory=dict)  # this epoch's loss sums
+    running: dict[str, Any] = field(default_factory=dict)  # this epoch's loss sums (tensors)
     seen: int = 0  # this epoch's rows
     evaluated_at: int = -1
     stop: bool = False
@@ -73,14 +80,26 @@ def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]
 
 class Trainer:
     def __init__(self, strategy: Strategy, config: TrainConfig) -> None:
-        self.strategy = strategy
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
         keep_freed_memory()
+        self.device = resolve_device(config.device)
+        self.group = distributed.group(self.device)
+        if self.group and self.group.backend == "nccl" and config.sparse_embedding:
+            raise CtrDistillError("train.sparse_embedding: NCCL cannot all-reduce sparse "
+                                  "gradients; use dense embeddings on GPUs (gloo, on CPUs, can)")
+        self.strategy = strategy.to(self.device)
         self.embeddings = [m for m in strategy.modules() if isinstance(m, FeatureEmbedding)
                            and m.table.weight.requires_grad]
         self.optimizers = self._optimizers()
+        self.scaler = grad_scaler(self.device, config.precision)
+        # DDP all-reduces gradients as they are computed; it wraps the strategy, whose forward
+        # is its loss, so the trainer drives it unchanged.
+        self.forward: nn.Module = strategy
+        if self.group:
+            self.forward = nn.parallel.DistributedDataParallel(
+                strategy, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.plateau = []
         if config.lr_plateau and config.early_stop:
             p = config.lr_plateau
@@ -118,31 +137,65 @@ class Trainer:
         norms = [n for n in (e.rows_sq_norm(batch) for e in self.embeddings) if n is not None]
         return torch.stack(norms).sum() if norms else None
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        terms = self.strategy.loss(batch)
-        loss = terms["loss"]
-        if self.config.embedding_l2:
-            penalty = self._embedding_penalty(batch)
-            if penalty is not None:
-                loss = loss + self.config.embedding_l2 * penalty
+    def _rank_weight(self, batch: Batch) -> torch.Tensor:
+        """local rows * world / global rows: DDP averages the ranks' gradients, and a global
+        batch that does not split evenly would otherwise weigh its rows unequally."""
+        local = torch.tensor(float(len(batch)), device=self.device)
+        total = local.clone()
+        torch.distributed.all_reduce(total)
+        return local * self.group.world / total  # type: ignore[union-attr]
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the detached loss terms (still on the device)."""
+        batch = batch.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.precision):
+            terms = self.forward(batch)
+            loss = terms["loss"]
+            if self.config.embedding_l2:
+                penalty = self._embedding_penalty(batch)
+                if penalty is not None:
+                    loss = loss + self.config.embedding_l2 * penalty
+        if self.group:
+            loss = loss * self._rank_weight(batch)
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            for optimizer in self.optimizers:
+                self.scaler.unscale_(optimizer)
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.config.grad_clip)
         for optimizer in self.optimizers:
-            optimizer.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+            if self.scaler is None:
+                optimizer.step()
+            else:
+                self.scaler.step(optimizer)
+        if self.scaler is not None:
+            self.scaler.update()
+        return {k: v.detach().float() for k, v in terms.items()}
 
     # --- resume state ------------------------------------------------------------------------
+    def _rng_state(self) -> list[torch.Tensor]:
+        """This process's RNG states (CPU, then every CUDA device's)."""
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return [torch.get_rng_state(), *cuda]
+
     def state_dict(self, at: _Progress, result: FitResult) -> dict[str, Any]:
-        """Everything a resumed fit needs to continue exactly from `at`."""
-        return {"progress": dict(vars(at)), "history": result.history, "best": result.best,
+        """Everything a resumed fit needs to continue exactly from `at` (the RNG states of every
+        rank; collective under DDP: every rank must call it)."""
+        progress_state = dict(vars(at))
+        progress_state["running"] = {k: float(v) for k, v in at.running.items()}
+        rng = [self._rng_state()]
+        if self.group:
+            rng = distributed.all_gather(rng[0])
+        return {"progress": progress_state, "history": result.history, "best": result.best,
                 "stopped_early": result.stopped_early,
                 "strategy": self.strategy.trained_state(), "best_state": self._best_state,
                 "optimizers": [o.state_dict() for o in self.optimizers],
                 "plateau": [s.state_dict() for s in self.plateau],
-                "rng": torch.get_rng_state()}
+                "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng}
 
     def _restore(self, state: dict[str, Any], result: FitResult) -> _Progress:
         self.strategy.load_trained_state(state["strategy"])
@@ -150,7 +203,12 @@ class Trainer:
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(self.plateau, state["plateau"], strict=True):
             scheduler.load_state_dict(saved)
-        torch.set_rng_state(state["rng"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"][self.group.rank if self.group else 0]
+        torch.set_rng_state(rng[0])
+        if len(rng) > 1 and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng[1:])
         self._best_state = state["best_state"]
         result.history, result.best = state["history"], state["best"]
         result.stopped_early = state["stopped_early"]
@@ -174,9 +232,12 @@ class Trainer:
         total_steps = c.max_steps or c.epochs * batches_per_epoch
 
         def save() -> None:
-            if checkpoint is not None:
-                at.seconds = time.perf_counter() - started
-                checkpoint(self.state_dict(at, result))
+            if checkpoint is None:
+                return
+            at.seconds = time.perf_counter() - started
+            state = self.state_dict(at, result)
+            if self.group is None or self.group.is_main:  # one file, written by rank 0
+                checkpoint(state)
 
         def evaluate() -> None:
             record = self._record(at, started, valid)
@@ -188,19 +249,22 @@ class Trainer:
             while at.epoch < c.epochs and not at.stop:
                 self.strategy.train()
                 for batch in train.epoch_batches(at.epoch, skip=at.batch):
+                    n = len(batch)  # the global batch: every rank counts the same rows
+                    if self.group:
+                        batch = batch.rows(*distributed.shard_bounds(n, self.group.rank,
+                                                                     self.group.world))
                     self.strategy.start_step(at.step, at.epoch)
                     terms = self.train_step(batch)
-                    n = len(batch)
                     for key, value in terms.items():
-                        at.running[key] = at.running.get(key, 0.0) + value * n
+                        at.running[key] = at.running.get(key, 0.0) + value * len(batch)
                     at.seen += n
                     at.samples += n
                     at.step += 1
                     at.batch += 1
                     bar.update(1)
-                    if at.step % 20 == 0:
+                    if at.step % c.log_every_steps == 0:
                         rate = at.samples / (time.perf_counter() - started)
-                        bar.set_postfix(loss=f"{at.running['loss'] / at.seen:.4f}",
+                        bar.set_postfix(loss=f"{self._mean(at)['loss']:.4f}",
                                         samples_s=f"{rate:,.0f}")
                     at.stop = c.max_steps is not None and at.step >= c.max_steps
                     if c.eval_every_steps and at.step % c.eval_every_steps == 0:
@@ -243,12 +307,22 @@ class Trainer:
         result.stopped_early = at.bad_evals >= max(early_stop.patience, 1)
         return result.stopped_early
 
+    def _mean(self, at: _Progress) -> dict[str, float]:
+        """This epoch's mean loss terms so far, over every rank's rows (waits for the device)."""
+        names = sorted(at.running)
+        if not names:
+            return {}
+        sums = torch.stack([torch.as_tensor(at.running[k], dtype=torch.float32,
+                                            device=self.device) for k in names])
+        if self.group:
+            torch.distributed.all_reduce(sums)
+        return {k: float(v) / max(at.seen, 1) for k, v in zip(names, sums.tolist(), strict=True)}
+
     def _record(self, at: _Progress, started: float, valid: ColumnData | None) -> dict:
         elapsed = time.perf_counter() - started
         record = {"epoch": at.epoch, "step": at.step, "samples": at.samples,
                   "samples_per_second": at.samples / max(elapsed, 1e-9),
-                  "lr": self.optimizers[0].param_groups[0]["lr"],
-                  "train": {k: v / max(at.seen, 1) for k, v in at.running.items()}}
+                  "lr": self.optimizers[0].param_groups[0]["lr"], "train": self._mean(at)}
         if valid is not None:
             record["valid"] = self.evaluate(valid)
         record.update(self.strategy.epoch_logs())
@@ -269,10 +343,25 @@ class Trainer:
         return score if monitor.resolved_mode() == "max" else -score
 
     def predict(self, data: ColumnData) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Named logits for every row of `data`, and the mean label-free held-out terms."""
+        """Named logits for every row of `data`, and the mean label-free held-out terms. Under
+        DDP every rank scores its shard and every rank gets the whole result."""
         self.strategy.eval()
-        return collect(lambda b: (self.strategy.predict(b), self.strategy.held_out_terms(b)),
-                       data, self.config.eval_batch_size)
+
+        def outputs(batch: Batch):
+            with autocast(self.device, self.config.precision):
+                return self.strategy.predict(batch), self.strategy.held_out_terms(batch)
+
+        if self.group is None:
+            return collect(outputs, data, self.config.eval_batch_size, self.device)
+        start, end = distributed.shard_bounds(len(data), self.group.rank, self.group.world)
+        shard = data.subset(torch.arange(start, end))
+        values, means = collect(outputs, shard, self.config.eval_batch_size, self.device)
+        parts = distributed.all_gather((values, means, len(shard)))
+        names = parts[0][0].keys()
+        joined = {k: np.concatenate([p[0][k] for p in parts if p[2]]) for k in names}
+        rows = sum(p[2] for p in parts)
+        held_out = {k: sum(p[1][k] * p[2] for p in parts if p[2]) / rows for k in parts[0][1]}
+        return joined, held_out
 
     def evaluate(self, data: ColumnData) -> dict[str, float]:
         outputs, held_out = self.predict(data)
