@@ -27,23 +27,10 @@ import pyarrow as pa
 
 from ctrdistill.data.recipes import Protocol, Recipe, register_recipe, text_column_types
 from ctrdistill.data.schema import FieldSpec, Schema
-from ctrdistill.data.sources import raw_files, read_delimited
+from ctrdistill.data.sources import data_files, read_delimited, report_unused
 from ctrdistill.errors import CtrDistillError
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def _input_file(path: Path, names: tuple[str, ...], recipe: str) -> Path:
-    """`path` itself, or the first of the official file `names` inside the directory `path`."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for name in names:
-            if (path / name).is_file():
-                return path / name
-        raise CtrDistillError(f"{recipe}: none of {', '.join(names)} in {path}")
-    raise CtrDistillError(f"input not found: {path}")
 
 
 def _check_columns(schema: Schema, available: list[str], recipe: str) -> None:
@@ -65,9 +52,9 @@ def _file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.Da
 def _read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
     """Whole lines (blank lines skipped) as one string column `line`, for formats whose separator
     PyArrow's CSV reader cannot take (libfm's variable spacing, MovieLens' `::`)."""
-    # Tab delimiter turns quoting off; a tab in a line surfaces as a wrong column count.
-    yield from read_delimited(file, "\t", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
-                              encoding=encoding)
+    # ASCII's unit separator never occurs in these text formats; quoting is off
+    yield from read_delimited(file, "\x1f", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
+                              encoding=encoding, quote_char=None)
 
 
 def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Path,
@@ -109,9 +96,10 @@ class CriteoRecipe(Recipe):
         _check_columns(schema, CRITEO_COLUMNS, self.name)
         base = {"label": pa.float64(), **dict.fromkeys(CRITEO_NUMERIC, pa.float64()),
                 **dict.fromkeys(CRITEO_CATEGORICAL, pa.string())}
-        file = _input_file(path, ("train.txt", "train.txt.gz"), self.name)
-        yield from read_delimited(file, "\t", CRITEO_COLUMNS, _file_types(base, schema),
-                                  max_rows=chunk_rows, include_columns=schema.raw_columns())
+        for file in data_files(path, self.name, (".txt", ".tsv")):
+            yield from read_delimited(file, "\t", CRITEO_COLUMNS, _file_types(base, schema),
+                                      max_rows=chunk_rows, include_columns=schema.raw_columns(),
+                                      quote_char=None)
 
 
 # --------------------------------------------------------------------------------------- avazu
@@ -143,12 +131,12 @@ class AvazuRecipe(Recipe):
         needs_time = any(c in derived for c in wanted)
         columns = [c for c in AVAZU_COLUMNS if c in wanted or (c == "hour" and needs_time)]
         base = {c: pa.string() for c in AVAZU_COLUMNS} | {"click": pa.float64()}
-        file = _input_file(path, ("train.csv", "train.gz", "train.csv.gz"), self.name)
-        for frame in read_delimited(file, ",", None, _file_types(base, schema),
-                                    max_rows=chunk_rows, include_columns=columns):
-            if needs_time:
-                frame = self._time_columns(frame, file)
-            yield frame.select(wanted)
+        for file in data_files(path, self.name, (".csv", ".gz")):  # Kaggle's is train.gz
+            for frame in read_delimited(file, ",", None, _file_types(base, schema),
+                                        max_rows=chunk_rows, include_columns=columns):
+                if needs_time:
+                    frame = self._time_columns(frame, file)
+                yield frame.select(wanted)
 
     @staticmethod
     def _time_columns(frame: pl.DataFrame, file: Path) -> pl.DataFrame:
@@ -187,7 +175,7 @@ class LibfmRecipe(Recipe):
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         _check_columns(schema, ["label", *self.fields], self.name)
-        for file in raw_files(path, (".libfm", ".txt")):
+        for file in data_files(path, self.name, (".libfm", ".txt")):
             first_row = 0
             for lines in _read_lines(file, chunk_rows):
                 parts = _split_lines(lines, " ", ["label", *self.fields], file, first_row,
@@ -221,7 +209,16 @@ class _MovielensFiles:
 
 def _movielens_files(path: Path) -> _MovielensFiles:
     """Which MovieLens release: by file name (u.data, ratings.dat), else by the first line."""
-    ratings = _input_file(path, ("ratings.dat", "u.data"), "movielens")
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in ("ratings.dat", "u.data") if (path / n).is_file()]
+        if not found:
+            raise CtrDistillError(f"movielens: none of ratings.dat, u.data in {path}")
+        ratings = found[0]
+    elif path.is_file():
+        ratings = path
+    else:
+        raise CtrDistillError(f"input not found: {path}")
     if ratings.name == "ratings.dat":
         variant = "ml-1m"
     elif ratings.name == "u.data":
@@ -240,6 +237,12 @@ def _movielens_files(path: Path) -> _MovielensFiles:
 class MovielensRecipe(Recipe):
     """MovieLens ml-100k / ml-1m ratings as clicks (rating >= 4), grouped by user for gAUC.
     `day` is days since 1970-01-01 (UTC) of the rating's timestamp."""
+
+    def announce_input(self, path: Path) -> None:
+        if Path(path).is_dir():
+            files = _movielens_files(path)
+            report_unused(Path(path), [p for p in (files.ratings, files.users, files.items) if p],
+                          self.name)
 
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         fields = [FieldSpec(name="user_id"), FieldSpec(name="item_id")]
