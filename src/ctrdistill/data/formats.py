@@ -11,6 +11,8 @@ Python loop per row) and yields frames with exactly the schema's raw columns, la
   `day` column (days since 2014-10-21, Avazu's first day, so any file or chunk of the dataset
   gets the same day numbers) for day splits.
 - `frappe`: libfm text `label idx:1 ... idx:1` (labels -1/1), ten one-hot fields f0..f9.
+- `libsvm`: libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` lines with any
+  number of features (see `ctrdistill.data.libsvm`).
 - `movielens`: ml-100k `u.data` or ml-1m `ratings.dat`; click = rating >= 4; user and item
   features from the side files (`u.user`/`u.item`, `users.dat`/`movies.dat`) where they exist.
 """
@@ -25,9 +27,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from ctrdistill.data.libsvm import LibfmRecipe, LibsvmRecipe
 from ctrdistill.data.recipes import Protocol, Recipe, register_recipe, text_column_types
 from ctrdistill.data.schema import FieldSpec, Schema
-from ctrdistill.data.sources import data_files, read_delimited, report_unused
+from ctrdistill.data.sources import data_files, read_delimited, read_lines, report_unused
 from ctrdistill.errors import CtrDistillError
 
 # ------------------------------------------------------------------------------------- helpers
@@ -47,14 +50,6 @@ def _file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.Da
     types = dict(base)
     types.update({c: t for c, t in text_column_types(schema).items() if c in base})
     return types
-
-
-def _read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
-    """Whole lines (blank lines skipped) as one string column `line`, for formats whose separator
-    PyArrow's CSV reader cannot take (libfm's variable spacing, MovieLens' `::`)."""
-    # ASCII's unit separator never occurs in these text formats; quoting is off
-    yield from read_delimited(file, "\x1f", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
-                              encoding=encoding, quote_char=None)
 
 
 def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Path,
@@ -156,36 +151,6 @@ class AvazuRecipe(Recipe):
             (pl.col("__time").dt.date() - pl.lit(AVAZU_FIRST_DAY)).dt.total_days()
             .cast(pl.Int32).alias("day"),
         ).drop("__time")
-
-
-# -------------------------------------------------------------------------------------- frappe
-
-
-class LibfmRecipe(Recipe):
-    """libfm text, one row per line: `label idx:value ...` with a fixed number of one-hot
-    features; labels -1/1 (or 0/1). Field f<k> holds the index token at position k."""
-
-    def __init__(self, name: str, description: str, num_fields: int,
-                 protocols: dict[str, Protocol]) -> None:
-        super().__init__(name, description, protocols)
-        self.fields = [f"f{k}" for k in range(num_fields)]
-
-    def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
-        return Schema(label="label", fields=[FieldSpec(name=f) for f in self.fields])
-
-    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
-        _check_columns(schema, ["label", *self.fields], self.name)
-        for file in data_files(path, self.name, (".libfm", ".txt")):
-            first_row = 0
-            for lines in _read_lines(file, chunk_rows):
-                parts = _split_lines(lines, " ", ["label", *self.fields], file, first_row,
-                                     regex_space=True)
-                first_row += len(lines)
-                raw = pl.col("label").cast(pl.Float64, strict=False)
-                yield parts.with_columns(
-                    pl.when(raw == -1).then(0.0).otherwise(raw).alias("label"),
-                    *(pl.col(f).str.replace(r":.*$", "") for f in self.fields),
-                ).select(schema.raw_columns())
 
 
 # ----------------------------------------------------------------------------------- movielens
@@ -305,7 +270,7 @@ class MovielensRecipe(Recipe):
                     encoding: str = "utf8") -> Iterator[pl.DataFrame]:
         """A `::`-separated ml-1m file, streamed."""
         first_row = 0
-        for lines in _read_lines(file, chunk_rows, encoding):
+        for lines in read_lines(file, chunk_rows, encoding):
             yield _split_lines(lines, "::", names, file, first_row)
             first_row += len(lines)
 
@@ -331,7 +296,7 @@ class MovielensRecipe(Recipe):
         assert files.items is not None
         if files.variant == "ml-100k":  # id|title|release|video release|url|19 genre flags
             names = ["item_id", "title", "release", "video_release", "url", *ML100K_GENRES]
-            lines = pl.concat(list(_read_lines(files.items, 1 << 20, "latin-1")))
+            lines = pl.concat(list(read_lines(files.items, 1 << 20, "latin-1")))
             flags = _split_lines(lines, "|", names, files.items, 0)
             genres = pl.concat_str(
                 [pl.when(pl.col(g).str.strip_chars() == "1").then(pl.lit(g))
@@ -357,6 +322,9 @@ register_recipe(AvazuRecipe(
 register_recipe(LibfmRecipe(
     "frappe", "Frappe libfm text (labels -1/1, 10 one-hot fields f0..f9)", 10,
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))
+register_recipe(LibsvmRecipe(
+    "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
+    "number of features per line; labels 0/1 or -1/+1"))
 register_recipe(MovielensRecipe(
     "movielens", "MovieLens ml-100k u.data or ml-1m ratings.dat; click = rating >= 4",
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))

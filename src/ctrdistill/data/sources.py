@@ -199,6 +199,14 @@ def read_delimited(
         raise CtrDistillError(f"{path}: {message}") from None
 
 
+def read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
+    """Whole lines (blank lines skipped) as one string column `line`, for formats whose separator
+    PyArrow's CSV reader cannot take (libsvm's variable spacing, MovieLens' `::`)."""
+    # ASCII's unit separator never occurs in these text formats; quoting is off
+    yield from read_delimited(file, "\x1f", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
+                              encoding=encoding, quote_char=None)
+
+
 def _locate(open_reader: Callable[..., Any]) -> tuple[str, list[str]]:
     """Read the file again on one thread, where PyArrow's errors carry the row number, and return
     that error with the file's column names. Only an error pays for this second read."""
