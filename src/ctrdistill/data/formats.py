@@ -13,6 +13,8 @@ Python loop per row) and yields frames with exactly the schema's raw columns, la
 - `frappe`: libfm text `label idx:1 ... idx:1` (labels -1/1), ten one-hot fields f0..f9.
 - `libsvm`: libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` lines with any
   number of features (see `ctrdistill.data.libsvm`).
+- `recbole`: RecBole atomic files `.inter` with optional `.user`/`.item` (see
+  `ctrdistill.data.recbole`).
 - `movielens`: ml-100k `u.data` or ml-1m `ratings.dat`; click = rating >= 4; user and item
   features from the side files (`u.user`/`u.item`, `users.dat`/`movies.dat`) where they exist.
 """
@@ -28,7 +30,8 @@ import polars as pl
 import pyarrow as pa
 
 from ctrdistill.data.libsvm import LibfmRecipe, LibsvmRecipe
-from ctrdistill.data.recipes import Protocol, Recipe, register_recipe, text_column_types
+from ctrdistill.data.recbole import RecboleOptions, RecboleRecipe
+from ctrdistill.data.recipes import Protocol, Recipe, file_types, register_recipe
 from ctrdistill.data.schema import FieldSpec, Schema
 from ctrdistill.data.sources import data_files, read_delimited, read_lines, report_unused
 from ctrdistill.errors import CtrDistillError
@@ -42,14 +45,6 @@ def _check_columns(schema: Schema, available: list[str], recipe: str) -> None:
     if missing:
         raise CtrDistillError(f"recipe '{recipe}' has no column(s) {missing} for the schema "
                               f"(available: {', '.join(available)})")
-
-
-def _file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.DataType]:
-    """The format's column types, with the schema's wishes (a numeric field read as float, ids
-    as strings) applied to the columns the file really has."""
-    types = dict(base)
-    types.update({c: t for c, t in text_column_types(schema).items() if c in base})
-    return types
 
 
 def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Path,
@@ -92,7 +87,7 @@ class CriteoRecipe(Recipe):
         base = {"label": pa.float64(), **dict.fromkeys(CRITEO_NUMERIC, pa.float64()),
                 **dict.fromkeys(CRITEO_CATEGORICAL, pa.string())}
         for file in data_files(path, self.name, (".txt", ".tsv")):
-            yield from read_delimited(file, "\t", CRITEO_COLUMNS, _file_types(base, schema),
+            yield from read_delimited(file, "\t", CRITEO_COLUMNS, file_types(base, schema),
                                       max_rows=chunk_rows, include_columns=schema.raw_columns(),
                                       quote_char=None)
 
@@ -127,7 +122,7 @@ class AvazuRecipe(Recipe):
         columns = [c for c in AVAZU_COLUMNS if c in wanted or (c == "hour" and needs_time)]
         base = {c: pa.string() for c in AVAZU_COLUMNS} | {"click": pa.float64()}
         for file in data_files(path, self.name, (".csv", ".gz")):  # Kaggle's is train.gz
-            for frame in read_delimited(file, ",", None, _file_types(base, schema),
+            for frame in read_delimited(file, ",", None, file_types(base, schema),
                                         max_rows=chunk_rows, include_columns=columns):
                 if needs_time:
                     frame = self._time_columns(frame, file)
@@ -325,6 +320,9 @@ register_recipe(LibfmRecipe(
 register_recipe(LibsvmRecipe(
     "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
     "number of features per line; labels 0/1 or -1/+1"))
+register_recipe(RecboleRecipe(
+    "recbole", "RecBole atomic files: <name>.inter with optional .user/.item (tab-separated, "
+    "name:type header); label from label or rating >= 4", options=RecboleOptions()))
 register_recipe(MovielensRecipe(
     "movielens", "MovieLens ml-100k u.data or ml-1m ratings.dat; click = rating >= 4",
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))

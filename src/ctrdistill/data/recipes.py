@@ -82,6 +82,14 @@ def text_column_types(schema: Schema) -> dict[str, pa.DataType]:
     return types
 
 
+def file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.DataType]:
+    """The format's column types, with the schema's wishes (a numeric field read as float, ids
+    as strings) applied to the columns the file really has."""
+    types = dict(base)
+    types.update({c: t for c, t in text_column_types(schema).items() if c in base})
+    return types
+
+
 class DelimitedOptions(StrictConfig):
     """How a generic delimited file is laid out."""
 
