@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import ctrdistill.data.sources as sources
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.errors import CtrDistillError
 
@@ -137,3 +138,35 @@ def test_missing_column_names_the_column(tmp_path):
     options = {**OPTIONS, "columns": ["click", "ad", "title", "cost", "tags"]}
     with pytest.raises(CtrDistillError, match=r"events\.txt: missing column 'price'"):
         run(tmp_path, EVENTS, options)
+
+
+def test_blocks_end_outside_quoted_line_breaks_and_drop_comments(tmp_path, monkeypatch):
+    """Files are parsed block by block: a block never ends inside a quoted value, whatever the
+    block size, and comment lines are dropped in every block."""
+    lines = ["label,note,n"]
+    for i in range(60):
+        note = f'"line one\nline ""{i % 4}"", two"' if i % 3 == 0 else f"plain{i % 5}"
+        lines.append(f"{i % 2},{note},{i}")
+        if i % 7 == 0:
+            lines.append("# a comment, with \"a quote")
+    input = tmp_path / "notes.csv"
+    input.write_text("\n".join(lines) + "\n")
+    schema = {"label": "label", "fields": [{"name": "note"}, {"name": "n", "kind": "numeric"}]}
+    _, whole = run(tmp_path, input, {"comment": "#"}, schema, name="whole")
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 48)
+    _, small = run(tmp_path, input, {"comment": "#"}, schema, name="small")
+    assert rows_of(whole).equals(rows_of(small))
+    text = "".join(line + "\n" for line in lines if not line.startswith("#"))
+    expected = list(csv.reader(io.StringIO(text)))[1:]
+    notes = vocab(small, "note")
+    assert rows_of(small)["note"].to_list() == [notes[r[1]] for r in expected]
+    assert rows_of(small)["n"].to_list() == [float(r[2]) for r in expected]
+
+
+def test_an_unbalanced_quote_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 64)
+    input = tmp_path / "open.csv"
+    input.write_text("label,a,n\n1,\"x,3\n" + "".join(f"0,y{i},{i}\n" for i in range(300)))
+    schema = {"label": "label", "fields": [{"name": "a"}, {"name": "n", "kind": "numeric"}]}
+    with pytest.raises(CtrDistillError, match=r"open\.csv: "):
+        run(tmp_path, input, {}, schema)

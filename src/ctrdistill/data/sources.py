@@ -1,6 +1,7 @@
-"""Streaming readers of raw tables: CSV/TSV through PyArrow's incremental reader, Parquet by row
-groups. Each yields Polars frames of bounded size; reader errors become one clear line that names
-the file, the 1-based data row (header and comment lines not counted) and the column.
+"""Streaming readers of raw tables: delimited text in blocks of whole rows, each parsed by PyArrow's
+CSV parser, Parquet by row groups. Each yields Polars frames of bounded size; reader errors become
+one clear line that names the file, the 1-based data row (header and comment lines not counted)
+and the column, and never carries control characters from the data.
 
 Directory inputs, one rule for every recipe:
 
@@ -19,13 +20,12 @@ Directory inputs, one rule for every recipe:
 
 from __future__ import annotations
 
-import io
+import codecs
 import logging
 import re
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -116,36 +116,37 @@ def check_data_file(path: Path) -> None:
                                   "and point --input at the data file inside")
 
 
-class _CommentFilter(io.RawIOBase):
-    """A byte stream of `path` (decompressed by its extension) without the lines that start with
-    `prefix`; whole blocks are filtered by one regular expression, never line by line."""
-
-    def __init__(self, path: Path, prefix: str, encoding: str) -> None:
-        self.source = pa.input_stream(str(path), compression="detect")
-        escaped = re.escape(prefix.encode(encoding))
-        self.comment = re.compile(rb"^" + escaped + rb"[^\n]*(?:\n|\Z)", re.MULTILINE)
-        self.pending = b""
-        self.carry = b""
-        self.done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.pending and not self.done:
-            block = self.source.read(BLOCK_BYTES)
-            self.done = not block
-            text = self.carry + block
-            cut = len(text) if self.done else text.rfind(b"\n") + 1
-            self.pending, self.carry = self.comment.sub(b"", text[:cut]), text[cut:]
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
-        return size
-
-    def close(self) -> None:
-        self.source.close()
-        super().close()
+def _blocks(path: Path, quote_char: str | None, comment: str | None,
+            encoding: str) -> Iterator[bytes]:
+    """The file, decompressed by its extension, as UTF-8 blocks of whole rows: each block ends at
+    a line end outside quotes, lines starting with `comment` are removed (by one regular
+    expression a block). The bytes are read here, by PyArrow's own file reader: a Python stream
+    handed to PyArrow's CSV reader can abort the process at exit after a read error."""
+    comment_line = (re.compile(rb"^" + re.escape(comment.encode(encoding)) + rb"[^\n]*\n?",
+                               re.MULTILINE) if comment else None)
+    quote = quote_char.encode() if quote_char else None
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    carry = b""
+    with pa.input_stream(str(path), compression="detect") as source:
+        while True:
+            block = source.read(BLOCK_BYTES)
+            text = carry + block
+            end = text.rfind(b"\n") + 1 if block else len(text)
+            rows = text[:end]
+            if comment_line is not None:
+                rows = comment_line.sub(b"", rows)
+            cut = len(rows)
+            if quote and block and len(carry) < 4 * BLOCK_BYTES:  # else: PyArrow reports it
+                open_quotes = rows.count(quote) % 2
+                while open_quotes and cut:  # inside a quoted value: cut at an earlier line end
+                    previous = rows.rfind(b"\n", 0, cut - 1) + 1
+                    open_quotes ^= rows.count(quote, previous, cut) % 2
+                    cut = previous
+            carry = rows[cut:] + text[end:]
+            if cut:
+                yield rows[:cut] if utf8 else rows[:cut].decode(encoding).encode()
+            if not block:
+                return
 
 
 def read_delimited(
@@ -164,39 +165,49 @@ def read_delimited(
 
     Frames have at most `max_rows` rows; `include_columns` (default all) are the only columns
     converted, so an unused column can never fail type inference; `encoding` is the file's;
-    `quote_char` None turns quoting off; lines starting with `comment` are skipped.
+    `quote_char` None turns quoting off; lines starting with `comment` are skipped. Each block
+    is parsed on its own, so an error is located by parsing that block again on one thread.
     """
     check_data_file(path)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter,
+                                       quote_char=False if quote_char is None else quote_char)
+    convert_options = pacsv.ConvertOptions(
+        column_types=column_types, null_values=NULL_VALUES, strings_can_be_null=True,
+        quoted_strings_can_be_null=True, include_columns=include_columns or [])
+    names = column_names
+    rows_before = 0
+    message = None
+    for index, block in enumerate(_blocks(path, quote_char, comment, encoding)):
+        first = index == 0  # skipped rows and the header are in the first block
+        read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip_rows if first else 0,
+                                         block_size=1 << 22)
+        try:
+            if names is None:
+                names = _header(block, read_options, parse_options)
+            table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options,
+                                   convert_options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
+            message = _arrow_message(
+                str(error), block, read_options, parse_options, convert_options, names or [],
+                rows_before - (skip_rows + (column_names is None) if first else 0))
+            break
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        rows_before += len(frame)
+        if len(frame):
+            yield from frame.iter_slices(max_rows) if max_rows else [frame]
+    if message is not None:  # raised outside the handler: PyArrow's error is released
+        raise CtrDistillError(f"{path}: {message}")
 
-    def open_reader(use_threads: bool, names_only: bool = False):
-        """The reader; `names_only` opens one that cannot fail on the first block's values, to
-        learn the column names."""
-        read_options = pacsv.ReadOptions(column_names=column_names, block_size=BLOCK_BYTES,
-                                         skip_rows=skip_rows, encoding=encoding,
-                                         use_threads=use_threads)
-        parse_options = pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=False if quote_char is None else quote_char,
-            invalid_row_handler=(lambda row: "skip") if names_only else None)
-        convert_options = pacsv.ConvertOptions(
-            column_types={} if names_only else column_types, null_values=NULL_VALUES,
-            strings_can_be_null=True, quoted_strings_can_be_null=True,
-            include_columns=[] if names_only else include_columns or [])
-        source = _CommentFilter(path, comment, encoding) if comment else str(path)
-        return pacsv.open_csv(source, read_options, parse_options, convert_options)
 
-    try:
-        for batch in open_reader(use_threads=True):
-            if batch.num_rows:
-                frame = pl.from_arrow(pa.Table.from_batches([batch]))
-                assert isinstance(frame, pl.DataFrame)
-                if max_rows is None or len(frame) <= max_rows:
-                    yield frame
-                else:
-                    yield from frame.iter_slices(max_rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
-        header_rows = skip_rows + (column_names is None)
-        message = _arrow_message(error, lambda: _locate(open_reader), header_rows)
-        raise CtrDistillError(f"{path}: {message}") from None
+def _header(block: bytes, read_options: pacsv.ReadOptions,
+            parse_options: pacsv.ParseOptions) -> list[str]:
+    """The column names of the block's header line, read without converting any value."""
+    options = pacsv.ReadOptions(skip_rows=read_options.skip_rows, block_size=1 << 22)
+    convert = pacsv.ConvertOptions(column_types={}, check_utf8=False,
+                                   include_columns=[], null_values=NULL_VALUES)
+    with pacsv.open_csv(pa.BufferReader(block), options, parse_options, convert) as reader:
+        return reader.schema.names
 
 
 def read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
@@ -207,43 +218,42 @@ def read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[
                               encoding=encoding, quote_char=None)
 
 
-def _locate(open_reader: Callable[..., Any]) -> tuple[str, list[str]]:
-    """Read the file again on one thread, where PyArrow's errors carry the row number, and return
-    that error with the file's column names. Only an error pays for this second read."""
-    try:
-        for _ in open_reader(use_threads=False):
-            pass
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
-        return str(error), open_reader(use_threads=False, names_only=True).schema.names
-    return "", []
-
-
 _PARSE_ERROR = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
 _CONVERSION_ERROR = re.compile(
     r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): (.*)", re.DOTALL)
 
 
-def _arrow_message(error: Exception, locate: Callable[[], tuple[str, list[str]]],
-                   header_rows: int) -> str:
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
+def _arrow_message(text: str, block: bytes, read_options: pacsv.ReadOptions,
+                   parse_options: pacsv.ParseOptions, convert_options: pacsv.ConvertOptions,
+                   names: list[str], offset: int) -> str:
+    """PyArrow's error as one line with the 1-based data row (the block's row number on one
+    thread, where PyArrow's errors carry it, plus `offset`) and the column's name."""
+    text = text.strip()
+    first = text.splitlines()[0] if text else "unreadable file"
     if "in include_columns does not exist" in first:
         return f"missing column {first.split()[1]}"
     if "Empty CSV file" in first:
         return "file is empty"
     if not ("Expected" in first and "columns" in first) and "conversion error" not in first:
         return printable(text)
-    located, names = locate()
+    located = ""
+    try:
+        one_thread = pacsv.ReadOptions(column_names=read_options.column_names,
+                                       skip_rows=read_options.skip_rows,
+                                       block_size=read_options.block_size, use_threads=False)
+        pacsv.read_csv(pa.BufferReader(block), one_thread, parse_options, convert_options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
+        located = str(error)
     parse = _PARSE_ERROR.search(located)
     if parse:
         row, expected, got, snippet = parse.groups()
-        return (f"wrong number of columns at data row {int(row) - header_rows} (1-based): "
+        return (f"wrong number of columns at data row {int(row) + offset} (1-based): "
                 f"expected {expected}, got {got}: {snippet[:80]!r}")
     conversion = _CONVERSION_ERROR.search(located)
     if conversion:
         index, row, target, detail = conversion.groups()
         name = names[int(index)] if int(index) < len(names) else f"#{int(index) + 1}"
-        where = f"column '{name}' at data row {int(row) - header_rows} (1-based)"
+        where = f"column '{name}' at data row {int(row) + offset} (1-based)"
         if target == "string":
             return f"text not valid in the file's encoding in {where}"
         value = printable(detail.removeprefix("invalid value "), 80)
