@@ -4,6 +4,7 @@ formats, checked against expectations computed from the fixture text with plain 
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import shutil
 from collections import Counter
@@ -178,10 +179,76 @@ def test_criteo_split_is_deterministic_per_seed(tmp_path):
     assert read_split(a, "train")["row_id"].to_list() != read_split(c, "train")["row_id"].to_list()
 
 
-def test_criteo_directory_without_train_txt_is_an_error(tmp_path):
-    (tmp_path / "readme.txt").write_text("hello\n")
-    with pytest.raises(CtrDistillError, match=r"criteo: none of train\.txt"):
-        run(tmp_path, "criteo", tmp_path, "x1")
+# ------------------------------------------------------------------------- directory inputs
+
+
+def test_criteo_directory_reads_every_data_file_in_name_order(tmp_path):
+    """Any *.txt / *.txt.gz name, sorted; hidden and underscore names are skipped."""
+    lines = (RAW / "criteo" / "train.txt").read_bytes().splitlines(keepends=True)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "day_0.txt").write_bytes(b"".join(lines[:120]))
+    (tmp_path / "raw" / "day_1.txt.gz").write_bytes(gzip.compress(b"".join(lines[120:])))
+    (tmp_path / "raw" / ".DS_Store").write_bytes(b"\x00\x01")
+    (tmp_path / "raw" / "_SUCCESS").write_text("")
+    _, parts = run(tmp_path, "criteo", tmp_path / "raw", "x1", name="parts")
+    _, whole = run(tmp_path, "criteo", RAW / "criteo", "x1", name="whole")
+    for split in SPLITS:
+        assert read_split(parts, split).equals(read_split(whole, split))
+
+
+DIRECTORY_ERRORS = [
+    ("criteo", {"train.txt": "criteo", "notes.md": ""},
+     r"raw: 'notes\.md' is not a data file of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv, "
+     r"\*\.tsv\.gz\); move it out of the directory or point --input at the data file"),
+    ("avazu", {"train.csv": "avazu", "sampleSubmission.zip": ""},
+     r"'sampleSubmission\.zip' is not a data file of recipe 'avazu'"),
+    ("frappe", {"frappe.train.libfm": "frappe", "README.md": ""},
+     r"'README\.md' is not a data file of recipe 'frappe'"),
+    ("criteo", {"train.txt": "criteo", "old/": ""},
+     r"raw: subfolder 'old' in the input directory \(directories are not searched recursively\)"),
+    ("criteo", {"readme.md": ""}, r"'readme\.md' is not a data file of recipe 'criteo'"),
+    ("criteo", {}, r"raw: no data files of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv"),
+    ("parquet", {".hidden.parquet": ""}, r"raw: no data files of recipe 'parquet' \(\*\.parquet"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "files", "message"), DIRECTORY_ERRORS)
+def test_directory_input_with_another_file_or_none_is_an_error(tmp_path, recipe, files, message):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for name, source in files.items():
+        if name.endswith("/"):
+            (folder / name).mkdir()
+        elif source:
+            shutil.copy(next(p for p in sorted((RAW / source).iterdir())), folder / name)
+        else:
+            (folder / name).write_text("x\n")
+    schema = {"label": "label", "fields": [{"name": "a"}]} if recipe == "parquet" else None
+    with pytest.raises(CtrDistillError, match=message):
+        run(tmp_path, recipe, folder, None if recipe == "parquet" else "x1", schema=schema)
+    assert not (tmp_path / "out").exists()
+
+
+def test_avazu_directory_reads_every_csv_with_its_header(tmp_path):
+    text = (RAW / "avazu" / "train.csv").read_text().splitlines()
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.csv").write_text("\n".join(text[:100]) + "\n")
+    (tmp_path / "raw" / "b.csv").write_text("\n".join([text[0], *text[100:]]) + "\n")
+    _, parts = run(tmp_path, "avazu", tmp_path / "raw", "x4", name="parts")
+    _, whole = run(tmp_path, "avazu", RAW / "avazu", "x4", name="whole")
+    for split in SPLITS:
+        assert read_split(parts, split).equals(read_split(whole, split))
+
+
+def test_movielens_directory_names_the_files_it_does_not_read(tmp_path, caplog):
+    shutil.copytree(RAW / "ml-100k", tmp_path / "ml-100k")
+    for name in ("README", "u1.base", "u.genre"):
+        (tmp_path / "ml-100k" / name).write_text("x\n")
+    with caplog.at_level("WARNING", logger="ctrdistill.data.sources"):
+        feature_map, _ = run(tmp_path, "movielens", tmp_path / "ml-100k", "x1")
+    assert len(feature_map.fields) == 7
+    assert [r.getMessage().split("; ")[1] for r in caplog.records] == [
+        "not used: README, u.genre, u1.base"]
 
 
 # --------------------------------------------------------------------------------------- avazu

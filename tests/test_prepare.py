@@ -5,7 +5,10 @@ chunking, overwrite) hold on small hand-made tables."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +71,10 @@ GOOD = "label,a,n\n1,x,3\n0,y,\n1,x,-2\n0,z,7\n"
 BAD_INPUTS = [
     ("empty file", "", {}, r"data\.csv: file is empty"),
     ("header only", "label,a,n\n", {}, r"data\.csv: no rows"),
-    ("wrong column count", "label,a,n\n1,x,3\n0,y\n", {}, r"wrong number of columns"),
+    ("wrong column count", "label,a,n\n1,x,3\n0,y\n", {},
+     r"data\.csv: wrong number of columns at data row 2 \(1-based\): expected 3, got 2: '0,y'"),
     ("text in a numeric field", "label,a,n\n1,x,3\n0,y,abc\n", {},
-     r"non-numeric value in a numeric column.*'abc'"),
+     r"data\.csv: non-numeric value in a numeric column 'n' at data row 2 \(1-based\): 'abc'"),
     ("missing label", "label,a,n\n1,x,3\n,y,4\n", {},
      r"data\.csv: missing or non-numeric label in column 'label' at data row 2 "
      r"\(1-based\)"),
@@ -101,9 +105,10 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, text, extra, 
 
 
 FORMAT_ERRORS = [
-    ("criteo", "1\t2\t3\n", r"train\.txt: wrong number of columns: .*Expected 40 columns"),
+    ("criteo", "1\t2\t3\n", r"train\.txt: wrong number of columns at data row 1 \(1-based\): "
+     r"expected 40, got 3"),
     ("criteo", "1" + "\tx" * 13 + "\tab" * 26 + "\n",
-     r"non-numeric value in a numeric column.*'x'"),
+     r"non-numeric value in a numeric column 'I1' at data row 1 \(1-based\): 'x'"),
     ("avazu", "id,click,hour\n1,0,14102100\n", r"missing column 'C1'"),
     ("frappe", "1 3:1 4:1\n", r"wrong number of columns at data row 1 \(1-based\): expected 11"),
     ("frappe", "yes" + " 1:1" * 10 + "\n", r"missing or non-numeric label"),
@@ -134,6 +139,175 @@ def test_error_while_encoding_removes_the_temporary_directory(tmp_path, monkeypa
     with pytest.raises(CtrDistillError, match="disk full"):
         run(tmp_path, input)
     assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------- non-finite numeric values
+
+# rows 1-10: inf, -inf, nan, 1e400 (reads as inf), 3, empty, -1e400, 5, NaN, 2
+NON_FINITE_CSV = ("label,n,a\n1,inf,x\n0,-inf,y\n1,nan,x\n0,1e400,y\n1,3,x\n0,,y\n1,-1e400,x\n"
+                  "0,5,y\n1,NaN,x\n0,2,y\n")
+NON_FINITE_ROWS = [0, 1, 2, 3, 6, 8]
+PRESENT = {4: 3.0, 7: 5.0, 9: 2.0}  # row index -> finite value
+
+
+@pytest.mark.parametrize("transform", ["none", "log1p", "bucketize", "standardize"])
+def test_non_finite_numerics_are_missing_counted_and_reported(tmp_path, transform, caplog):
+    input = write(tmp_path / "data.csv", NON_FINITE_CSV)
+    schema = {"label": "label", "fields": [
+        {"name": "n", "kind": "numeric", "transform": transform, "fill": 1.5}, {"name": "a"}]}
+    with caplog.at_level("WARNING", logger="ctrdistill.data.prepare"):
+        feature_map, out = run(tmp_path, input, schema=schema, split={"ratios": [1, 0, 0]})
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report == {"rows": 10, "numeric_non_finite": {"n": 6}}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].endswith("treated as missing: n 6")
+    values = all_rows(out)["n"].to_list()
+    if transform == "bucketize":  # missing and non-finite: the missing token
+        ids = vocab(out, "n")
+        assert ids == {"": 2, "2": 3, "1": 4}  # 3 -> floor(ln(3)^2) = 1; 5 -> 2; 2 -> 2
+        assert values == [2, 2, 2, 2, 4, 2, 2, 3, 2, 3]
+        return
+    assert all(np.isfinite(values))
+    raw = [PRESENT.get(i, 1.5) for i in range(10)]  # fill 1.5 for empty and non-finite
+    if transform == "log1p":
+        raw = [float(np.log1p(x)) for x in raw]
+    if transform == "standardize":  # fitted on the three values present only
+        field = feature_map.fields[0]
+        assert field.mean == pytest.approx(np.mean([3, 5, 2]))
+        assert field.std == pytest.approx(np.std([3, 5, 2]))
+        raw = [(x - field.mean) / field.std for x in raw]
+    assert values == pytest.approx(raw, rel=1e-6)
+
+
+def test_non_finite_counts_span_chunks_and_files_and_float32_overflow(tmp_path):
+    """Parquet floats: NaN, ±inf and 1e300 (finite in float64, infinite in float32) are missing;
+    counts add up over chunks and files; a passthrough column is left as it is."""
+    (tmp_path / "pq").mkdir()
+    inf = float("inf")
+    first = {"label": [0, 1, 0, 1], "n": [1.0, float("nan"), inf, 2.0],
+             "m": [1e300, -1e300, 3.0, None], "p": [inf, 0.5, 0.5, 0.5]}
+    second = {"label": [1, 0, 1, 0], "n": [-inf, 4.0, 3.4e38, 5.0],
+              "m": [1.0, 2.0, 3.0, float("nan")], "p": [0.5] * 4}
+    pl.DataFrame(first).write_parquet(tmp_path / "pq" / "a.parquet")
+    pl.DataFrame(second).write_parquet(tmp_path / "pq" / "b.parquet")
+    schema = {"label": "label", "passthrough": ["p"], "fields": [
+        {"name": "n", "kind": "numeric", "transform": "standardize"},
+        {"name": "m", "kind": "numeric"}]}
+    feature_map, out = run(tmp_path, tmp_path / "pq", recipe="parquet", schema=schema,
+                           chunk_rows=3, split={"ratios": [1, 0, 0]})
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["numeric_non_finite"] == {"n": 3, "m": 3}
+    rows = all_rows(out)
+    assert rows["m"].to_list() == [0.0, 0.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0]
+    field = feature_map.fields[0]
+    assert field.mean == pytest.approx(np.mean([1, 2, 4, 3.4e38, 5]))
+    assert all(np.isfinite(rows["n"].to_list()))
+    assert rows["p"].to_list()[0] == inf  # not a field: carried as it is
+
+
+def test_no_non_finite_values_means_no_warning(tmp_path, caplog):
+    input = write(tmp_path / "data.csv", GOOD)
+    with caplog.at_level("WARNING"):
+        _, out = run(tmp_path, input)
+    assert json.loads((out / "prepare_report.json").read_text())["numeric_non_finite"] == {"n": 0}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# ------------------------------------------------------------- archives and control characters
+
+
+def tar_of(tmp_path: Path, name: str, member: Path) -> Path:
+    mode = "w:gz" if name.endswith(("gz", "tgz")) else "w"
+    with tarfile.open(tmp_path / name, mode) as archive:
+        archive.add(member, arcname=member.name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("name", ["dac.tar.gz", "dac.tgz", "dac.tar"])
+def test_a_tar_archive_is_one_clean_line_saying_to_extract_it(tmp_path, name):
+    archive = tar_of(tmp_path, name, RAW / "criteo" / "train.txt")
+    flag = "-xf" if name == "dac.tar" else "-xzf"
+    with pytest.raises(CtrDistillError) as error:
+        run(tmp_path, archive, recipe="criteo", protocol="x1", schema=None)
+    message = str(error.value)
+    assert re.search(rf"{re.escape(name)} is a tar archive \(first member: train\.txt\); extract "
+                     rf"it first \(tar {flag} {re.escape(name)}\) and point --input at the data "
+                     r"file inside", message), message
+    assert message.isprintable()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_zip_archive_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "avazu.zip", "w") as archive:
+        archive.write(RAW / "avazu" / "train.csv", "train.csv")
+    with pytest.raises(CtrDistillError, match=r"avazu\.zip is a zip archive; extract it first"):
+        run(tmp_path, tmp_path / "avazu.zip", recipe="avazu", protocol="x1", schema=None)
+
+
+CONTROL_INPUTS = [
+    ("criteo", "train.txt", b"1\t2\x00\x00\x07\x1b[31m\n"),
+    ("csv", "data.csv", b"label,a,n\n1,x\x00y,3\n0,\x01\x02\n"),
+    ("csv", "data.csv", b"label,a,n\n1,x,3\n0,y,\x00\x08\n"),
+    ("frappe", "data.libfm", b"1 1:1\x00 2:1\n"),
+    ("movielens", "ratings.dat", b"1::2::\x00\x1b::3\x00\n"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "name", "data"), CONTROL_INPUTS)
+def test_error_messages_never_carry_control_characters(tmp_path, recipe, name, data):
+    (tmp_path / name).write_bytes(data)
+    extra = {} if recipe == "csv" else {"schema": None, "protocol": "x1"}
+    with pytest.raises(CtrDistillError) as error:
+        run(tmp_path, tmp_path / name, recipe=recipe, **extra)
+    assert str(error.value).isprintable(), repr(str(error.value))
+
+
+# ------------------------------------------------------------ row numbers from the CSV reader
+
+ROW_ERRORS = [
+    ("blank lines do not count", "label,a,n\n1,x,3\n\n0,y,4\n\n1,z\n",
+     r"wrong number of columns at data row 3 \(1-based\): expected 3, got 2: '1,z'"),
+    ("too many columns", "label,a,n\n1,x,3\n0,y,4,5\n",
+     r"wrong number of columns at data row 2 \(1-based\): expected 3, got 4"),
+    ("a quoted line break is one row", 'label,a,n\n1,"x\ny",3\n0,y,4\n1,z,four\n',
+     r"non-numeric value in a numeric column 'n' at data row 3 \(1-based\): 'four'"),
+    ("label column", "label,a,n\n1,x,3\nyes,y,4\n",
+     r"non-numeric value in a numeric column 'label' at data row 2 \(1-based\): 'yes'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [c[1:] for c in ROW_ERRORS],
+                         ids=[c[0] for c in ROW_ERRORS])
+def test_csv_reader_errors_name_the_data_row_and_the_field(tmp_path, text, message):
+    input = write(tmp_path / "data.csv", text)
+    with pytest.raises(CtrDistillError, match=message) as error:
+        run(tmp_path, input)
+    assert "CSV column #" not in str(error.value)
+
+
+def test_reader_error_rows_are_counted_over_earlier_blocks(tmp_path, monkeypatch):
+    """The bad row sits in a later PyArrow block than the first: its row is still exact."""
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 256)
+    lines = ["label,a,n", *(f"{i % 2},k{i % 7},{i}" for i in range(400))]
+    lines[301] = "1,k3,3.5.1"  # data row 301
+    input = write(tmp_path / "data.csv", "\n".join(lines) + "\n")
+    with pytest.raises(CtrDistillError, match=r"column 'n' at data row 301 \(1-based\): '3\.5\.1'"):
+        run(tmp_path, input)
+    lines[301] = "1,k3"
+    input = write(tmp_path / "data.csv", "\n".join(lines) + "\n")
+    with pytest.raises(CtrDistillError, match=r"columns at data row 301 \(1-based\): expected 3"):
+        run(tmp_path, input)
+
+
+def test_criteo_reader_error_names_the_criteo_column(tmp_path):
+    rows = (RAW / "criteo" / "train.txt").read_text().splitlines()[:30]
+    fields = rows[19].split("\t")
+    fields[5] = "12O"  # I5, a letter O for a zero
+    rows[19] = "\t".join(fields)
+    write(tmp_path / "train.txt", "\n".join(rows) + "\n")
+    with pytest.raises(CtrDistillError, match=r"train\.txt: non-numeric value in a numeric column "
+                                              r"'I5' at data row 20 \(1-based\): '12O'"):
+        run(tmp_path, tmp_path / "train.txt", recipe="criteo", protocol="x1", schema=None)
 
 
 # ------------------------------------------------------------------------ documented handling

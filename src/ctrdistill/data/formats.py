@@ -11,6 +11,10 @@ Python loop per row) and yields frames with exactly the schema's raw columns, la
   `day` column (days since 2014-10-21, Avazu's first day, so any file or chunk of the dataset
   gets the same day numbers) for day splits.
 - `frappe`: libfm text `label idx:1 ... idx:1` (labels -1/1), ten one-hot fields f0..f9.
+- `libsvm`: libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` lines with any
+  number of features (see `ctrdistill.data.libsvm`).
+- `recbole`: RecBole atomic files `.inter` with optional `.user`/`.item` (see
+  `ctrdistill.data.recbole`).
 - `movielens`: ml-100k `u.data` or ml-1m `ratings.dat`; click = rating >= 4; user and item
   features from the side files (`u.user`/`u.item`, `users.dat`/`movies.dat`) where they exist.
 """
@@ -25,25 +29,14 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ctrdistill.data.recipes import Protocol, Recipe, register_recipe, text_column_types
+from ctrdistill.data.libsvm import LibfmRecipe, LibsvmRecipe
+from ctrdistill.data.recbole import RecboleOptions, RecboleRecipe
+from ctrdistill.data.recipes import Protocol, Recipe, file_types, register_recipe
 from ctrdistill.data.schema import FieldSpec, Schema
-from ctrdistill.data.sources import raw_files, read_delimited
+from ctrdistill.data.sources import data_files, read_delimited, read_lines, report_unused
 from ctrdistill.errors import CtrDistillError
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def _input_file(path: Path, names: tuple[str, ...], recipe: str) -> Path:
-    """`path` itself, or the first of the official file `names` inside the directory `path`."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for name in names:
-            if (path / name).is_file():
-                return path / name
-        raise CtrDistillError(f"{recipe}: none of {', '.join(names)} in {path}")
-    raise CtrDistillError(f"input not found: {path}")
 
 
 def _check_columns(schema: Schema, available: list[str], recipe: str) -> None:
@@ -52,22 +45,6 @@ def _check_columns(schema: Schema, available: list[str], recipe: str) -> None:
     if missing:
         raise CtrDistillError(f"recipe '{recipe}' has no column(s) {missing} for the schema "
                               f"(available: {', '.join(available)})")
-
-
-def _file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.DataType]:
-    """The format's column types, with the schema's wishes (a numeric field read as float, ids
-    as strings) applied to the columns the file really has."""
-    types = dict(base)
-    types.update({c: t for c, t in text_column_types(schema).items() if c in base})
-    return types
-
-
-def _read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
-    """Whole lines (blank lines skipped) as one string column `line`, for formats whose separator
-    PyArrow's CSV reader cannot take (libfm's variable spacing, MovieLens' `::`)."""
-    # Tab delimiter turns quoting off; a tab in a line surfaces as a wrong column count.
-    yield from read_delimited(file, "\t", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
-                              encoding=encoding)
 
 
 def _split_lines(frame: pl.DataFrame, separator: str, names: list[str], file: Path,
@@ -109,9 +86,10 @@ class CriteoRecipe(Recipe):
         _check_columns(schema, CRITEO_COLUMNS, self.name)
         base = {"label": pa.float64(), **dict.fromkeys(CRITEO_NUMERIC, pa.float64()),
                 **dict.fromkeys(CRITEO_CATEGORICAL, pa.string())}
-        file = _input_file(path, ("train.txt", "train.txt.gz"), self.name)
-        yield from read_delimited(file, "\t", CRITEO_COLUMNS, _file_types(base, schema),
-                                  max_rows=chunk_rows, include_columns=schema.raw_columns())
+        for file in data_files(path, self.name, (".txt", ".tsv")):
+            yield from read_delimited(file, "\t", CRITEO_COLUMNS, file_types(base, schema),
+                                      max_rows=chunk_rows, include_columns=schema.raw_columns(),
+                                      quote_char=None)
 
 
 # --------------------------------------------------------------------------------------- avazu
@@ -143,12 +121,12 @@ class AvazuRecipe(Recipe):
         needs_time = any(c in derived for c in wanted)
         columns = [c for c in AVAZU_COLUMNS if c in wanted or (c == "hour" and needs_time)]
         base = {c: pa.string() for c in AVAZU_COLUMNS} | {"click": pa.float64()}
-        file = _input_file(path, ("train.csv", "train.gz", "train.csv.gz"), self.name)
-        for frame in read_delimited(file, ",", None, _file_types(base, schema),
-                                    max_rows=chunk_rows, include_columns=columns):
-            if needs_time:
-                frame = self._time_columns(frame, file)
-            yield frame.select(wanted)
+        for file in data_files(path, self.name, (".csv", ".gz")):  # Kaggle's is train.gz
+            for frame in read_delimited(file, ",", None, file_types(base, schema),
+                                        max_rows=chunk_rows, include_columns=columns):
+                if needs_time:
+                    frame = self._time_columns(frame, file)
+                yield frame.select(wanted)
 
     @staticmethod
     def _time_columns(frame: pl.DataFrame, file: Path) -> pl.DataFrame:
@@ -168,36 +146,6 @@ class AvazuRecipe(Recipe):
             (pl.col("__time").dt.date() - pl.lit(AVAZU_FIRST_DAY)).dt.total_days()
             .cast(pl.Int32).alias("day"),
         ).drop("__time")
-
-
-# -------------------------------------------------------------------------------------- frappe
-
-
-class LibfmRecipe(Recipe):
-    """libfm text, one row per line: `label idx:value ...` with a fixed number of one-hot
-    features; labels -1/1 (or 0/1). Field f<k> holds the index token at position k."""
-
-    def __init__(self, name: str, description: str, num_fields: int,
-                 protocols: dict[str, Protocol]) -> None:
-        super().__init__(name, description, protocols)
-        self.fields = [f"f{k}" for k in range(num_fields)]
-
-    def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
-        return Schema(label="label", fields=[FieldSpec(name=f) for f in self.fields])
-
-    def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
-        _check_columns(schema, ["label", *self.fields], self.name)
-        for file in raw_files(path, (".libfm", ".txt")):
-            first_row = 0
-            for lines in _read_lines(file, chunk_rows):
-                parts = _split_lines(lines, " ", ["label", *self.fields], file, first_row,
-                                     regex_space=True)
-                first_row += len(lines)
-                raw = pl.col("label").cast(pl.Float64, strict=False)
-                yield parts.with_columns(
-                    pl.when(raw == -1).then(0.0).otherwise(raw).alias("label"),
-                    *(pl.col(f).str.replace(r":.*$", "") for f in self.fields),
-                ).select(schema.raw_columns())
 
 
 # ----------------------------------------------------------------------------------- movielens
@@ -221,7 +169,16 @@ class _MovielensFiles:
 
 def _movielens_files(path: Path) -> _MovielensFiles:
     """Which MovieLens release: by file name (u.data, ratings.dat), else by the first line."""
-    ratings = _input_file(path, ("ratings.dat", "u.data"), "movielens")
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in ("ratings.dat", "u.data") if (path / n).is_file()]
+        if not found:
+            raise CtrDistillError(f"movielens: none of ratings.dat, u.data in {path}")
+        ratings = found[0]
+    elif path.is_file():
+        ratings = path
+    else:
+        raise CtrDistillError(f"input not found: {path}")
     if ratings.name == "ratings.dat":
         variant = "ml-1m"
     elif ratings.name == "u.data":
@@ -240,6 +197,12 @@ def _movielens_files(path: Path) -> _MovielensFiles:
 class MovielensRecipe(Recipe):
     """MovieLens ml-100k / ml-1m ratings as clicks (rating >= 4), grouped by user for gAUC.
     `day` is days since 1970-01-01 (UTC) of the rating's timestamp."""
+
+    def announce_input(self, path: Path) -> None:
+        if Path(path).is_dir():
+            files = _movielens_files(path)
+            report_unused(Path(path), [p for p in (files.ratings, files.users, files.items) if p],
+                          self.name)
 
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         fields = [FieldSpec(name="user_id"), FieldSpec(name="item_id")]
@@ -302,7 +265,7 @@ class MovielensRecipe(Recipe):
                     encoding: str = "utf8") -> Iterator[pl.DataFrame]:
         """A `::`-separated ml-1m file, streamed."""
         first_row = 0
-        for lines in _read_lines(file, chunk_rows, encoding):
+        for lines in read_lines(file, chunk_rows, encoding):
             yield _split_lines(lines, "::", names, file, first_row)
             first_row += len(lines)
 
@@ -328,7 +291,7 @@ class MovielensRecipe(Recipe):
         assert files.items is not None
         if files.variant == "ml-100k":  # id|title|release|video release|url|19 genre flags
             names = ["item_id", "title", "release", "video_release", "url", *ML100K_GENRES]
-            lines = pl.concat(list(_read_lines(files.items, 1 << 20, "latin-1")))
+            lines = pl.concat(list(read_lines(files.items, 1 << 20, "latin-1")))
             flags = _split_lines(lines, "|", names, files.items, 0)
             genres = pl.concat_str(
                 [pl.when(pl.col(g).str.strip_chars() == "1").then(pl.lit(g))
@@ -354,6 +317,12 @@ register_recipe(AvazuRecipe(
 register_recipe(LibfmRecipe(
     "frappe", "Frappe libfm text (labels -1/1, 10 one-hot fields f0..f9)", 10,
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))
+register_recipe(LibsvmRecipe(
+    "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
+    "number of features per line; labels 0/1 or -1/+1"))
+register_recipe(RecboleRecipe(
+    "recbole", "RecBole atomic files: <name>.inter with optional .user/.item (tab-separated, "
+    "name:type header); label from label or rating >= 4", options=RecboleOptions()))
 register_recipe(MovielensRecipe(
     "movielens", "MovieLens ml-100k u.data or ml-1m ratings.dat; click = rating >= 4",
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))

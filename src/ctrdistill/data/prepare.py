@@ -4,22 +4,31 @@ Two streaming passes over the raw input, each chunk a Polars frame of bounded si
 counts values (training rows only) and fits numeric statistics, the second encodes and writes
 shards per split. Memory is bounded by the chunk size plus the vocabularies, never by the file.
 Everything is written into a temporary directory that replaces the output only on success.
+
+A numeric value that is NaN, infinite or beyond float32's range (the prepared data is float32;
+`1e400` reads as infinite) is missing: it takes the field's `fill`, or the missing token when
+bucketised, and stays out of the fitted statistics. Such values are counted per field over the
+whole input, logged in one warning and recorded in `prepare_report.json` beside the feature map.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.recipes import Protocol, checked_numbers, get_recipe
+from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
@@ -34,8 +43,12 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_directory
 
+logger = logging.getLogger(__name__)
+
 SPLITS = ("train", "valid", "test")
 MISSING_TOKEN = ""
+REPORT_FILE = "prepare_report.json"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SplitConfig(StrictConfig):
@@ -84,6 +97,9 @@ class PrepareConfig(StrictConfig):
     output: Path
     protocol: str | None = None
     schema_: Schema | None = Field(None, alias="schema")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the recipe's reading options (csv/tsv layout, recbole "
+        "label), checked by the recipe's own strict model")
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_count: int | None = Field(None, ge=1)
     chunk_rows: int = Field(500_000, ge=1)
@@ -93,13 +109,15 @@ class PrepareConfig(StrictConfig):
 
 @dataclass
 class _Plan:
+    recipe: Recipe
     schema: Schema
     ratios: tuple[float, float, float]
     split: SplitConfig
 
 
 def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
-    recipe = get_recipe(config.recipe)
+    recipe = get_recipe(config.recipe).configure(config.options)
+    recipe.announce_input(config.input)
     protocol = None
     if config.protocol is not None:
         if config.protocol not in recipe.protocols:
@@ -116,7 +134,7 @@ def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
     ratios = config.split.ratios or (protocol.ratios if protocol else (0.8, 0.1, 0.1))
     if config.split.kind == "day" and schema.day is None:
         raise CtrDistillError("a day split needs a schema with a `day` column")
-    return _Plan(schema, ratios, config.split), protocol
+    return _Plan(recipe, schema, ratios, config.split), protocol
 
 
 def uniform_hash(row_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -186,7 +204,7 @@ def _token_expr(spec: FieldSpec) -> pl.Expr:
     if spec.kind == "numeric":  # bucketise: floor(ln(x)^2) for x > 2, else int(x)
         x = col.cast(pl.Float64)
         bucket = pl.when(x > 2).then((x.log() ** 2).floor()).otherwise(x.floor())
-        # NaN and ±inf have no bucket: they become the missing token, like an empty value
+        # a value below Int64's range has no bucket: it becomes the missing token, as null does
         return bucket.cast(pl.Int64, strict=False).cast(pl.String).fill_null(MISSING_TOKEN)
     if spec.kind == "sequence":
         return col.cast(pl.String).fill_null("").str.split(spec.separator).list.eval(
@@ -195,8 +213,25 @@ def _token_expr(spec: FieldSpec) -> pl.Expr:
 
 
 def _continuous_expr(spec: FieldSpec) -> pl.Expr:
-    x = pl.col(spec.column).cast(pl.Float64).fill_null(spec.fill).fill_nan(spec.fill)
+    x = pl.col(spec.column).cast(pl.Float64).fill_null(spec.fill)
     return x.clip(lower_bound=0).log1p() if spec.transform == "log1p" else x
+
+
+def _without_non_finite(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, Counter[str]]:
+    """Numeric columns with NaN, ±inf and values beyond float32's range made null (missing), and
+    how many each numeric field had."""
+    columns = list(dict.fromkeys(f.column for f in schema.fields if f.kind == "numeric"))
+    if not columns:
+        return frame, Counter()
+    # NaN compares false, so `finite` is false for NaN and ±inf; null stays null (not counted)
+    finite = {c: pl.col(c).abs() <= FLOAT32_MAX for c in columns}
+    counts = frame.select((~e).sum().alias(c) for c, e in finite.items()).row(0, named=True)
+    per_field = Counter({f.name: int(counts[f.column]) for f in schema.fields
+                         if f.kind == "numeric"})
+    if not any(counts.values()):
+        return frame, per_field
+    return frame.with_columns(pl.when(e).then(pl.col(c)).alias(c)
+                              for c, e in finite.items()), per_field
 
 
 class _VocabularyCounter:
@@ -237,13 +272,17 @@ def _owner_of(spec: FieldSpec) -> str:
     return spec.share_vocab_with or spec.name
 
 
-def _chunks(config: PrepareConfig, plan: _Plan):
-    """Raw chunks with a stable global row id and the split of each row."""
-    recipe = get_recipe(config.recipe)
+def _chunks(config: PrepareConfig, plan: _Plan,
+            non_finite: Counter[str] | None = None) -> Iterator[pl.DataFrame]:
+    """Raw chunks with a stable global row id and the split of each row; non-finite numerics are
+    missing, and counted into `non_finite` when given."""
     first_row = 0
-    for frame in recipe.read(config.input, plan.schema, config.chunk_rows):
+    for frame in plan.recipe.read(config.input, plan.schema, config.chunk_rows):
         # whatever the recipe, numeric columns reach the strict casts below as numbers
         frame = checked_numbers(frame, plan.schema, config.input, first_row)
+        frame, counts = _without_non_finite(frame, plan.schema)
+        if non_finite is not None:
+            non_finite.update(counts)
         label = _check_label(frame, plan.schema.label, config.input, first_row)
         frame = frame.with_columns(
             label.alias("__label"),
@@ -253,7 +292,15 @@ def _chunks(config: PrepareConfig, plan: _Plan):
         yield frame
 
 
-def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
+@dataclass
+class _Fitted:
+    vocabularies: dict[str, pl.DataFrame]
+    stats: dict[str, tuple[float, float]]
+    rows: int
+    non_finite: Counter[str]
+
+
+def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool) -> _Fitted:
     schema = plan.schema
     id_specs = [s for s in schema.fields if s.encoded_kind != "numeric"]
     owners: dict[str, list[FieldSpec]] = {}
@@ -261,21 +308,29 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
         owners.setdefault(_owner_of(spec), []).append(spec)
     counter = _VocabularyCounter(owners)
     standardized = [s for s in schema.fields if s.transform == "standardize"]
+    # over the values present: missing (and non-finite) values stay out of mean and std
+    counts = np.zeros(len(standardized))
     sums = np.zeros(len(standardized))
     squares = np.zeros(len(standardized))
+    non_finite: Counter[str] = Counter()
     train_rows = 0
     total = 0
     with progress(None, "prepare: fit", "rows", show_progress) as bar:
-        for frame in _chunks(config, plan):
+        for frame in _chunks(config, plan, non_finite):
             total += len(frame)
             train = frame.filter(pl.col("__split") == 0)
             train_rows += len(train)
             if len(train):
                 counter.add(train)
                 if standardized:
-                    values = train.select([_continuous_expr(s) for s in standardized]).to_numpy()
-                    sums += values.sum(0)
-                    squares += (values**2).sum(0)
+                    x = [pl.col(s.column).cast(pl.Float64) for s in standardized]
+                    moments = train.select(
+                        *(e.count().alias(f"n{i}") for i, e in enumerate(x)),
+                        *(e.sum().alias(f"s{i}") for i, e in enumerate(x)),
+                        *((e**2).sum().alias(f"q{i}") for i, e in enumerate(x))).to_numpy()[0]
+                    counts += moments[:len(x)]
+                    sums += moments[len(x):2 * len(x)]
+                    squares += moments[2 * len(x):]
             bar.update(len(frame))
     if total == 0:
         raise CtrDistillError(f"{config.input}: no rows")
@@ -283,10 +338,13 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool):
         raise CtrDistillError("the split leaves no training rows")
     by_name = {s.name: s for s in schema.fields}
     vocabularies = {o: counter.vocabulary(o, schema.min_count_of(by_name[o])) for o in owners}
-    mean = sums / train_rows
-    std = np.sqrt(np.maximum(squares / train_rows - mean**2, 0)) + 1e-12
+    present = np.maximum(counts, 1)  # a field with no value in training: mean 0, std 1
+    mean = sums / present
+    variance = squares / present - mean**2
+    # a constant training column would divide by ~0; std 1 keeps its encoding finite
+    std = np.where(variance > 0, np.sqrt(np.maximum(variance, 0)) + 1e-12, 1.0)
     stats = {s.name: (float(m), float(d)) for s, m, d in zip(standardized, mean, std, strict=True)}
-    return vocabularies, stats, total
+    return _Fitted(vocabularies, stats, total, non_finite)
 
 
 def vocabulary_digest(vocab: pl.DataFrame) -> str:
@@ -389,17 +447,27 @@ class _ShardWriter:
             self.buffers[split] = []
 
 
+def _report_non_finite(config: PrepareConfig, non_finite: Counter[str]) -> None:
+    found = {name: count for name, count in non_finite.items() if count}
+    if found:
+        logger.warning("%s: non-finite numeric values (NaN, inf, beyond float32) treated as "
+                       "missing: %s", config.input,
+                       ", ".join(f"{name} {count}" for name, count in found.items()))
+
+
 def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
     """Run the two passes and write `config.output` (atomically). Returns the feature map."""
     plan, _ = _plan(config)
     if config.output.exists() and not config.overwrite:  # fail before the long fitting pass
         raise CtrDistillError(
             f"output already exists: {config.output} (choose another path or remove it)")
-    vocabularies, stats, total = _fit(config, plan, show_progress)
-    feature_map = _feature_map(plan, vocabularies, stats, config)
+    fitted = _fit(config, plan, show_progress)
+    vocabularies = fitted.vocabularies
+    _report_non_finite(config, fitted.non_finite)
+    feature_map = _feature_map(plan, vocabularies, fitted.stats, config)
     with atomic_directory(config.output, overwrite=config.overwrite) as tmp:
         writer = _ShardWriter(tmp, config.shard_rows)
-        with progress(total, "prepare: encode", "rows", show_progress) as bar:
+        with progress(fitted.rows, "prepare: encode", "rows", show_progress) as bar:
             for frame in _chunks(config, plan):
                 encoded = _encode(frame, plan, feature_map, vocabularies)
                 split_of = frame["__split"]
@@ -412,5 +480,7 @@ def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
         for owner, vocab in vocabularies.items():
             vocab.write_parquet(tmp / "vocab" / f"{owner}.parquet")
         (tmp / "schema.json").write_text(plan.schema.model_dump_json(indent=2))
+        report = {"rows": fitted.rows, "numeric_non_finite": dict(fitted.non_finite)}
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         feature_map.save(tmp / FEATURE_MAP_FILE)
     return feature_map

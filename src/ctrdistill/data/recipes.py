@@ -1,20 +1,26 @@
 """Recipes: how each raw format is read into frames with the schema's raw columns.
 
 A recipe knows its format's default schema and its benchmark protocols (split ratios, min count,
-numeric transform), and yields Polars frames whose label is already 0/1.
+numeric transform), and yields Polars frames whose label is already 0/1. A recipe may take
+options (the prepare config's `options`), validated strictly by its own options model.
+Directory inputs follow the one rule of `ctrdistill.data.sources`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
+from pydantic import Field, model_validator
 
+from ctrdistill.config import StrictConfig, validate_config
 from ctrdistill.data.schema import Schema
-from ctrdistill.data.sources import raw_files, read_delimited, read_parquet
+from ctrdistill.data.sources import data_files, read_delimited, read_parquet
 from ctrdistill.errors import CtrDistillError, unknown_name
 
 
@@ -35,6 +41,20 @@ class Recipe:
     name: str
     description: str
     protocols: dict[str, Protocol] = field(default_factory=dict)
+    options: StrictConfig | None = None
+
+    def configure(self, options: Mapping[str, Any]) -> Recipe:
+        """This recipe with the user's `options` over its defaults; unknown keys are an error."""
+        if self.options is None:
+            if options:
+                raise CtrDistillError(f"recipe '{self.name}' takes no options (given: "
+                                      f"{', '.join(options)})")
+            return self
+        configured = copy.copy(self)
+        configured.options = validate_config(type(self.options),
+                                             {**self.options.model_dump(), **options},
+                                             f"recipe '{self.name}' options")
+        return configured
 
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema | None:
         """The format's schema; None where the user must give one. `path`, the raw input, lets a
@@ -43,6 +63,9 @@ class Recipe:
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         raise NotImplementedError
+
+    def announce_input(self, path: Path) -> None:
+        """Log, once per prepare, what a multi-table recipe reads from `path` and what not."""
 
 
 def text_column_types(schema: Schema) -> dict[str, pa.DataType]:
@@ -59,18 +82,58 @@ def text_column_types(schema: Schema) -> dict[str, pa.DataType]:
     return types
 
 
-class DelimitedRecipe(Recipe):
-    """Generic CSV/TSV with a header line; the schema names the columns to use."""
+def file_types(base: dict[str, pa.DataType], schema: Schema) -> dict[str, pa.DataType]:
+    """The format's column types, with the schema's wishes (a numeric field read as float, ids
+    as strings) applied to the columns the file really has."""
+    types = dict(base)
+    types.update({c: t for c, t in text_column_types(schema).items() if c in base})
+    return types
 
-    def __init__(self, name: str, delimiter: str) -> None:
-        super().__init__(name, f"generic {name.upper()} with a header; needs a schema")
-        self.delimiter = delimiter
+
+class DelimitedOptions(StrictConfig):
+    """How a generic delimited file is laid out."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    header: bool = Field(True, description="the first line names the columns")
+    columns: list[str] | None = Field(
+        None, description="column names: required without a header; with one, they replace "
+        "the header's names")
+    quote_char: str | None = Field('"', min_length=1, max_length=1,
+                                   description="null turns quoting off")
+    comment: str | None = Field(None, min_length=1,
+                                description="lines starting with this are skipped")
+
+    @model_validator(mode="after")
+    def _check(self) -> DelimitedOptions:
+        if not self.header and not self.columns:
+            raise ValueError("columns are required when header is false")
+        if self.columns:
+            duplicates = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate column names: {duplicates}")
+        if self.quote_char is not None and self.quote_char == self.delimiter:
+            raise ValueError("quote_char and delimiter must differ")
+        return self
+
+
+class DelimitedRecipe(Recipe):
+    """Generic CSV/TSV; the schema names the columns to use, the options the file's layout."""
+
+    def __init__(self, name: str, delimiter: str, extensions: tuple[str, ...]) -> None:
+        super().__init__(name, f"generic {name.upper()} (header by default); needs a schema",
+                         options=DelimitedOptions(delimiter=delimiter,
+                                                  quote_char=None if delimiter == "\t" else '"'))
+        self.extensions = extensions
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
+        options = self.options
+        assert isinstance(options, DelimitedOptions)
         types = text_column_types(schema)
-        for file in raw_files(path, (".csv", ".tsv", ".txt", ".gz")):
-            for frame in read_delimited(file, self.delimiter, None, types, max_rows=chunk_rows,
-                                        include_columns=schema.raw_columns()):
+        for file in data_files(path, self.name, self.extensions):
+            for frame in read_delimited(file, options.delimiter, options.columns, types,
+                                        skip_rows=int(options.header and bool(options.columns)),
+                                        max_rows=chunk_rows, include_columns=schema.raw_columns(),
+                                        quote_char=options.quote_char, comment=options.comment):
                 yield frame.select(schema.raw_columns())
 
 
@@ -109,8 +172,10 @@ def checked_numbers(frame: pl.DataFrame, schema: Schema, source: Path | str,
 class ParquetRecipe(Recipe):
     """Generic Parquet file or directory of Parquet files; the schema names the columns."""
 
+    companions: tuple[str, ...] = ()
+
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
-        for file in raw_files(path, (".parquet",)):
+        for file in data_files(path, self.name, (".parquet",), self.companions):
             first_row = 0
             for frame in read_parquet(file, schema.raw_columns(), chunk_rows):
                 # Parquet columns carry any type: numbers may arrive as integers or as text
@@ -120,6 +185,8 @@ class ParquetRecipe(Recipe):
 
 class SyntheticRecipe(ParquetRecipe):
     """The output of `ctrdistill synth` (Parquet with label, I*, C*, day, p_true)."""
+
+    companions = ("synth.json",)
 
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         from ctrdistill.data.synthetic import SynthConfig, synthetic_schema
@@ -138,8 +205,8 @@ def register_recipe(recipe: Recipe) -> Recipe:
     return recipe
 
 
-register_recipe(DelimitedRecipe("csv", ","))
-register_recipe(DelimitedRecipe("tsv", "\t"))
+register_recipe(DelimitedRecipe("csv", ",", (".csv", ".txt")))
+register_recipe(DelimitedRecipe("tsv", "\t", (".tsv", ".txt")))
 register_recipe(ParquetRecipe("parquet", "generic Parquet; needs a schema"))
 register_recipe(SyntheticRecipe(
     "synthetic", "output of `ctrdistill synth`",

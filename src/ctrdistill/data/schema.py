@@ -5,6 +5,9 @@ Encoding conventions (shared by every prepared dataset):
   `min_count`), 2.. are the vocabulary sorted by descending training count;
 - a missing categorical value becomes the empty-string token, counted like any other value;
 - a missing continuous numeric value becomes the field's `fill` (default 0) before its transform;
+  NaN, ±inf and values beyond float32's range count as missing (and are reported by `prepare`);
+- `standardize` subtracts the mean and divides by the std of the training values present
+  (missing ones left out; a constant column gets std 1);
 - a bucketised numeric becomes categorical: floor(ln(x)^2) for x > 2, else int(x), missing -> "".
 """
 

@@ -1,8 +1,29 @@
-"""Streaming readers of raw tables: CSV/TSV through PyArrow's incremental reader, Parquet by row
-groups. Each yields Polars frames of bounded size; reader errors become one clear line."""
+"""Streaming readers of raw tables: delimited text in blocks of whole rows, each parsed by PyArrow's
+CSV parser, Parquet by row groups. Each yields Polars frames of bounded size; reader errors become
+one clear line that names the file, the 1-based data row (header and comment lines not counted)
+and the column, and never carries control characters from the data.
+
+Directory inputs, one rule for every recipe:
+
+- A single-table recipe (criteo, avazu, frappe, libsvm, csv, tsv, parquet, synthetic) reads a
+  directory as every file directly inside it whose name ends with one of the recipe's data
+  extensions, optionally followed by `.gz`, in name order. Names starting with `.` or `_`
+  (`.DS_Store`, Spark's `_SUCCESS`) are skipped, as are the recipe's companion files
+  (synthetic: `synth.json`). Any other file, or a subfolder, is an error naming it; a directory
+  without a data file is an error.
+- A multi-table recipe (movielens, recbole) reads a directory as one dataset whose files it
+  knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: the one
+  `*.inter` file with its `.user`/`.item`); the other files in it are listed in one warning.
+- A file input is read as it is, whatever its name. Tar and zip archives are refused with a hint
+  to extract them first.
+"""
 
 from __future__ import annotations
 
+import codecs
+import logging
+import re
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,20 +34,119 @@ import pyarrow.parquet as pq
 
 from ctrdistill.errors import CtrDistillError
 
+logger = logging.getLogger(__name__)
+
 BLOCK_BYTES = 16 << 20
+# PyArrow's default null spellings minus those of NaN, which it then reads as the float NaN:
+# prepare counts a NaN as a non-finite value, where a null would pass as an ordinary missing one
+NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "N/A",
+               "NA", "NULL", "n/a", "null"]
+HIDDEN_PREFIXES = (".", "_")
 
 
-def raw_files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """A file, or the files of a directory with one of the suffixes, sorted."""
+def printable(text: str, limit: int = 120) -> str:
+    """`text` safe for a one-line message: control characters escaped, long text cut."""
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return safe + ("..." if len(text) > limit else "")
+
+
+def _matches(name: str, extensions: tuple[str, ...]) -> bool:
+    return any(name.endswith(ext) or name.endswith(ext + ".gz") for ext in extensions)
+
+
+def _pattern(extensions: tuple[str, ...]) -> str:
+    return ", ".join(f"*{e}" + ("" if e == ".gz" else f", *{e}.gz") for e in extensions)
+
+
+def data_files(path: Path, recipe: str, extensions: tuple[str, ...],
+               companions: tuple[str, ...] = ()) -> list[Path]:
+    """A file input as it is, or a directory's data files by the rule of the module docstring."""
     path = Path(path)
     if path.is_file():
         return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes)
-        if files:
-            return files
-        raise CtrDistillError(f"no {'/'.join(suffixes)} files in {path}")
-    raise CtrDistillError(f"input not found: {path}")
+    if not path.is_dir():
+        raise CtrDistillError(f"input not found: {path}")
+    files = []
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        if name.startswith(HIDDEN_PREFIXES) or name in companions:
+            continue
+        if entry.is_dir():
+            raise CtrDistillError(f"{path}: subfolder {name!r} in the input directory "
+                                  "(directories are not searched recursively)")
+        if not _matches(name, extensions):
+            raise CtrDistillError(
+                f"{path}: {name!r} is not a data file of recipe '{recipe}' "
+                f"({_pattern(extensions)}); move it out of the directory or point --input at the "
+                "data file")
+        files.append(entry)
+    if not files:
+        raise CtrDistillError(f"{path}: no data files of recipe '{recipe}' "
+                              f"({_pattern(extensions)})")
+    return files
+
+
+def report_unused(folder: Path, used: list[Path], recipe: str) -> None:
+    """One warning naming the files of a multi-table dataset directory that are not read."""
+    used_names = {p.name for p in used}
+    unused = sorted(p.name for p in folder.iterdir() if p.name not in used_names
+                    and not p.name.startswith(HIDDEN_PREFIXES))
+    if unused:
+        logger.warning("%s: reading %s from %s; not used: %s", recipe,
+                       ", ".join(sorted(used_names)), folder, ", ".join(unused))
+
+
+def check_data_file(path: Path) -> None:
+    """Fail early, in one line, on an input no reader could make sense of."""
+    if not path.is_file():
+        raise CtrDistillError(f"input not found: {path}")
+    if path.stat().st_size == 0:
+        raise CtrDistillError(f"{path}: file is empty")
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as archive:
+            first = archive.next()
+        inside = f" (first member: {printable(first.name)})" if first is not None else ""
+        flag = "-xzf" if path.name.endswith((".gz", ".tgz")) else "-xf"
+        raise CtrDistillError(
+            f"{path} is a tar archive{inside}; extract it first (tar {flag} {path.name}) and point "
+            "--input at the data file inside (for Criteo's dac.tar.gz: train.txt)")
+    with path.open("rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":
+            raise CtrDistillError(f"{path} is a zip archive; extract it first (unzip {path.name}) "
+                                  "and point --input at the data file inside")
+
+
+def _blocks(path: Path, quote_char: str | None, comment: str | None,
+            encoding: str) -> Iterator[bytes]:
+    """The file, decompressed by its extension, as UTF-8 blocks of whole rows: each block ends at
+    a line end outside quotes, lines starting with `comment` are removed (by one regular
+    expression a block). The bytes are read here, by PyArrow's own file reader: a Python stream
+    handed to PyArrow's CSV reader can abort the process at exit after a read error."""
+    comment_line = (re.compile(rb"^" + re.escape(comment.encode(encoding)) + rb"[^\n]*\n?",
+                               re.MULTILINE) if comment else None)
+    quote = quote_char.encode() if quote_char else None
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    carry = b""
+    with pa.input_stream(str(path), compression="detect") as source:
+        while True:
+            block = source.read(BLOCK_BYTES)
+            text = carry + block
+            end = text.rfind(b"\n") + 1 if block else len(text)
+            rows = text[:end]
+            if comment_line is not None:
+                rows = comment_line.sub(b"", rows)
+            cut = len(rows)
+            if quote and block and len(carry) < 4 * BLOCK_BYTES:  # else: PyArrow reports it
+                open_quotes = rows.count(quote) % 2
+                while open_quotes and cut:  # inside a quoted value: cut at an earlier line end
+                    previous = rows.rfind(b"\n", 0, cut - 1) + 1
+                    open_quotes ^= rows.count(quote, previous, cut) % 2
+                    cut = previous
+            carry = rows[cut:] + text[end:]
+            if cut:
+                yield rows[:cut] if utf8 else rows[:cut].decode(encoding).encode()
+            if not block:
+                return
 
 
 def read_delimited(
@@ -38,36 +158,111 @@ def read_delimited(
     max_rows: int | None = None,
     include_columns: list[str] | None = None,
     encoding: str = "utf8",
+    quote_char: str | None = '"',
+    comment: str | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Stream a delimited text file. `column_names` None means the first line is a header.
 
     Frames have at most `max_rows` rows; `include_columns` (default all) are the only columns
-    converted, so an unused column can never fail type inference; `encoding` is the file's.
+    converted, so an unused column can never fail type inference; `encoding` is the file's;
+    `quote_char` None turns quoting off; lines starting with `comment` are skipped. Each block
+    is parsed on its own, so an error is located by parsing that block again on one thread.
     """
-    if path.stat().st_size == 0:
-        raise CtrDistillError(f"{path}: file is empty")
-    read_options = pacsv.ReadOptions(column_names=column_names, block_size=BLOCK_BYTES,
-                                     skip_rows=skip_rows, encoding=encoding)
-    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t"
-                                       else '"')
-    convert_options = pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=True,
-                                           quoted_strings_can_be_null=True,
-                                           include_columns=include_columns or [])
+    check_data_file(path)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter,
+                                       quote_char=False if quote_char is None else quote_char)
+    convert_options = pacsv.ConvertOptions(
+        column_types=column_types, null_values=NULL_VALUES, strings_can_be_null=True,
+        quoted_strings_can_be_null=True, include_columns=include_columns or [])
+    names = column_names
+    rows_before = 0
+    message = None
+    for index, block in enumerate(_blocks(path, quote_char, comment, encoding)):
+        first = index == 0  # skipped rows and the header are in the first block
+        read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip_rows if first else 0,
+                                         block_size=1 << 22)
+        try:
+            if names is None:
+                names = _header(block, read_options, parse_options)
+            table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options,
+                                   convert_options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
+            message = _arrow_message(
+                str(error), block, read_options, parse_options, convert_options, names or [],
+                rows_before - (skip_rows + (column_names is None) if first else 0))
+            break
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        rows_before += len(frame)
+        if len(frame):
+            yield from frame.iter_slices(max_rows) if max_rows else [frame]
+    if message is not None:  # raised outside the handler: PyArrow's error is released
+        raise CtrDistillError(f"{path}: {message}")
+
+
+def _header(block: bytes, read_options: pacsv.ReadOptions,
+            parse_options: pacsv.ParseOptions) -> list[str]:
+    """The column names of the block's header line, read without converting any value."""
+    options = pacsv.ReadOptions(skip_rows=read_options.skip_rows, block_size=1 << 22)
+    convert = pacsv.ConvertOptions(column_types={}, check_utf8=False,
+                                   include_columns=[], null_values=NULL_VALUES)
+    with pacsv.open_csv(pa.BufferReader(block), options, parse_options, convert) as reader:
+        return reader.schema.names
+
+
+def read_lines(file: Path, chunk_rows: int, encoding: str = "utf8") -> Iterator[pl.DataFrame]:
+    """Whole lines (blank lines skipped) as one string column `line`, for formats whose separator
+    PyArrow's CSV reader cannot take (libsvm's variable spacing, MovieLens' `::`)."""
+    # ASCII's unit separator never occurs in these text formats; quoting is off
+    yield from read_delimited(file, "\x1f", ["line"], {"line": pa.string()}, max_rows=chunk_rows,
+                              encoding=encoding, quote_char=None)
+
+
+_PARSE_ERROR = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
+_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): (.*)", re.DOTALL)
+
+
+def _arrow_message(text: str, block: bytes, read_options: pacsv.ReadOptions,
+                   parse_options: pacsv.ParseOptions, convert_options: pacsv.ConvertOptions,
+                   names: list[str], offset: int) -> str:
+    """PyArrow's error as one line with the 1-based data row (the block's row number on one
+    thread, where PyArrow's errors carry it, plus `offset`) and the column's name."""
+    text = text.strip()
+    first = text.splitlines()[0] if text else "unreadable file"
+    if "in include_columns does not exist" in first:
+        return f"missing column {first.split()[1]}"
+    if "Empty CSV file" in first:
+        return "file is empty"
+    if not ("Expected" in first and "columns" in first) and "conversion error" not in first:
+        return printable(text)
+    located = ""
     try:
-        reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
-        for batch in reader:
-            if batch.num_rows:
-                frame = pl.from_arrow(pa.Table.from_batches([batch]))
-                assert isinstance(frame, pl.DataFrame)
-                if max_rows is None or len(frame) <= max_rows:
-                    yield frame
-                else:
-                    yield from frame.iter_slices(max_rows)
+        one_thread = pacsv.ReadOptions(column_names=read_options.column_names,
+                                       skip_rows=read_options.skip_rows,
+                                       block_size=read_options.block_size, use_threads=False)
+        pacsv.read_csv(pa.BufferReader(block), one_thread, parse_options, convert_options)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
-        raise CtrDistillError(f"{path}: {_arrow_message(error)}") from None
+        located = str(error)
+    parse = _PARSE_ERROR.search(located)
+    if parse:
+        row, expected, got, snippet = parse.groups()
+        return (f"wrong number of columns at data row {int(row) + offset} (1-based): "
+                f"expected {expected}, got {got}: {snippet[:80]!r}")
+    conversion = _CONVERSION_ERROR.search(located)
+    if conversion:
+        index, row, target, detail = conversion.groups()
+        name = names[int(index)] if int(index) < len(names) else f"#{int(index) + 1}"
+        where = f"column '{name}' at data row {int(row) + offset} (1-based)"
+        if target == "string":
+            return f"text not valid in the file's encoding in {where}"
+        value = printable(detail.removeprefix("invalid value "), 80)
+        return f"non-numeric value in a numeric {where}: {value}"
+    return printable(text)  # the second read did not fail the same way: PyArrow's own words
 
 
 def read_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pl.DataFrame]:
+    check_data_file(path)
     try:
         file = pq.ParquetFile(path)
         missing = sorted(set(columns or []) - set(file.schema_arrow.names))
@@ -76,17 +271,4 @@ def read_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> Iter
         for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
             yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
     except pa.ArrowInvalid as error:
-        raise CtrDistillError(f"{path}: {_arrow_message(error)}") from None
-
-
-def _arrow_message(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0]
-    if "in include_columns does not exist" in text:
-        return f"missing column {text.split()[1]}"
-    if "Empty CSV file" in text:
-        return "file is empty"
-    if "Expected" in text and "columns" in text:
-        return f"wrong number of columns: {text}"
-    if "conversion error" in text:
-        return f"non-numeric value in a numeric column: {text}"
-    return text
+        raise CtrDistillError(f"{path}: {printable(str(error).strip())}") from None
