@@ -61,7 +61,8 @@ def write(path: Path, text: str) -> Path:
 
 def leftovers(tmp_path: Path) -> list[str]:
     """Anything prepare may have left in tmp_path: the output or a hidden temporary sibling."""
-    return sorted(p.name for p in tmp_path.iterdir() if p.name == "out" or ".tmp-" in p.name)
+    return sorted(p.name for p in tmp_path.iterdir()
+                  if p.name == "out" or any(m in p.name for m in (".tmp-", ".partial", ".old")))
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -631,7 +632,8 @@ def test_overwrite_semantics(tmp_path, monkeypatch):
     with pytest.raises(CtrDistillError, match="disk full"):
         run(tmp_path, input, overwrite=True)
     assert json.loads((out / "schema.json").read_text())["min_count"] == 2  # old output kept
-    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir()
+            if any(m in p.name for m in (".tmp-", ".partial", ".old"))] == []
 
 
 # ------------------------------------------------------------------------------------ synthetic

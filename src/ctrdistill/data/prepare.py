@@ -28,6 +28,7 @@ import polars as pl
 from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
+from ctrdistill.data.dataset import SPLITS
 from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
@@ -45,7 +46,6 @@ from ctrdistill.storage import atomic_directory
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
 MISSING_TOKEN = ""
 REPORT_FILE = "prepare_report.json"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
