@@ -14,7 +14,12 @@ from ctrdistill.config import validate_config
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader, StreamingLoader
 from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, generate_chunks, write_synthetic
+from ctrdistill.data.synthetic import (
+    HiddenClickModel,
+    SynthConfig,
+    generate_chunks,
+    write_synthetic,
+)
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.registry import build_model
 from ctrdistill.pipelines import evaluate, predict
@@ -77,10 +82,36 @@ def test_synthetic_is_deterministic_and_criteo_like() -> None:
 
 
 def test_drift_changes_the_hidden_model_across_days() -> None:
-    config = TINY.model_copy(update={"days": 4, "drift": 0.4})
-    frame = pl.concat(list(generate_chunks(config)))
-    assert frame["day"].unique().sort().to_list() == [0, 1, 2, 3]
-    assert frame["day"].is_sorted()
+    """drift > 0 rotates the hidden click model from day to day; drift = 0 keeps one model. The
+    same seed draws the same inputs either way, so p_true tells the two models apart."""
+    still_config = TINY.model_copy(update={"days": 4})
+    moving_config = still_config.model_copy(update={"drift": 0.4})
+    still = pl.concat(list(generate_chunks(still_config)))
+    moving = pl.concat(list(generate_chunks(moving_config)))
+    assert moving["day"].unique().sort().to_list() == [0, 1, 2, 3]
+    assert moving["day"].is_sorted()
+    inputs = [c for c in still.columns if c not in ("label", "p_true")]
+    assert moving.select(inputs).equals(still.select(inputs))  # same rows, only the model moves
+    day = moving["day"].to_numpy()
+    p_still, p_moving = still["p_true"].to_numpy(), moving["p_true"].to_numpy()
+    np.testing.assert_array_equal(p_moving[day == 0], p_still[day == 0])  # no rotation yet
+    for d in (1, 2, 3):
+        assert np.abs(p_moving[day == d] - p_still[day == d]).mean() > 0.01, d
+
+    # The hidden model itself, on one fixed set of inputs: constant without drift, and moving
+    # further from day 0's with every day with it.
+    def day_logits(config: SynthConfig) -> list[np.ndarray]:
+        model = HiddenClickModel(config)
+        ids, numerics = model._draw_inputs(np.random.default_rng(0), 2000)
+        return [model.logit(ids, numerics, day=d) for d in range(4)]
+
+    fixed = day_logits(still_config)
+    for logits in fixed[1:]:
+        np.testing.assert_array_equal(logits, fixed[0])
+    rotating = day_logits(moving_config)
+    np.testing.assert_array_equal(rotating[0], fixed[0])
+    correlation = [np.corrcoef(rotating[0], logits)[0, 1] for logits in rotating[1:]]
+    assert correlation[0] < 0.99 and correlation[0] > correlation[1] > correlation[2], correlation
 
 
 def test_split_and_vocabulary(prepared: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from ctrdistill.cli import main
 from ctrdistill.data.dataset import PreparedData
@@ -22,6 +23,7 @@ from ctrdistill.pipelines.train import TrainRunConfig
 from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.inference import score
 
 SYNTH = SynthConfig(rows=6000, days=3, drift=0.2, max_vocab=300, chunk_rows=2000, seed=11)
 
@@ -32,12 +34,13 @@ def setup(tmp_path_factory) -> tuple[Path, list[Path]]:
     write_synthetic(SYNTH, root / "raw", show_progress=False)
     prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
                           protocol="x4", shard_rows=1500), show_progress=False)
-    runs = []
+    runs = []  # teachers clearly better than chance: wrong labels change their AUCs
     for name, model in (("lr", {"name": "lr"}), ("dnn", {"name": "dnn", "embedding_dim": 4,
                                                          "hidden_units": [16]})):
         result = run_train(TrainRunConfig(name=name, data=root / "prep", output_dir=root / "runs",
-                                     model=model, train=TrainConfig(epochs=1, batch_size=512,
-                                                                    progress=False)))
+                                     model=model, train=TrainConfig(
+                                              epochs=2, batch_size=128, lr=0.01, threads=1,
+                                              progress=False)))
         runs.append(result.path)
     return root / "prep", runs
 
@@ -204,6 +207,18 @@ def test_label_cli(setup, tmp_path: Path, capsys) -> None:
                  str(tmp_path / "t")]) == 2
 
 
+def _assert_same_student(stored, live) -> None:
+    """Two distill results trained the same student: same test metrics, same weights."""
+    for key in ("auc", "logloss", "ensemble.auc", "distill"):
+        assert stored.metrics["test"][key] == pytest.approx(live.metrics["test"][key],
+                                                            abs=1e-5), key
+    a = torch.load(stored.path / "strategy_state.pt", weights_only=True)
+    b = torch.load(live.path / "strategy_state.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
 def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     from ctrdistill.config import validate_config
     from ctrdistill.pipelines.distill import DistillConfig, distill
@@ -219,10 +234,25 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
                                label_store=store, label_store_version=version, student=student,
                                train=train, strategy={"kind": kind, "ensemble": "mean_probs"})
         results.append(distill(config))
+    # The table's teacher and ensemble rows are those of the teachers' own scores of the test
+    # rows (wrong, misaligned or reordered stored labels would change them) ...
+    data = PreparedData(prep)
+    test_rows = data.load("test")
+    labels = test_rows.label.numpy()
+    own = np.stack([score(load_checkpoint(r, data.feature_map)[0], test_rows) for r in runs], 1)
+    mean_probs = (1 / (1 + np.exp(-own.astype(np.float64)))).mean(1)
     for result in results:
         rows = result.rows
-        assert [r["model"] for r in rows][:2] == ["teacher lr", "teacher dnn"]
-        assert 0 < result.metrics["test"]["auc"] < 1
+        assert [r["model"] for r in rows][:3] == ["teacher lr", "teacher dnn", "teacher ensemble"]
+        for k in (0, 1):
+            assert rows[k]["auc"] == pytest.approx(roc_auc_score(labels, own[:, k]), abs=1e-4)
+        assert rows[2]["auc"] == pytest.approx(roc_auc_score(labels, mean_probs), abs=1e-4)
+    # ... and the student distilled from the store is the one distilled from the live teachers.
+    live = distill(DistillConfig(name="live", data=prep, output_dir=tmp_path / "runs",
+                                 teachers=[{"run": r} for r in runs], student=student,
+                                 train=train, strategy={"kind": "direct",
+                                                        "ensemble": "mean_probs"}))
+    _assert_same_student(results[0], live)
     with pytest.raises(CtrDistillError, match="either teachers or a label_store"):
         validate_config(DistillConfig, {"name": "x", "data": str(prep), "label_store": str(store),
                                         "teachers": [{"run": str(runs[0])}]})
@@ -264,7 +294,12 @@ def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) ->
         strategy={"ensemble": "gate", "gate_inputs": ["logits", "hidden"], "hint": 0.1}))
     history = json.loads((result.path / "history.json").read_text())
     assert "hint" in history[0]["train"] and "teacher_weight.1" in history[0]
-    assert 0 < result.metrics["test"]["auc"] < 1  # tiny drifting data: only that it runs
+    # Stored hidden vectors feed the gate and the hint exactly as the live teachers' do.
+    live = distill(DistillConfig(
+        name="gated-live", data=prep, output_dir=tmp_path / "runs",
+        teachers=[{"run": r} for r in runs], student=student, train=train,
+        strategy={"ensemble": "gate", "gate_inputs": ["logits", "hidden"], "hint": 0.1}))
+    _assert_same_student(result, live)
     # Hidden vectors asked of a store that has none: one clear error.
     plain = tmp_path / "plain"
     label(runs, prep, plain, show_progress=False)

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -207,9 +208,6 @@ def test_kdef_modes_and_shared_embedding():
     batch = make_batch(fm, 32)
     model = KDEFModel.build({"name": "dnn", "embedding_dim": 4, "hidden_units": [8]}, fm, 3)
     assert all(s.embedding is model.embedding for s in model.subnetworks)
-    for mode in ("kdef", "naive"):
-        terms = KDEFStrategy(model, mode).loss(batch)
-        assert torch.isfinite(terms["loss"])
     with pytest.raises(ValueError, match="independent sub-networks need their own embeddings"):
         KDEFStrategy(model, "independent")
     # the ensemble checkpoint config rebuilds through the registry
@@ -218,6 +216,113 @@ def test_kdef_modes_and_shared_embedding():
     model.eval()
     rebuilt.eval()
     assert torch.allclose(rebuilt(batch), model(batch))
+
+
+class FixedMembers(nn.Module):
+    """A KDEF 'model' whose (N, B) sub-network logits are its parameter: losses and gradients
+    by hand."""
+
+    def __init__(self, logits: list[list[float]], shared_embedding: bool) -> None:
+        super().__init__()
+        self.z = nn.Parameter(torch.tensor(logits))
+        self.config = SimpleNamespace(shared_embedding=shared_embedding)
+
+    def member_logits(self, batch) -> torch.Tensor:
+        return self.z
+
+
+def _bce_of(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean BCE by hand, in float64 Python arithmetic."""
+    pairs = list(zip(labels.tolist(), logits.tolist(), strict=True))
+    return -sum(y * math.log(_sig(z)) + (1 - y) * math.log(1 - _sig(z)) for y, z in pairs) / len(
+        pairs)
+
+
+def test_kdef_naive_loss_is_bce_of_the_mean_logit():
+    """naive: BCE(y, sigmoid(mean_k z_k)) only; d/dz_kb = (sigmoid(mean_b) - y_b) / (N B), the
+    same for every sub-network."""
+    members = FixedMembers(Z3, shared_embedding=True)
+    terms = KDEFStrategy(members, "naive").loss(labels_batch(torch.tensor(Y)))
+    n, b = len(Z3), len(Y)
+    mean = [sum(row[i] for row in Z3) / n for i in range(b)]
+    assert float(terms["loss"].detach()) == pytest.approx(_bce(mean), rel=1e-6)
+    assert set(terms) == {"loss", "bce"}  # no teacher or peer term
+    terms["loss"].backward()
+    expected = [[(_sig(m) - y) / (n * b) for m, y in zip(mean, Y, strict=True)]] * n
+    assert torch.allclose(members.z.grad, torch.tensor(expected), atol=1e-7)
+
+
+def test_kdef_independent_loss_is_the_sum_of_own_bces():
+    """independent: sum_k BCE(y, p_k); d/dz_kb = (p_kb - y_b) / B depends on z_kb alone."""
+    members = FixedMembers(Z3, shared_embedding=False)
+    terms = KDEFStrategy(members, "independent").loss(labels_batch(torch.tensor(Y)))
+    assert float(terms["loss"].detach()) == pytest.approx(sum(_bce(z) for z in Z3), rel=1e-6)
+    assert set(terms) == {"loss", "bce"}
+    terms["loss"].backward()
+    expected = [[(_sig(v) - y) / len(Y) for v, y in zip(row, Y, strict=True)] for row in Z3]
+    assert torch.allclose(members.z.grad, torch.tensor(expected), atol=1e-7)
+
+
+def _subnet_grads(strategy: KDEFStrategy, batch, k: int) -> list[torch.Tensor]:
+    strategy.zero_grad(set_to_none=True)
+    strategy.loss(batch)["loss"].backward()
+    return [p.grad.clone() for p in strategy.model.subnetworks[k].parameters()]
+
+
+def _perturb(module: nn.Module) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+
+
+NO_DROPOUT = {"name": "dnn", "embedding_dim": 4, "hidden_units": [8], "dropout": 0.0}
+
+
+def test_kdef_naive_mode_on_a_real_ensemble():
+    fm = make_feature_map()
+    batch = make_batch(fm, 32)
+    torch.manual_seed(0)
+    model = KDEFModel.build(NO_DROPOUT, fm, 3)
+    strategy = KDEFStrategy(model, "naive")
+    with torch.no_grad():
+        mean = torch.stack([sub(batch) for sub in model.subnetworks]).mean(0)
+    assert float(strategy.loss(batch)["loss"].detach()) == pytest.approx(_bce_of(mean, batch.label),
+                                                                rel=1e-5)
+    # the one ensemble loss reaches every sub-network and the shared embedding
+    strategy.zero_grad(set_to_none=True)
+    strategy.loss(batch)["loss"].backward()
+    for sub in model.subnetworks:
+        own = [p for name, p in sub.named_parameters() if not name.startswith("embedding.")]
+        assert own and all(p.grad is not None and p.grad.abs().sum() > 0 for p in own)
+    assert model.embedding.table.weight.grad.abs().sum() > 0
+    # ... and couples them: moving sub-network 1 changes sub-network 0's gradient
+    before = _subnet_grads(strategy, batch, 0)
+    _perturb(model.subnetworks[1].mlp)
+    after = _subnet_grads(strategy, batch, 0)
+    assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_kdef_independent_subnetworks_share_nothing():
+    fm = make_feature_map()
+    batch = make_batch(fm, 32)
+    torch.manual_seed(0)
+    model = KDEFModel.build(NO_DROPOUT, fm, 3, shared_embedding=False)
+    strategy = KDEFStrategy(model, "independent")
+    storages = [{p.data_ptr() for p in sub.parameters()} for sub in model.subnetworks]
+    assert all(storages)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not storages[i] & storages[j], (i, j)  # no tensor memory in common
+    expected = sum(_bce_of(sub(batch), batch.label) for sub in model.subnetworks)
+    assert float(strategy.loss(batch)["loss"].detach()) == pytest.approx(expected, rel=1e-5)
+    # Sub-network 0's gradient does not depend on the others: perturb all of sub-network 1
+    # (its embedding included) and it stays exactly the same, while sub-network 1's moves.
+    before0, before1 = _subnet_grads(strategy, batch, 0), _subnet_grads(strategy, batch, 1)
+    _perturb(model.subnetworks[1])
+    after0, after1 = _subnet_grads(strategy, batch, 0), _subnet_grads(strategy, batch, 1)
+    assert all(torch.equal(a, b) for a, b in zip(before0, after0, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(before1, after1, strict=True))
+    assert all(g.abs().sum() > 0 for g in after0)
 
 
 def test_independent_subnetworks_own_their_embeddings(tmp_path):
@@ -234,7 +339,8 @@ def test_independent_subnetworks_own_their_embeddings(tmp_path):
                                                          batch.label)
     grads = torch.autograd.grad(own, [t.table.weight for t in tables], allow_unused=True)
     assert grads[0] is not None and grads[1] is None and grads[2] is None
-    assert torch.isfinite(strategy.loss(batch)["loss"])
+    expected = sum(_bce_of(sub(batch), batch.label) for sub in model.subnetworks)
+    assert float(strategy.loss(batch)["loss"].detach()) == pytest.approx(expected, rel=1e-5)
     # the checkpoint remembers the layout and rebuilds it
     save_checkpoint(tmp_path / "k.pt", model, fm)
     rebuilt, _ = load_checkpoint(tmp_path / "k.pt", fm)
