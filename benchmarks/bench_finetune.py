@@ -1,8 +1,8 @@
 """Fine-tuning pretrained peers (BENCHMARKS §6.3): why they end below where they started, and
 whether mutual learning helps when the fine-tuning rows are new to them.
 
-    python benchmarks/bench_finetune.py --experiment restart [--seeds 3] [--arms seen:1e-3:0 ...]
-    python benchmarks/bench_finetune.py --experiment halves [--seeds 3]
+    python -m benchmarks.bench_finetune --experiment restart [--seeds 3] [--arms seen:1e-3:0 ...]
+    python -m benchmarks.bench_finetune --experiment halves [--seeds 3]
 
 restart: DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs, reused) are
          fine-tuned on `--finetune-rows` rows that are either *seen* (the first rows of the
@@ -13,30 +13,38 @@ restart: DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs,
 halves:  the peers are pretrained one epoch alone on the first half of the training rows, then
          fine-tuned one epoch on the second half, alone (mutual weight 0) or together (weight 1),
          as one would fine-tune on a new day's rows. Writes finetune/halves.{json,md}.
+
+The fine-tuning rows are `common.data_subset`s of the benchmark data (a verb trains on a whole
+train split), and the ensemble's AUC is the library's `auc` of the peers' mean test logit (no
+verb evaluates an ensemble of separate runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_distill import train_config
-from bench_kdef import _alone, peer_logits
-from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
+import ctrdistill as cd
+from benchmarks.common import (
+    add_seed_arguments,
+    alone_run,
+    data_subset,
+    mean_std,
+    member_logits,
+    run_metrics,
+    run_once,
+    seed_range,
+    synthetic_dataset,
+    test_labels,
+    train_config,
+    train_run,
+)
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
-from ctrdistill.data.schema import FEATURE_MAP_FILE
-from ctrdistill.pipelines import MutualConfig, mutual
-from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
-from ctrdistill.pipelines.train import train as run_train
-from ctrdistill.storage import atomic_directory
 from ctrdistill.training.metrics import auc
 
 PEERS = ["deepfm", "dcn"]
@@ -46,43 +54,19 @@ ARMS = ["seen:1e-3:0", "fresh:1e-3:0", "seen:1e-4:0", "fresh:1e-4:0", "seen:1e-3
 EVAL_EVERY = 10
 
 
-def data_view(prep: Path, out: Path, train: pl.LazyFrame, valid: str) -> Path:
-    """A prepared-data directory training on the rows of `train` and validating on the `valid`
-    split of `prep`; vocabularies and evaluation shards are linked, not copied."""
-    if out.exists():
-        return out
-    data = PreparedData(prep)
-    frame = train.collect()
-    with atomic_directory(out) as tmp:
-        (tmp / "train").mkdir()
-        frame.write_parquet(tmp / "train" / "part-00000.parquet")
-        for name in ("vocab", "schema.json"):
-            (tmp / name).symlink_to((prep / name).resolve())
-        for split, source in (("valid", valid), ("test", "test")):
-            (tmp / split).symlink_to((prep / source).resolve())
-        feature_map = data.feature_map
-        feature_map.splits = {"train": len(frame), "valid": feature_map.splits[valid],
-                              "test": feature_map.splits["test"]}
-        feature_map.save(tmp / FEATURE_MAP_FILE)
-    return out
-
-
-def finetune(root: Path, view: Path, arm: Arm, seed: int) -> dict:
+def finetune(root: Path, prep: Path, view: Path, arm: Arm, seed: int) -> dict:
     """Test AUC of each peer at step 0 (pretrained) and every EVAL_EVERY steps after."""
-    alone = [_alone(root, root / "prep", p, seed) for p in PEERS]
+    alone = [alone_run(root, prep, p, seed) for p in PEERS]
     rows, lr, weight = arm
-    name = f"{rows}-lr{lr:g}-w{weight:g}-s{seed}"
-    out = root / "finetune" / name
-    if not (out / "metrics.json").exists():
-        mutual(MutualConfig(name=name, data=view, output_dir=out.parent, weight=weight,
-                            peer_runs=alone, train=train_config(seed, lr=lr,
-                                                                eval_every_steps=EVAL_EVERY)))
+    out = root / "finetune" / f"{rows}-lr{lr:g}-w{weight:g}-s{seed}"
+    run_once(out, cd.mutual, cd.MutualConfig(
+        name=out.name, data=view, output_dir=out.parent, weight=weight, peer_runs=alone,
+        train=train_config(seed, lr=lr, eval_every_steps=EVAL_EVERY)))
     history = json.loads((out / "history.json").read_text())
     curves = {}
     for k, (peer, run) in enumerate(zip(PEERS, alone, strict=True)):
-        pretrained = json.loads((run / "metrics.json").read_text())["test"]["auc"]
-        curves[peer] = [(0, pretrained)] + [(h["step"], h["valid"][f"peer{k}.auc"])
-                                            for h in history]
+        curves[peer] = [(0, run_metrics(run)["test"]["auc"])] + [
+            (h["step"], h["valid"][f"peer{k}.auc"]) for h in history]
     return curves
 
 
@@ -101,10 +85,12 @@ def label(arm: Arm) -> str:
 def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
                        seeds: list[int]) -> str:
     data = PreparedData(prep)
-    views = {kind: data_view(prep, root / "finetune" / f"data-{kind}",
-                             data.scan("train" if kind == "seen" else "valid").head(rows), "test")
+    views = {kind: data_subset(prep, root / "finetune" / f"data-{kind}",
+                               data.scan("train" if kind == "seen" else "valid").head(rows),
+                               valid="test")
              for kind in ("seen", "fresh")}
-    results = {arm: [finetune(root, views[arm[0]], arm, seed) for seed in seeds] for arm in arms}
+    results = {arm: [finetune(root, prep, views[arm[0]], arm, seed) for seed in seeds]
+               for arm in arms}
     (root / "finetune" / "restart.json").write_text(
         json.dumps({label(arm): curves for arm, curves in results.items()}, indent=1))
 
@@ -145,37 +131,32 @@ def relative(after: list[float], before: list[float]) -> str:
 def experiment_halves(root: Path, prep: Path, seeds: list[int]) -> str:
     data = PreparedData(prep)
     half = data.feature_map.splits["train"] // 2
-    first = data_view(prep, root / "finetune" / "data-first-half",
-                      data.scan("train").head(half), "valid")
-    second = data_view(prep, root / "finetune" / "data-second-half",
-                       data.scan("train").slice(half), "valid")
+    first = data_subset(prep, root / "finetune" / "data-first-half",
+                        data.scan("train").head(half))
+    second = data_subset(prep, root / "finetune" / "data-second-half",
+                         data.scan("train").slice(half))
     out = root / "finetune" / "halves"
     # peer -> per seed: pretrained on the first half, fine-tuned alone, together, all rows once
     aucs: dict[str, list[tuple[float, ...]]] = {p: [] for p in [*PEERS, "ensemble"]}
     for seed in seeds:
-        pretrained = []
-        for peer in PEERS:
-            run = out / f"{peer}-first-half-s{seed}"
-            if not (run / "metrics.json").exists():
-                run_train(RunConfig(name=run.name, data=first, output_dir=out,
-                                    model={"name": peer}, train=train_config(seed)))
-            pretrained.append(run)
+        pretrained = [train_run(out / f"{peer}-first-half-s{seed}", first, {"name": peer}, seed)
+                      for peer in PEERS]
         tests = []
         for weight in (0.0, 1.0):
-            run = out / f"second-half-w{weight:g}-s{seed}"
-            if not (run / "metrics.json").exists():
-                mutual(MutualConfig(name=run.name, data=second, output_dir=out, weight=weight,
-                                    peer_runs=pretrained, train=train_config(seed)))
-            tests.append(json.loads((run / "metrics.json").read_text())["test"])
-        once = [_alone(root, prep, p, seed) for p in PEERS]
+            name = f"second-half-w{weight:g}-s{seed}"
+            run = run_once(out / name, cd.mutual, cd.MutualConfig(
+                name=name, data=second, output_dir=out, weight=weight, peer_runs=pretrained,
+                train=train_config(seed)))
+            tests.append(run_metrics(run)["test"])
+        once = [alone_run(root, prep, p, seed) for p in PEERS]
         for k, peer in enumerate([*PEERS, "ensemble"]):
             key = f"peer{k}.auc" if peer != "ensemble" else "auc"
             if peer == "ensemble":
-                before = test_auc(data, pretrained)
-                all_rows = test_auc(data, once)
+                before = test_auc(prep, pretrained)
+                all_rows = test_auc(prep, once)
             else:
-                before = json.loads((pretrained[k] / "metrics.json").read_text())["test"]["auc"]
-                all_rows = json.loads((once[k] / "metrics.json").read_text())["test"]["auc"]
+                before = run_metrics(pretrained[k])["test"]["auc"]
+                all_rows = run_metrics(once[k])["test"]["auc"]
             aucs[peer].append((before, tests[0][key], tests[1][key], all_rows))
     (out.parent / "halves.json").write_text(json.dumps(aucs, indent=1))
     lines = ["| peer | seeds | first half only | + second half alone | + second half together "
@@ -188,11 +169,10 @@ def experiment_halves(root: Path, prep: Path, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_auc(data: PreparedData, runs: list[Path]) -> float:
+def test_auc(prep: Path, runs: list[Path]) -> float:
     """Test AUC of the mean logit of finished runs."""
-    test = data.load("test")
-    logits = np.concatenate([peer_logits(run, data, test) for run in runs], 1).mean(1)
-    return auc(test.label.numpy(), logits)
+    logits = np.concatenate([member_logits(run, prep) for run in runs], 1).mean(1)
+    return auc(test_labels(prep), logits)
 
 
 def main() -> None:
@@ -205,6 +185,7 @@ def main() -> None:
                         "fresh, WEIGHT the mutual weight (0: each peer fine-tuned alone)")
     add_seed_arguments(parser)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
     prep = synthetic_dataset(root, args.rows)
     if args.experiment == "restart":
