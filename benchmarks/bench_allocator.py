@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import ctrdistill as cd
-from benchmarks.common import speed_batch, synthetic_dataset, train_samples_per_second
+from benchmarks import common
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.strategies import PlainStrategy
 from ctrdistill.training.memory import OPT_OUT
@@ -41,8 +41,8 @@ def measure(prep: Path, model_name: str, steps: int, warmup: int) -> dict:
     trainer = Trainer(PlainStrategy(cd.build_model({"name": model_name}, data.feature_map)),
                       cd.TrainConfig(batch_size=BATCH, early_stop=None, lr_plateau=None,
                                      progress=False))
-    return {"train_samples_per_second": train_samples_per_second(
-                trainer, speed_batch(rows, BATCH), warmup, min_steps=steps),
+    return {"train_samples_per_second": common.train_samples_per_second(
+                trainer, common.speed_batch(rows, BATCH), warmup, min_steps=steps),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -60,7 +60,7 @@ def main() -> None:
         name, prep = args.child
         print(json.dumps(measure(Path(prep), name, args.steps, args.warmup)))
         return
-    prep = synthetic_dataset(Path(args.workdir), args.rows)
+    prep = common.synthetic_dataset(Path(args.workdir), args.rows)
     lines = ["| model | freed memory | train samples/s | peak RSS (GiB) |", "|---|---|---|---|"]
     for name in args.models:
         for setting, value in SETTINGS.items():

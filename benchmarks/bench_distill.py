@@ -24,19 +24,7 @@ import statistics
 from pathlib import Path
 
 import ctrdistill as cd
-from benchmarks.common import (
-    STUDENT,
-    add_seed_arguments,
-    run_metrics,
-    run_once,
-    seed_range,
-    student_alone_run,
-    summarise,
-    synthetic_dataset,
-    teacher_run,
-    teacher_store,
-    train_config,
-)
+from benchmarks import common
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.training.speed import inference_samples_per_second
@@ -46,28 +34,29 @@ COMBINES = ["mean_logits", "weights", "gate"]
 VARIANTS = ["KD from dcnv2"] + [f"KD from 3 teachers, {c}" for c in COMBINES]
 
 
-def test_and_cost(run: Path) -> dict:
+def metrics_and_cost(run: Path) -> dict:
     """Test metrics of a finished run, with its parameters and inference speed."""
-    metrics = run_metrics(run)
+    metrics = common.run_metrics(run)
     return metrics["test"] | {k: metrics[k] for k in ("params", "inference_samples_per_second")}
 
 
 def student(root: Path, prep: Path, name: str, seed: int, **config) -> dict:
     out = root / "students" / f"{name}-s{seed}"
-    return test_and_cost(run_once(out, cd.distill, cd.DistillConfig(
-        name=out.name, data=prep, output_dir=out.parent, student=STUDENT, **config)))
+    return metrics_and_cost(common.run_once(out, cd.distill, cd.DistillConfig(
+        name=out.name, data=prep, output_dir=out.parent, student=common.STUDENT, **config)))
 
 
 def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
-    runs = {t: teacher_run(root, prep, t) for t in TEACHERS}
-    results: dict[str, list[dict]] = {f"teacher {t}": [run_metrics(run)["test"]]
+    runs = {t: common.teacher_run(root, prep, t) for t in TEACHERS}
+    results: dict[str, list[dict]] = {f"teacher {t}": [common.run_metrics(run)["test"]]
                                       for t, run in runs.items()}
     variants = kd_variants(root, prep, runs)
     for seed in seeds:
         results.setdefault("DNN alone", []).append(
-            test_and_cost(student_alone_run(root, prep, seed)))
+            metrics_and_cost(common.student_alone_run(root, prep, seed)))
         for variant, config in variants.items():
-            metrics = student(root, prep, slug(variant), seed, train=train_config(seed), **config)
+            metrics = student(root, prep, slug(variant), seed, train=common.train_config(seed),
+                              **config)
             results.setdefault(variant, []).append(metrics)
             if "3 teachers" in variant:  # the ensemble the student learned from, on test
                 combine = variant.rsplit(" ", 1)[-1]
@@ -78,8 +67,8 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[di
 
 
 def kd_variants(root: Path, prep: Path, runs: dict[str, Path]) -> dict[str, dict]:
-    one, three = (teacher_store(root, prep, [runs["dcnv2"]]),
-                  teacher_store(root, prep, list(runs.values())))
+    one, three = (common.teacher_store(root, prep, [runs["dcnv2"]]),
+                  common.teacher_store(root, prep, list(runs.values())))
     variants: dict[str, dict] = {"KD from dcnv2": {"label_store": one}}
     for combine in COMBINES:
         variants[f"KD from 3 teachers, {combine}"] = {"label_store": three,
@@ -107,11 +96,11 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
                                                                     repeats=3)
 
     def test_auc(run: Path, key: str = "auc") -> float:
-        return run_metrics(run)["test"][key]
+        return common.run_metrics(run)["test"][key]
 
     rows, teacher_speeds, teacher_params = [], [], 0
     for name in TEACHERS:
-        run = teacher_run(root, prep, name)
+        run = common.teacher_run(root, prep, name)
         params, rate = speed(run)
         teacher_speeds.append(rate)
         teacher_params += params
@@ -122,7 +111,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
     rows.append({"model": "teacher ensemble (gate)", "params": teacher_params,
                  "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
                  "inference_samples_per_second": ensemble_rate})
-    students = {"DNN alone": [student_alone_run(root, prep, s) for s in seeds]}
+    students = {"DNN alone": [common.student_alone_run(root, prep, s) for s in seeds]}
     for variant in VARIANTS:
         students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
     for name, runs in students.items():
@@ -142,7 +131,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
 
 
 def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
-    teacher = teacher_run(root, prep, "dcnv2")
+    teacher = common.teacher_run(root, prep, "dcnv2")
     stop = {"epochs": 4, "early_stop": {"patience": 0}, "eval_every_steps": 150}
     variants = {
         "stop on valid AUC": {"stop_on": "valid_auc"},
@@ -155,8 +144,8 @@ def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, l
         for variant, config in variants.items():
             name = "stop-" + variant.replace(" ", "-").replace("+", "plus")
             results.setdefault(variant, []).append(student(
-                root, prep, name, seed, label_store=teacher_store(root, prep, [teacher]),
-                train=train_config(seed, **stop), **config))
+                root, prep, name, seed, label_store=common.teacher_store(root, prep, [teacher]),
+                train=common.train_config(seed, **stop), **config))
     return results
 
 
@@ -165,18 +154,18 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
-    add_seed_arguments(parser)
+    common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    seeds = seed_range(args)
+    prep = common.synthetic_dataset(root, args.rows)
+    seeds = common.seed_range(args)
     if args.experiment == "cost":
         table = experiment_cost(root, prep, seeds)
     else:
         run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
         results = run(root, prep, seeds)
-        table = summarise(results)
+        table = common.summarise(results)
         (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
     (root / f"distill_{args.experiment}.md").write_text(table)
     print(table)

@@ -27,21 +27,7 @@ from pathlib import Path
 import polars as pl
 
 import ctrdistill as cd
-from benchmarks.common import (
-    STUDENT,
-    add_seed_arguments,
-    data_subset,
-    run_metrics,
-    run_once,
-    seed_range,
-    student_alone_run,
-    summarise,
-    synthetic_dataset,
-    teacher_run,
-    teacher_store,
-    train_config,
-    train_run,
-)
+from benchmarks import common
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.labels.store import LOGITS, MANIFEST
@@ -54,8 +40,8 @@ TEACHER = "dcnv2"
 def stale_teacher(root: Path, prep: Path, days: list[int]) -> Path:
     """A teacher trained on the train rows of `days` only."""
     name = f"{TEACHER}-days{days[0]}-{days[-1]}"
-    view = data_subset(prep, root / f"prep-{name}", PreparedData(prep).scan("train", days))
-    return train_run(root / "teachers" / name, view, {"name": TEACHER})
+    view = common.data_subset(prep, root / f"prep-{name}", PreparedData(prep).scan("train", days))
+    return common.train_run(root / "teachers" / name, view, {"name": TEACHER})
 
 
 def write_shifted(store: Path, out: Path, shift: float) -> None:
@@ -71,47 +57,49 @@ def write_shifted(store: Path, out: Path, shift: float) -> None:
 
 def shifted_store(root: Path, prep: Path, teacher: Path, shift: float) -> Path:
     """A label store of `teacher` whose logits are all shifted by `shift` (a biased teacher)."""
-    store = teacher_store(root, prep, [teacher])
+    store = common.teacher_store(root, prep, [teacher])
     shifted = root / "stores" / f"{teacher.name}+{shift}"
-    return run_once(shifted, write_shifted, store, shifted, shift)
+    return common.run_once(shifted, write_shifted, store, shifted, shift)
 
 
 def experiment_bias(root: Path, seeds: list[int], rows: int) -> dict[str, list[dict]]:
-    prep = synthetic_dataset(root / "byday", rows, DAYS, DRIFT, split={
+    prep = common.synthetic_dataset(root / "byday", rows, DAYS, DRIFT, split={
         "kind": "day", "valid_days": [8], "test_days": [9]})
     stale = stale_teacher(root, prep, [0, 1, 2, 3])
-    full = teacher_run(root, prep, TEACHER)
-    sources = {"stale teacher (days 0-3)": {"label_store": teacher_store(root, prep, [stale])},
-               "shifted teacher (+1.0 logit)": {"label_store": shifted_store(root, prep, full,
-                                                                             1.0)}}
+    full = common.teacher_run(root, prep, TEACHER)
+    sources = {
+        "stale teacher (days 0-3)": {"label_store": common.teacher_store(root, prep, [stale])},
+        "shifted teacher (+1.0 logit)": {"label_store": shifted_store(root, prep, full, 1.0)}}
     results: dict[str, list[dict]] = {}
     for name, run in (("teacher: stale (days 0-3)", stale), ("teacher: days 0-7", full)):
-        results[name] = [run_metrics(run)["test"]]
+        results[name] = [common.run_metrics(run)["test"]]
     for seed in seeds:
         results.setdefault("DNN alone", []).append(
-            run_metrics(student_alone_run(root, prep, seed))["test"])
+            common.run_metrics(common.student_alone_run(root, prep, seed))["test"])
         for source, config in sources.items():
             tag = "stale" if "stale" in source else "shifted"
             for kind in ("direct", "aux"):
                 out = root / "students" / f"{kind}-{tag}-s{seed}"
-                run_once(out, cd.distill, cd.DistillConfig(
-                    name=out.name, data=prep, output_dir=out.parent, student=STUDENT,
-                    train=train_config(seed), strategy={"kind": kind}, **config))
-                results.setdefault(f"{kind} KD, {source}", []).append(run_metrics(out)["test"])
+                common.run_once(out, cd.distill, cd.DistillConfig(
+                    name=out.name, data=prep, output_dir=out.parent, student=common.STUDENT,
+                    train=common.train_config(seed), strategy={"kind": kind}, **config))
+                results.setdefault(f"{kind} KD, {source}", []).append(
+                    common.run_metrics(out)["test"])
     return results
 
 
 def experiment_stream(root: Path, rows: int) -> str:
     """Daily table: for each evaluation day, AUC and calibration of every stream's models."""
-    prep = synthetic_dataset(root / "random", rows, DAYS, DRIFT)
+    prep = common.synthetic_dataset(root / "random", rows, DAYS, DRIFT)
     histories = {}
     for updates in ("stale", "continual"):
         for kind in ("direct", "aux"):
             name = f"stream-{updates}-{kind}"
-            daily = run_once(root / "streams" / name / "daily.json", cd.stream, cd.StreamConfig(
-                name=name, data=prep, output_dir=root / "streams", teacher={"name": TEACHER},
-                student=STUDENT, teacher_updates=updates, distill={"kind": kind},
-                train=train_config().model_dump()))  # a DayTrainConfig takes no TrainConfig
+            out = root / "streams" / name
+            daily = common.run_once(out / "daily.json", cd.stream, cd.StreamConfig(
+                name=name, data=prep, output_dir=out.parent, teacher={"name": TEACHER},
+                student=common.STUDENT, teacher_updates=updates, distill={"kind": kind},
+                train=common.train_config().model_dump()))  # a DayTrainConfig takes no TrainConfig
             histories[name] = json.loads(daily.read_text())
     plot_daily(histories, root / "streams" / "daily.png")
     header = ["day"] + [f"{n.removeprefix('stream-')} {who} AUC / calib"
@@ -131,16 +119,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", default="bench_out/drift")
     parser.add_argument("--experiment", choices=["bias", "stream"], default="bias")
-    add_seed_arguments(parser)
+    common.add_seed_arguments(parser)
     parser.add_argument("--rows", type=int, default=ROWS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
     if args.experiment == "bias":
-        results = experiment_bias(root, seed_range(args), args.rows)
+        results = experiment_bias(root, common.seed_range(args), args.rows)
         (root / "bias.json").write_text(json.dumps(results, indent=1))
-        table = summarise(results)
+        table = common.summarise(results)
     else:
         table = experiment_stream(root, args.rows)
     (root / f"{args.experiment}.md").write_text(table)

@@ -35,7 +35,7 @@ import polars as pl
 import torch
 
 import ctrdistill as cd
-from benchmarks.common import mean_std, run_once
+from benchmarks import common
 from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.pipelines.writer import train_loader
 from ctrdistill.strategies import PlainStrategy
@@ -120,8 +120,8 @@ def table(results: dict) -> str:
             ev = statistics.mean(r["eval_s"] for r in runs)
             e2e = prep_s + statistics.mean(r["end_to_end_s"] for r in runs)
             mean[lib] = (prep_s, epoch, ev, e2e)
-            lines.append(f"| {name} | {lib} | {mean_std([r['auc'] for r in runs], 5)} | "
-                         f"{mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
+            lines.append(f"| {name} | {lib} | {common.mean_std([r['auc'] for r in runs], 5)} | "
+                         f"{common.mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
                          f"{epoch:.1f} | {ev:.2f} | {e2e:.1f} |")
         ratios = [o / t for o, t in zip(mean["ours"], mean["fuxictr"], strict=True)]
         lines.append(f"| {name} | ours/theirs | | | {ratios[0]:.2f} | {ratios[1]:.2f} | "
@@ -146,7 +146,7 @@ def main() -> None:
     python = fuxictr_venv(args.venv.absolute())
 
     raw, prep, csv = work / "raw", work / "prep", work / "csv"
-    run_once(raw, cd.synth, cd.SynthConfig(rows=args.rows), output=raw, show_progress=False)
+    common.run_once(raw, cd.synth, cd.SynthConfig(rows=args.rows), output=raw, show_progress=False)
     started = time.perf_counter()  # ours: raw -> encoded shards, timed from scratch
     cd.prepare(cd.PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4",
                                 overwrite=True))

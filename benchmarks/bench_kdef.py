@@ -30,19 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ctrdistill as cd
-from benchmarks.common import (
-    add_seed_arguments,
-    alone_run,
-    mean_and_std,
-    mean_std,
-    member_logits,
-    run_metrics,
-    run_once,
-    seed_range,
-    synthetic_dataset,
-    test_labels,
-    train_config,
-)
+from benchmarks import common
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.training.metrics import auc, sigmoid
 
@@ -59,7 +47,7 @@ STARTS = ["scratch", *FINETUNES]
 
 def disagreement(run: Path, prep: Path, rows: int = 100_000) -> float:
     """Mean |p_k - p_E| over sub-networks k and the first `rows` test rows."""
-    logits = member_logits(run, prep)[:rows]
+    logits = common.member_logits(run, prep)[:rows]
     ensemble = sigmoid(logits.mean(1, keepdims=True))
     return float(np.abs(sigmoid(logits) - ensemble).mean())
 
@@ -71,15 +59,15 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
         for n in sizes:
             for mode in (["kdef"] if n == 1 else modes):
                 out = root / "kdef" / f"{mode}-n{n}-s{seed}"
-                runs[(mode, n, seed)] = run_once(out, cd.kdef, cd.KDEFConfig(
+                runs[(mode, n, seed)] = common.run_once(out, cd.kdef, cd.KDEFConfig(
                     name=out.name, data=prep, output_dir=out.parent, backbone=BACKBONE,
-                    num_subnetworks=n, mode=mode, train=train_config(seed)))
+                    num_subnetworks=n, mode=mode, train=common.train_config(seed)))
     reports = {Path(r["run"]).name: r for r in cd.collapse(cd.CollapseConfig(
         runs=list(runs.values()), data=prep, output=root / "kdef" / "collapse",
         sample_rows=4096)).history}
     summary = []
     for (mode, n, seed), out in runs.items():
-        test = run_metrics(out)["test"]
+        test = common.run_metrics(out)["test"]
         subs = [test[f"sub{k}.auc"] for k in range(n)]
         summary.append({"mode": "single MLP" if n == 1 else mode, "N": n, "seed": seed,
                         "ensemble_auc": test["auc"], "mean_sub_auc": statistics.mean(subs),
@@ -97,7 +85,8 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
     lines = ["| mode | N | seeds | ensemble AUC | mean sub AUC | worst sub AUC | spread "
              "| disagreement | field IA | hidden IA |", "|---|---|---|" + "---|" * len(columns)]
     for (mode, n), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        cells = [mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5) for c in columns]
+        cells = [common.mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5)
+                 for c in columns]
         lines.append(f"| {mode} | {n} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -121,8 +110,8 @@ def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
             if single:
                 keys = [1, *keys]
             for key, style in series:
-                cells = [mean_and_std([r[key] for r in (groups[(mode, n)] if n > 1 else single)])
-                         for n in keys]
+                cells = [common.mean_and_std(
+                    [r[key] for r in (groups[(mode, n)] if n > 1 else single)]) for n in keys]
                 ax.errorbar(keys, [m for m, _ in cells], yerr=[sd for _, sd in cells], fmt=style,
                             color=colour, capsize=3,
                             label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
@@ -172,18 +161,18 @@ def plot_gains(rows: list[dict], path: Path) -> None:
 def mutual_run(root: Path, prep: Path, name: str, seed: int, weight: float = 1.0,
                train: dict | None = None, **members) -> Path:
     out = root / "mutual" / name
-    return run_once(out, cd.mutual, cd.MutualConfig(
+    return common.run_once(out, cd.mutual, cd.MutualConfig(
         name=name, data=prep, output_dir=out.parent, weight=weight,
-        train=train_config(seed, **(train or {})), **members))
+        train=common.train_config(seed, **(train or {})), **members))
 
 
 def finetuned_alone(root: Path, prep: Path, start: str, alone: dict[str, Path],
                     seed: int) -> np.ndarray:
     """Test logits of the pretrained peers after one more epoch, each alone: a group run with
     mutual weight 0 (independent peers, at a group run's cost and on its batches)."""
-    return member_logits(mutual_run(root, prep, f"{start}-alone-{'-'.join(alone)}-s{seed}", seed,
-                                    weight=0.0, train=FINETUNES[start],
-                                    peer_runs=list(alone.values())), prep)
+    run = mutual_run(root, prep, f"{start}-alone-{'-'.join(alone)}-s{seed}", seed, weight=0.0,
+                     train=FINETUNES[start], peer_runs=list(alone.values()))
+    return common.member_logits(run, prep)
 
 
 def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int],
@@ -193,12 +182,12 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     epoch alone: mutual weight 0 trains them independently at the same cost). Fine-tuned peers
     are also compared with the pretrained peers they started from. The peers' ensemble (mean
     logit) is compared with the ensemble of the same peers trained without the mutual term."""
-    labels = test_labels(prep)
+    labels = common.labels_of_test(prep)
     # (start, group, peer) -> per seed: (AUC without the mutual term, with it, pretrained)
     results: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for seed in seeds:
-        alone = {p: alone_run(root, prep, p, seed) for p in peers}
-        pretrained = np.concatenate([member_logits(alone[p], prep) for p in peers], 1)
+        alone = {p: common.alone_run(root, prep, p, seed) for p in peers}
+        pretrained = np.concatenate([common.member_logits(alone[p], prep) for p in peers], 1)
         for start in starts:
             base = pretrained if start == "scratch" else finetuned_alone(
                 root, prep, start, alone, seed)
@@ -206,7 +195,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
                            else {"peer_runs": [alone[p] for p in group]})
-                test = run_metrics(mutual_run(
+                test = common.run_metrics(mutual_run(
                     root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
                     train=FINETUNES.get(start), **members))["test"]
                 for k, peer in enumerate(group):
@@ -230,11 +219,12 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with | relative gain "
              "| pretrained AUC | relative gain vs pretrained |", "|---" * 9 + "|"]
     for row in rows:
-        versus = ([mean_std(row["auc_pretrained"], 5),
+        versus = ([common.mean_std(row["auc_pretrained"], 5),
                    f"{row['gain_vs_pretrained_mean']:.3f} ± {row['gain_vs_pretrained_std']:.3f}%"]
                   if row["start"] in FINETUNES else ["-", "-"])
         lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
-                     f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
+                     f"{common.mean_std(row['auc_without'], 5)} | "
+                     f"{common.mean_std(row['auc_with'], 5)} | "
                      f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% | " + " | ".join(versus)
                      + " |")
     return "\n".join(lines) + "\n"
@@ -242,7 +232,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
 
 def relative_gain(after: list[float], before: list[float], name: str) -> dict[str, float]:
     """Mean and std over seeds of 100 * (after - before) / before."""
-    mean, std = mean_and_std([100 * (a - b) / b for a, b in zip(after, before, strict=True)])
+    mean, std = common.mean_and_std([100 * (a - b) / b for a, b in zip(after, before, strict=True)])
     return {f"{name}_mean": mean, f"{name}_std": std}
 
 
@@ -251,7 +241,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["scaling", "mutual"], default="scaling")
-    add_seed_arguments(parser)
+    common.add_seed_arguments(parser)
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
     parser.add_argument("--modes", nargs="*", choices=MODES, default=MODES,
                         help="scaling: ensemble modes for N > 1 (split runs over processes)")
@@ -266,8 +256,8 @@ def main() -> None:
     if any(not 2 <= k <= len(args.peers) for k in args.group_sizes or []):
         parser.error(f"--group-sizes must lie in 2..{len(args.peers)}")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    seeds = seed_range(args)
+    prep = common.synthetic_dataset(root, args.rows)
+    seeds = common.seed_range(args)
     if args.experiment == "scaling":
         table = experiment_scaling(root, prep, seeds, args.sizes, args.modes)
     else:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import ctrdistill as cd
-from benchmarks.common import synthetic_dataset, teacher_run, train_config
+from benchmarks import common
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.labels.store import LabelStore, teacher_logits
 
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    teacher = teacher_run(root, prep, "dcnv2")
+    prep = common.synthetic_dataset(root, args.rows)
+    teacher = common.teacher_run(root, prep, "dcnv2")
     data = PreparedData(prep)
     store_path = root / "stores" / "dcnv2-once"
     shutil.rmtree(store_path, ignore_errors=True)
@@ -71,7 +71,7 @@ def main() -> None:
         start = time.perf_counter()
         result = cd.distill(cd.DistillConfig(name=name, data=prep, output_dir=out.parent,
                                              label_store=store_path, student=student,
-                                             train=train_config(k + 1)))
+                                             train=common.train_config(k + 1)))
         results.append({"student": student, "seconds": time.perf_counter() - start,
                         "test_auc": result.metrics["test"]["auc"]})
     n = len(STUDENTS)

@@ -20,15 +20,7 @@ from pathlib import Path
 import torch
 
 import ctrdistill as cd
-from benchmarks.common import (
-    data_subset,
-    run_metrics,
-    speed_batch,
-    synthetic_dataset,
-    train_config,
-    train_run,
-    train_samples_per_second,
-)
+from benchmarks import common
 from ctrdistill.analysis.report import markdown_table, result_row
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.strategies import PlainStrategy
@@ -39,14 +31,14 @@ from ctrdistill.training.trainer import Trainer
 def speed(prep: Path) -> str:
     data = PreparedData(prep)
     rows = data.load("valid")
-    batch = speed_batch(rows)
+    batch = common.speed_batch(rows)
     table = []
     for name in cd.model_names():
         torch.manual_seed(0)
         model = cd.build_model({"name": name}, data.feature_map)
-        trainer = Trainer(PlainStrategy(model), train_config())
+        trainer = Trainer(PlainStrategy(model), common.train_config())
         table.append({"model": name, "params": model.num_parameters(),
-                      "train_samples_per_second": train_samples_per_second(
+                      "train_samples_per_second": common.train_samples_per_second(
                           trainer, batch, warmup=1, min_steps=2, min_seconds=2.0),
                       "inference_samples_per_second": inference_samples_per_second(model, rows)})
         print(markdown_table(table[-1:]), flush=True)
@@ -54,12 +46,12 @@ def speed(prep: Path) -> str:
 
 
 def accuracy(root: Path, prep: Path, train_rows: int, names: list[str]) -> str:
-    subset = data_subset(prep, root / f"prep-train{train_rows}",
-                         PreparedData(prep).scan("train").head(train_rows))
+    subset = common.data_subset(prep, root / f"prep-train{train_rows}",
+                                PreparedData(prep).scan("train").head(train_rows))
     table = []
     for name in names:
-        run = train_run(root / f"zoo-{train_rows}" / name, subset, {"name": name})
-        table.append(result_row(name, run_metrics(run)))
+        run = common.train_run(root / f"zoo-{train_rows}" / name, subset, {"name": name})
+        table.append(result_row(name, common.run_metrics(run)))
         print(markdown_table(table[-1:]), flush=True)
     return markdown_table(table)
 
@@ -74,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
+    prep = common.synthetic_dataset(root, args.rows)
     if args.speed_only:
         table, out = speed(prep), root / "zoo_speed.md"
     else:

@@ -5,7 +5,7 @@ interrupted benchmark resume where it stopped.
 Below the public API, where it has no equivalent: `data_subset` writes a prepared dataset over
 part of another's rows (a verb trains on a whole train split, and a dataset prepared from those
 rows alone would fit other vocabularies, which the full dataset's checkpoints and label stores
-would not fit); `test_labels` reads a split's labels (`Run.predict` returns scores only);
+would not fit); `labels_of_test` reads the test labels (`Run.predict` returns scores only);
 `member_logits` opens the per-member checkpoints a run directory holds (`checkpoint-<output>.pt`);
 the speed helpers drive a `Trainer` on one fixed batch, which no verb measures.
 """
@@ -122,7 +122,7 @@ def data_subset(source: Path, out: Path, train: pl.LazyFrame, valid: str = "vali
     return run_once(out, _write_subset, source, out, train, valid)
 
 
-def test_labels(prep: Path) -> np.ndarray:
+def labels_of_test(prep: Path) -> np.ndarray:
     """The labels of the test split, in the row order of `Run.predict(prep, "test")`."""
     return PreparedData(prep).scan("test").select("label").collect()["label"].to_numpy()
 
