@@ -1,8 +1,8 @@
 """Fine-tuning pretrained peers (BENCHMARKS §6.3): why they end below where they started, and
 whether mutual learning helps when the fine-tuning rows are new to them.
 
-    python benchmarks/bench_finetune.py --experiment restart [--seeds 3] [--arms seen:1e-3:0 ...]
-    python benchmarks/bench_finetune.py --experiment halves [--seeds 3]
+    python -m benchmarks.bench_finetune --experiment restart [--seeds 3] [--arms seen:1e-3:0 ...]
+    python -m benchmarks.bench_finetune --experiment halves [--seeds 3]
 
 restart: DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs, reused) are
          fine-tuned on `--finetune-rows` rows that are either *seen* (the first rows of the
@@ -13,30 +13,25 @@ restart: DeepFM and DCN pretrained one epoch alone (bench_kdef's `alone-*` runs,
 halves:  the peers are pretrained one epoch alone on the first half of the training rows, then
          fine-tuned one epoch on the second half, alone (mutual weight 0) or together (weight 1),
          as one would fine-tune on a new day's rows. Writes finetune/halves.{json,md}.
+
+The fine-tuning rows are `common.data_subset`s of the benchmark data (a verb trains on a whole
+train split), and the ensemble's AUC is the library's `auc` of the peers' mean test logit (no
+verb evaluates an ensemble of separate runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_distill import train_config
-from bench_kdef import _alone, peer_logits
-from common import add_seed_arguments, mean_std, seed_range, synthetic_dataset
+import ctrdistill as cd
+from benchmarks import common
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
-from ctrdistill.data.schema import FEATURE_MAP_FILE
-from ctrdistill.pipelines import MutualConfig, mutual
-from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
-from ctrdistill.pipelines.train import train as run_train
-from ctrdistill.storage import atomic_directory
 from ctrdistill.training.metrics import auc
 
 PEERS = ["deepfm", "dcn"]
@@ -46,43 +41,19 @@ ARMS = ["seen:1e-3:0", "fresh:1e-3:0", "seen:1e-4:0", "fresh:1e-4:0", "seen:1e-3
 EVAL_EVERY = 10
 
 
-def data_view(prep: Path, out: Path, train: pl.LazyFrame, valid: str) -> Path:
-    """A prepared-data directory training on the rows of `train` and validating on the `valid`
-    split of `prep`; vocabularies and evaluation shards are linked, not copied."""
-    if out.exists():
-        return out
-    data = PreparedData(prep)
-    frame = train.collect()
-    with atomic_directory(out) as tmp:
-        (tmp / "train").mkdir()
-        frame.write_parquet(tmp / "train" / "part-00000.parquet")
-        for name in ("vocab", "schema.json"):
-            (tmp / name).symlink_to((prep / name).resolve())
-        for split, source in (("valid", valid), ("test", "test")):
-            (tmp / split).symlink_to((prep / source).resolve())
-        feature_map = data.feature_map
-        feature_map.splits = {"train": len(frame), "valid": feature_map.splits[valid],
-                              "test": feature_map.splits["test"]}
-        feature_map.save(tmp / FEATURE_MAP_FILE)
-    return out
-
-
-def finetune(root: Path, view: Path, arm: Arm, seed: int) -> dict:
+def finetune(root: Path, prep: Path, view: Path, arm: Arm, seed: int) -> dict:
     """Test AUC of each peer at step 0 (pretrained) and every EVAL_EVERY steps after."""
-    alone = [_alone(root, root / "prep", p, seed) for p in PEERS]
+    alone = [common.alone_run(root, prep, p, seed) for p in PEERS]
     rows, lr, weight = arm
-    name = f"{rows}-lr{lr:g}-w{weight:g}-s{seed}"
-    out = root / "finetune" / name
-    if not (out / "metrics.json").exists():
-        mutual(MutualConfig(name=name, data=view, output_dir=out.parent, weight=weight,
-                            peer_runs=alone, train=train_config(seed, lr=lr,
-                                                                eval_every_steps=EVAL_EVERY)))
+    out = root / "finetune" / f"{rows}-lr{lr:g}-w{weight:g}-s{seed}"
+    common.run_once(out, cd.mutual, cd.MutualConfig(
+        name=out.name, data=view, output_dir=out.parent, weight=weight, peer_runs=alone,
+        train=common.train_config(seed, lr=lr, eval_every_steps=EVAL_EVERY)))
     history = json.loads((out / "history.json").read_text())
     curves = {}
     for k, (peer, run) in enumerate(zip(PEERS, alone, strict=True)):
-        pretrained = json.loads((run / "metrics.json").read_text())["test"]["auc"]
-        curves[peer] = [(0, pretrained)] + [(h["step"], h["valid"][f"peer{k}.auc"])
-                                            for h in history]
+        curves[peer] = [(0, common.run_metrics(run)["test"]["auc"])] + [
+            (h["step"], h["valid"][f"peer{k}.auc"]) for h in history]
     return curves
 
 
@@ -101,10 +72,12 @@ def label(arm: Arm) -> str:
 def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
                        seeds: list[int]) -> str:
     data = PreparedData(prep)
-    views = {kind: data_view(prep, root / "finetune" / f"data-{kind}",
-                             data.scan("train" if kind == "seen" else "valid").head(rows), "test")
+    views = {kind: common.data_subset(prep, root / "finetune" / f"data-{kind}",
+                                      data.scan("train" if kind == "seen" else "valid").head(rows),
+                                      valid="test")
              for kind in ("seen", "fresh")}
-    results = {arm: [finetune(root, views[arm[0]], arm, seed) for seed in seeds] for arm in arms}
+    results = {arm: [finetune(root, prep, views[arm[0]], arm, seed) for seed in seeds]
+               for arm in arms}
     (root / "finetune" / "restart.json").write_text(
         json.dumps({label(arm): curves for arm, curves in results.items()}, indent=1))
 
@@ -117,9 +90,9 @@ def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
             start, early, end = ([c[peer][i][1] for c in per_seed] for i in (0, 1, -1))
             change = [100 * (e / s - 1) for e, s in zip(end, start, strict=True)]
             gain = (relative(end, [c[peer][-1][1] for c in alone]) if alone else "-")
-            lines.append(f"| {label(arm)} | {peer} | {len(per_seed)} | {mean_std(start, 5)} | "
-                         f"{mean_std(early, 5)} | {mean_std(end, 5)} | "
-                         f"{mean_std(change, 3)}% | {gain} |")
+            cells = [common.mean_std(values, 5) for values in (start, early, end)]
+            lines.append(f"| {label(arm)} | {peer} | {len(per_seed)} | {' | '.join(cells)} | "
+                         f"{common.mean_std(change, 3)}% | {gain} |")
 
     fig, axes = plt.subplots(1, len(PEERS), figsize=(5 * len(PEERS), 3.6), sharey=True)
     for ax, peer in zip(axes, PEERS, strict=True):
@@ -139,60 +112,54 @@ def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
 
 def relative(after: list[float], before: list[float]) -> str:
     """Relative change in percent per seed, as 'mean ± std%'."""
-    return mean_std([100 * (a / b - 1) for a, b in zip(after, before, strict=True)], 3) + "%"
+    return common.mean_std([100 * (a / b - 1) for a, b in zip(after, before, strict=True)], 3) + "%"
 
 
 def experiment_halves(root: Path, prep: Path, seeds: list[int]) -> str:
     data = PreparedData(prep)
     half = data.feature_map.splits["train"] // 2
-    first = data_view(prep, root / "finetune" / "data-first-half",
-                      data.scan("train").head(half), "valid")
-    second = data_view(prep, root / "finetune" / "data-second-half",
-                       data.scan("train").slice(half), "valid")
+    first = common.data_subset(prep, root / "finetune" / "data-first-half",
+                               data.scan("train").head(half))
+    second = common.data_subset(prep, root / "finetune" / "data-second-half",
+                                data.scan("train").slice(half))
     out = root / "finetune" / "halves"
     # peer -> per seed: pretrained on the first half, fine-tuned alone, together, all rows once
     aucs: dict[str, list[tuple[float, ...]]] = {p: [] for p in [*PEERS, "ensemble"]}
     for seed in seeds:
-        pretrained = []
-        for peer in PEERS:
-            run = out / f"{peer}-first-half-s{seed}"
-            if not (run / "metrics.json").exists():
-                run_train(RunConfig(name=run.name, data=first, output_dir=out,
-                                    model={"name": peer}, train=train_config(seed)))
-            pretrained.append(run)
+        pretrained = [common.train_run(out / f"{peer}-first-half-s{seed}", first,
+                                       {"name": peer}, seed) for peer in PEERS]
         tests = []
         for weight in (0.0, 1.0):
-            run = out / f"second-half-w{weight:g}-s{seed}"
-            if not (run / "metrics.json").exists():
-                mutual(MutualConfig(name=run.name, data=second, output_dir=out, weight=weight,
-                                    peer_runs=pretrained, train=train_config(seed)))
-            tests.append(json.loads((run / "metrics.json").read_text())["test"])
-        once = [_alone(root, prep, p, seed) for p in PEERS]
+            name = f"second-half-w{weight:g}-s{seed}"
+            run = common.run_once(out / name, cd.mutual, cd.MutualConfig(
+                name=name, data=second, output_dir=out, weight=weight, peer_runs=pretrained,
+                train=common.train_config(seed)))
+            tests.append(common.run_metrics(run)["test"])
+        once = [common.alone_run(root, prep, p, seed) for p in PEERS]
         for k, peer in enumerate([*PEERS, "ensemble"]):
             key = f"peer{k}.auc" if peer != "ensemble" else "auc"
             if peer == "ensemble":
-                before = test_auc(data, pretrained)
-                all_rows = test_auc(data, once)
+                before = mean_logit_auc(prep, pretrained)
+                all_rows = mean_logit_auc(prep, once)
             else:
-                before = json.loads((pretrained[k] / "metrics.json").read_text())["test"]["auc"]
-                all_rows = json.loads((once[k] / "metrics.json").read_text())["test"]["auc"]
+                before = common.run_metrics(pretrained[k])["test"]["auc"]
+                all_rows = common.run_metrics(once[k])["test"]["auc"]
             aucs[peer].append((before, tests[0][key], tests[1][key], all_rows))
     (out.parent / "halves.json").write_text(json.dumps(aucs, indent=1))
     lines = ["| peer | seeds | first half only | + second half alone | + second half together "
              "| relative gain of the mutual term | one epoch on all rows |", "|---" * 7 + "|"]
     for peer, rows in aucs.items():
         before, alone, together, all_rows = ([r[i] for r in rows] for i in range(4))
-        lines.append(f"| {peer} | {len(rows)} | {mean_std(before, 5)} | {mean_std(alone, 5)} | "
-                     f"{mean_std(together, 5)} | {relative(together, alone)} | "
-                     f"{mean_std(all_rows, 5)} |")
+        cells = [common.mean_std(values, 5) for values in (before, alone, together)]
+        lines.append(f"| {peer} | {len(rows)} | {' | '.join(cells)} | "
+                     f"{relative(together, alone)} | {common.mean_std(all_rows, 5)} |")
     return "\n".join(lines) + "\n"
 
 
-def test_auc(data: PreparedData, runs: list[Path]) -> float:
+def mean_logit_auc(prep: Path, runs: list[Path]) -> float:
     """Test AUC of the mean logit of finished runs."""
-    test = data.load("test")
-    logits = np.concatenate([peer_logits(run, data, test) for run in runs], 1).mean(1)
-    return auc(test.label.numpy(), logits)
+    logits = np.concatenate([common.member_logits(run, prep) for run in runs], 1).mean(1)
+    return auc(common.labels_of_test(prep), logits)
 
 
 def main() -> None:
@@ -203,15 +170,16 @@ def main() -> None:
     parser.add_argument("--finetune-rows", type=int, default=250_000)
     parser.add_argument("--arms", nargs="*", default=ARMS, help="ROWS:LR:WEIGHT, ROWS seen or "
                         "fresh, WEIGHT the mutual weight (0: each peer fine-tuned alone)")
-    add_seed_arguments(parser)
+    common.add_seed_arguments(parser)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
+    prep = common.synthetic_dataset(root, args.rows)
     if args.experiment == "restart":
         table = experiment_restart(root, prep, [parse_arm(a) for a in args.arms],
-                                   args.finetune_rows, seed_range(args))
+                                   args.finetune_rows, common.seed_range(args))
     else:
-        table = experiment_halves(root, prep, seed_range(args))
+        table = experiment_halves(root, prep, common.seed_range(args))
     (root / "finetune" / f"{args.experiment}.md").write_text(table)
     print(table)
 

@@ -1,15 +1,16 @@
 """Parity with FuxiCTR: the same synthetic data, split and protocol through both libraries.
 
-    python benchmarks/bench_fuxictr_parity.py --rows 300000 --seeds 3
+    python -m benchmarks.bench_fuxictr_parity --rows 300000 --seeds 3
 
 1. Synthetic raw rows (`write_synthetic`), prepared by us with the x4 protocol (8:1:1 random
    split, min count 10, numerics bucketised floor(ln(x)^2) for x > 2). Timed: `prepare`.
 2. Each split's raw rows (joined back by `row_id`) written as CSV; FuxiCTR preprocesses them from
    raw with its own Criteo-x4 recipe (`fuxictr_adapters.py prepare`). Timed: fit + transform.
 3. DNN, DeepFM and DCNv2 trained for the same epochs and seeds on both sides; ours through the
-   same calls `run_train` makes, FuxiCTR's through its `BaseModel.fit` in its own venv
-   (`bench_out/fuxictr-venv`, made here when missing: torch==2.13.0 first, so pip keeps the CPU
-   wheel, then fuxictr==2.3.10 and polars<2).
+   same calls `cd.train` makes (its `Trainer` driven directly, to time loading, the epoch and
+   evaluation apart, as FuxiCTR's side is timed), FuxiCTR's through its `BaseModel.fit` in its
+   own venv (`bench_out/fuxictr-venv`, made here when missing: torch==2.13.0 first, so pip keeps
+   the CPU wheel, then fuxictr==2.3.10 and polars<2).
 
 Writes bench_out/parity/results.json and a markdown table to stdout (and --table).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -32,14 +34,11 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from common import mean_std
-from ctrdistill.data.dataset import PreparedData
-from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
-from ctrdistill.models.registry import build_model, model_config
+import ctrdistill as cd
+from benchmarks import common
+from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.pipelines.writer import train_loader
-from ctrdistill.strategies.plain import PlainStrategy
-from ctrdistill.training.config import TrainConfig
+from ctrdistill.strategies import PlainStrategy
 from ctrdistill.training.trainer import Trainer
 
 ADAPTERS = Path(__file__).with_name("fuxictr_adapters.py")
@@ -84,15 +83,15 @@ def export_csv(raw: Path, prep: Path, out: Path) -> None:
         rows.sort("row_id").select(RAW_COLUMNS).write_csv(out / f"{split}.csv")
 
 
-def train_ours(prep: Path, name: str, seed: int, config: TrainConfig) -> dict:
-    """What run_train does (build, fit with validation, evaluate), timed step by step."""
+def train_ours(prep: Path, name: str, seed: int, config: cd.TrainConfig) -> dict:
+    """What `cd.train` does (build, fit with validation, evaluate), timed step by step."""
     started = time.perf_counter()
     data = PreparedData(prep)
+    config = config.model_copy(update={"seed": seed})
     torch.manual_seed(seed)
-    model = build_model(model_config({"name": name}), data.feature_map, sparse=False)
-    trainer = Trainer(PlainStrategy(model), config.model_copy(update={"seed": seed}),
-                      log=lambda _: None)
-    loader = train_loader(data, config.model_copy(update={"seed": seed}))
+    model = cd.build_model({"name": name}, data.feature_map)
+    trainer = Trainer(PlainStrategy(model), config)
+    loader = train_loader(data, config)
     valid, test = data.load("valid"), data.load("test")
     load_s = time.perf_counter() - started
     t0 = time.perf_counter()
@@ -121,8 +120,8 @@ def table(results: dict) -> str:
             ev = statistics.mean(r["eval_s"] for r in runs)
             e2e = prep_s + statistics.mean(r["end_to_end_s"] for r in runs)
             mean[lib] = (prep_s, epoch, ev, e2e)
-            lines.append(f"| {name} | {lib} | {mean_std([r['auc'] for r in runs], 5)} | "
-                         f"{mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
+            lines.append(f"| {name} | {lib} | {common.mean_std([r['auc'] for r in runs], 5)} | "
+                         f"{common.mean_std([r['logloss'] for r in runs], 5)} | {prep_s:.1f} | "
                          f"{epoch:.1f} | {ev:.2f} | {e2e:.1f} |")
         ratios = [o / t for o, t in zip(mean["ours"], mean["fuxictr"], strict=True)]
         lines.append(f"| {name} | ours/theirs | | | {ratios[0]:.2f} | {ratios[1]:.2f} | "
@@ -141,16 +140,16 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path("bench_out/fuxictr-venv"))
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     work = args.workdir / f"rows{args.rows}"
     seeds = list(range(1, args.seeds + 1))
     python = fuxictr_venv(args.venv.absolute())
 
     raw, prep, csv = work / "raw", work / "prep", work / "csv"
-    if not raw.exists():
-        write_synthetic(SynthConfig(rows=args.rows), raw, show_progress=False)
+    common.run_once(raw, cd.synth, cd.SynthConfig(rows=args.rows), output=raw, show_progress=False)
     started = time.perf_counter()  # ours: raw -> encoded shards, timed from scratch
-    prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4",
-                          overwrite=True))
+    cd.prepare(cd.PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4",
+                                overwrite=True))
     ours_prep_s = time.perf_counter() - started
     export_csv(raw, prep, csv)
 
@@ -161,9 +160,9 @@ def main() -> None:
     print(f"preprocess: ours {ours_prep_s:.1f}s, FuxiCTR {fuxi_prep['preprocess_s']:.1f}s "
           f"(process {fuxi_prep_wall:.1f}s)", flush=True)
 
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3,
-                         embedding_l2=1e-5, early_stop=None, lr_plateau=None, progress=False,
-                         threads=2)
+    config = cd.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3,
+                            embedding_l2=1e-5, early_stop=None, lr_plateau=None, progress=False,
+                            threads=2)
     ours_runs = []
     for name in args.models:
         for seed in seeds:

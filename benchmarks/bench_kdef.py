@@ -1,8 +1,8 @@
 """KDEF vs naive ensembles as the number of sub-networks grows, and mutual learning between
 equals, on the synthetic benchmark (2M training rows); 3 seeds, mean ± std.
 
-    python benchmarks/bench_kdef.py --experiment scaling [--sizes 1 2 4 6 8] [--seeds 3]
-    python benchmarks/bench_kdef.py --experiment mutual [--peers deepfm dcn pnn fibinet]
+    python -m benchmarks.bench_kdef --experiment scaling [--sizes 1 2 4 6 8] [--seeds 3]
+    python -m benchmarks.bench_kdef --experiment mutual [--peers deepfm dcn pnn fibinet]
 
 scaling: N sub-networks (MLP [256, 256] each, one shared embedding of 16), trained one epoch as
          a naive joint ensemble (BCE of the mean logit only) and with KDEF. Reported: ensemble
@@ -13,32 +13,26 @@ mutual:  groups of the first 2, 3, ... peers: trained together from scratch for 
          one epoch alone; and pretrained peers (one epoch alone) fine-tuned together for one
          more epoch vs fine-tuned alone for one more epoch (--starts finetune-early: evaluated
          every 50 steps, the best state kept). Relative AUC gain of each peer.
+
+Figures over several runs' members (an ensemble of peers trained apart, disagreement) come from
+the members' test logits (`common.member_logits`) through the library's `auc` and `sigmoid`:
+no verb evaluates logits that no single run served.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_distill import train_config
-from common import add_seed_arguments, mean_and_std, mean_std, seed_range, synthetic_dataset
-from ctrdistill.analysis.collapse import analyze_collapse, ensemble_parts
+import ctrdistill as cd
+from benchmarks import common
 from ctrdistill.analysis.plots import plt, save_figure
-from ctrdistill.data.dataset import ColumnData, PreparedData
-from ctrdistill.pipelines import KDEFConfig, MutualConfig, kdef, mutual
-from ctrdistill.pipelines.train import TrainRunConfig as RunConfig
-from ctrdistill.pipelines.train import train as run_train
-from ctrdistill.training.checkpoint import load_checkpoint
-from ctrdistill.training.inference import score
-from ctrdistill.training.metrics import auc
+from ctrdistill.training.metrics import auc, sigmoid
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
 SIZES = [1, 2, 4, 6, 8]
@@ -51,60 +45,34 @@ FINETUNES: dict[str, dict] = {
 STARTS = ["scratch", *FINETUNES]
 
 
-@torch.no_grad()
-def disagreement(run: Path, data: PreparedData, test: ColumnData, rows: int = 100_000) -> float:
+def disagreement(run: Path, prep: Path, rows: int = 100_000) -> float:
     """Mean |p_k - p_E| over sub-networks k and the first `rows` test rows."""
-    model, _ = load_checkpoint(run, data.feature_map)
-    batch = test.take(slice(0, rows))
-    logits = torch.stack([o.logit for o in model.encode_all(batch)], 1)
-    probs = torch.sigmoid(logits)
-    ensemble = torch.sigmoid(logits.mean(1, keepdim=True))
-    return float((probs - ensemble).abs().mean())
-
-
-def peer_logits(run: Path, data: PreparedData, test: ColumnData) -> np.ndarray:
-    """Test logits of every peer of a run, one column each (a plain run is its one peer).
-    Cached beside the run: a finished run never changes, and FiBiNET scores about 1,400 rows/s
-    on one core, so tables over many runs would otherwise spend minutes re-scoring."""
-    cache = run / "bench-test-logits.npy"
-    if cache.exists():
-        logits = np.load(cache)
-        if len(logits) == len(test):
-            return logits
-    model, _ = load_checkpoint(run, data.feature_map)
-    logits = np.stack([score(peer, test) for peer in ensemble_parts(model)], 1)
-    partial = cache.with_name(cache.name + ".tmp")
-    with partial.open("wb") as file:
-        np.save(file, logits)
-    partial.replace(cache)
-    return logits
+    logits = common.member_logits(run, prep)[:rows]
+    ensemble = sigmoid(logits.mean(1, keepdims=True))
+    return float(np.abs(sigmoid(logits) - ensemble).mean())
 
 
 def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int],
                        modes: list[str]) -> str:
-    data = PreparedData(prep)
     runs: dict[tuple[str, int, int], Path] = {}
     for seed in seeds:
         for n in sizes:
             for mode in (["kdef"] if n == 1 else modes):
-                name = f"{mode}-n{n}-s{seed}"
-                out = root / "kdef" / name
-                if not (out / "metrics.json").exists():
-                    kdef(KDEFConfig(name=name, data=prep, output_dir=out.parent,
-                                    backbone=BACKBONE, num_subnetworks=n, mode=mode,
-                                    train=train_config(seed)))
-                runs[(mode, n, seed)] = out
-    test_rows = data.load("test")
-    reports = {Path(r["run"]).name: r for r in analyze_collapse(
-        list(runs.values()), prep, root / "kdef" / "collapse", 4096)}
+                out = root / "kdef" / f"{mode}-n{n}-s{seed}"
+                runs[(mode, n, seed)] = common.run_once(out, cd.kdef, cd.KDEFConfig(
+                    name=out.name, data=prep, output_dir=out.parent, backbone=BACKBONE,
+                    num_subnetworks=n, mode=mode, train=common.train_config(seed)))
+    reports = {Path(r["run"]).name: r for r in cd.collapse(cd.CollapseConfig(
+        runs=list(runs.values()), data=prep, output=root / "kdef" / "collapse",
+        sample_rows=4096)).history}
     summary = []
     for (mode, n, seed), out in runs.items():
-        test = json.loads((out / "metrics.json").read_text())["test"]
+        test = common.run_metrics(out)["test"]
         subs = [test[f"sub{k}.auc"] for k in range(n)]
         summary.append({"mode": "single MLP" if n == 1 else mode, "N": n, "seed": seed,
                         "ensemble_auc": test["auc"], "mean_sub_auc": statistics.mean(subs),
                         "worst_sub_auc": min(subs), "spread": max(subs) - min(subs),
-                        "disagreement": disagreement(out, data, test_rows),
+                        "disagreement": disagreement(out, prep),
                         "field_ia": reports[out.name]["mean_field_abundance"],
                         "hidden_ia": reports[out.name]["mean_hidden_abundance"]})
     (root / "kdef" / "scaling.json").write_text(json.dumps(summary, indent=1))
@@ -117,7 +85,8 @@ def experiment_scaling(root: Path, prep: Path, seeds: list[int], sizes: list[int
     lines = ["| mode | N | seeds | ensemble AUC | mean sub AUC | worst sub AUC | spread "
              "| disagreement | field IA | hidden IA |", "|---|---|---|" + "---|" * len(columns)]
     for (mode, n), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        cells = [mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5) for c in columns]
+        cells = [common.mean_std([r[c] for r in rows], 2 if c.endswith("_ia") else 5)
+                 for c in columns]
         lines.append(f"| {mode} | {n} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -141,8 +110,8 @@ def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
             if single:
                 keys = [1, *keys]
             for key, style in series:
-                cells = [mean_and_std([r[key] for r in (groups[(mode, n)] if n > 1 else single)])
-                         for n in keys]
+                cells = [common.mean_and_std(
+                    [r[key] for r in (groups[(mode, n)] if n > 1 else single)]) for n in keys]
                 ax.errorbar(keys, [m for m, _ in cells], yerr=[sd for _, sd in cells], fmt=style,
                             color=colour, capsize=3,
                             label=f"{mode} {key.removesuffix('_auc').replace('_', ' ')}")
@@ -189,31 +158,21 @@ def plot_gains(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _mutual_run(root: Path, prep: Path, name: str, seed: int, weight: float = 1.0,
-                train: dict | None = None, **members) -> dict:
+def mutual_run(root: Path, prep: Path, name: str, seed: int, weight: float = 1.0,
+               train: dict | None = None, **members) -> Path:
     out = root / "mutual" / name
-    if not (out / "metrics.json").exists():
-        mutual(MutualConfig(name=name, data=prep, output_dir=out.parent, weight=weight,
-                            train=train_config(seed, **(train or {})), **members))
-    return json.loads((out / "metrics.json").read_text())["test"]
+    return common.run_once(out, cd.mutual, cd.MutualConfig(
+        name=name, data=prep, output_dir=out.parent, weight=weight,
+        train=common.train_config(seed, **(train or {})), **members))
 
 
-def _alone(root: Path, prep: Path, peer: str, seed: int) -> Path:
-    out = root / "mutual" / f"alone-{peer}-s{seed}"
-    if not (out / "metrics.json").exists():
-        run_train(RunConfig(name=out.name, data=prep, output_dir=out.parent,
-                            model={"name": peer}, train=train_config(seed)))
-    return out
-
-
-def _finetuned_alone(root: Path, prep: Path, start: str, alone: dict[str, Path], seed: int,
-                     data: PreparedData, test_rows: ColumnData) -> np.ndarray:
+def finetuned_alone(root: Path, prep: Path, start: str, alone: dict[str, Path],
+                    seed: int) -> np.ndarray:
     """Test logits of the pretrained peers after one more epoch, each alone: a group run with
     mutual weight 0 (independent peers, at a group run's cost and on its batches)."""
-    name = f"{start}-alone-{'-'.join(alone)}-s{seed}"
-    _mutual_run(root, prep, name, seed, weight=0.0, train=FINETUNES[start],
-                peer_runs=list(alone.values()))
-    return peer_logits(root / "mutual" / name, data, test_rows)
+    run = mutual_run(root, prep, f"{start}-alone-{'-'.join(alone)}-s{seed}", seed, weight=0.0,
+                     train=FINETUNES[start], peer_runs=list(alone.values()))
+    return common.member_logits(run, prep)
 
 
 def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int],
@@ -223,23 +182,22 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     epoch alone: mutual weight 0 trains them independently at the same cost). Fine-tuned peers
     are also compared with the pretrained peers they started from. The peers' ensemble (mean
     logit) is compared with the ensemble of the same peers trained without the mutual term."""
-    data = PreparedData(prep)
-    test_rows = data.load("test")
-    labels = test_rows.label.numpy()
+    labels = common.labels_of_test(prep)
     # (start, group, peer) -> per seed: (AUC without the mutual term, with it, pretrained)
     results: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for seed in seeds:
-        alone = {p: _alone(root, prep, p, seed) for p in peers}
-        pretrained = np.concatenate([peer_logits(alone[p], data, test_rows) for p in peers], 1)
+        alone = {p: common.alone_run(root, prep, p, seed) for p in peers}
+        pretrained = np.concatenate([common.member_logits(alone[p], prep) for p in peers], 1)
         for start in starts:
-            base = pretrained if start == "scratch" else _finetuned_alone(
-                root, prep, start, alone, seed, data, test_rows)
+            base = pretrained if start == "scratch" else finetuned_alone(
+                root, prep, start, alone, seed)
             for size in group_sizes or range(2, len(peers) + 1):
                 group = peers[:size]
                 members = ({"peers": [{"name": p} for p in group]} if start == "scratch"
                            else {"peer_runs": [alone[p] for p in group]})
-                test = _mutual_run(root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
-                                   train=FINETUNES.get(start), **members)
+                test = common.run_metrics(mutual_run(
+                    root, prep, f"dml-{start}-{'-'.join(group)}-s{seed}", seed,
+                    train=FINETUNES.get(start), **members))["test"]
                 for k, peer in enumerate(group):
                     results.setdefault((start, "+".join(group), peer), []).append(
                         (auc(labels, base[:, k]), test[f"peer{k}.auc"],
@@ -261,11 +219,12 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
     lines = ["| start | group | peer | seeds | AUC without mutual term | AUC with | relative gain "
              "| pretrained AUC | relative gain vs pretrained |", "|---" * 9 + "|"]
     for row in rows:
-        versus = ([mean_std(row["auc_pretrained"], 5),
+        versus = ([common.mean_std(row["auc_pretrained"], 5),
                    f"{row['gain_vs_pretrained_mean']:.3f} ± {row['gain_vs_pretrained_std']:.3f}%"]
                   if row["start"] in FINETUNES else ["-", "-"])
         lines.append(f"| {row['start']} | {row['group']} | {row['peer']} | {row['seeds']} | "
-                     f"{mean_std(row['auc_without'], 5)} | {mean_std(row['auc_with'], 5)} | "
+                     f"{common.mean_std(row['auc_without'], 5)} | "
+                     f"{common.mean_std(row['auc_with'], 5)} | "
                      f"{row['gain_mean']:.3f} ± {row['gain_std']:.3f}% | " + " | ".join(versus)
                      + " |")
     return "\n".join(lines) + "\n"
@@ -273,7 +232,7 @@ def experiment_mutual(root: Path, prep: Path, peers: list[str], seeds: list[int]
 
 def relative_gain(after: list[float], before: list[float], name: str) -> dict[str, float]:
     """Mean and std over seeds of 100 * (after - before) / before."""
-    mean, std = mean_and_std([100 * (a - b) / b for a, b in zip(after, before, strict=True)])
+    mean, std = common.mean_and_std([100 * (a - b) / b for a, b in zip(after, before, strict=True)])
     return {f"{name}_mean": mean, f"{name}_std": std}
 
 
@@ -282,7 +241,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["scaling", "mutual"], default="scaling")
-    add_seed_arguments(parser)
+    common.add_seed_arguments(parser)
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES)
     parser.add_argument("--modes", nargs="*", choices=MODES, default=MODES,
                         help="scaling: ensemble modes for N > 1 (split runs over processes)")
@@ -293,11 +252,12 @@ def main() -> None:
                         help="mutual: train only these groups (the first K peers; default all "
                         "from 2 to the number of peers)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if any(not 2 <= k <= len(args.peers) for k in args.group_sizes or []):
         parser.error(f"--group-sizes must lie in 2..{len(args.peers)}")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    seeds = seed_range(args)
+    prep = common.synthetic_dataset(root, args.rows)
+    seeds = common.seed_range(args)
     if args.experiment == "scaling":
         table = experiment_scaling(root, prep, seeds, args.sizes, args.modes)
     else:

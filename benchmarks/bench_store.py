@@ -1,30 +1,28 @@
 """Many students, one teacher pass: three DNN students distilled from one label store of a DCNv2
 teacher, against each student scoring the teacher itself.
 
-    python benchmarks/bench_store.py --workdir bench_out/synth2m
-    python benchmarks/bench_store.py --workdir bench_out/synth2m --timing-only   # quiet machine
+    python -m benchmarks.bench_store --workdir bench_out/synth2m
+    python -m benchmarks.bench_store --workdir bench_out/synth2m --timing-only   # quiet machine
 
-Needs the DCNv2 teacher run of bench_distill.py (trained there if missing).
+Needs the DCNv2 teacher run of bench_distill (trained here if missing). The two per-student
+costs are timed on the calls `distill` makes, which no verb times apart: live teacher scoring
+(`labels.store.teacher_logits`) and reading the store (`LabelStore.check` + `join`), both on
+splits loaded beforehand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_distill import teacher_run, train_config
-from common import synthetic_dataset
+import ctrdistill as cd
+from benchmarks import common
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.labels.store import LabelStore, teacher_logits
-from ctrdistill.labels.store import write_labels as label
-from ctrdistill.pipelines.distill import DistillConfig, distill
-from ctrdistill.training.checkpoint import load_checkpoint
 
 STUDENTS = [{"name": "dnn", "hidden_units": [400, 400, 400]},
             {"name": "dnn", "hidden_units": [256, 128]},
@@ -39,18 +37,19 @@ def main() -> None:
                         help="time the teacher pass, live scoring and store reads only (run it "
                         "alone on the machine); writes store_timing.{json,md}")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = synthetic_dataset(root, args.rows)
-    teacher = teacher_run(root, prep, "dcnv2")
+    prep = common.synthetic_dataset(root, args.rows)
+    teacher = common.teacher_run(root, prep, "dcnv2")
     data = PreparedData(prep)
     store_path = root / "stores" / "dcnv2-once"
     shutil.rmtree(store_path, ignore_errors=True)
 
     start = time.perf_counter()
-    label([teacher], prep, store_path, show_progress=False)
+    cd.label(cd.LabelConfig(teachers=[teacher], data=prep, output=store_path, progress=False))
     label_seconds = time.perf_counter() - start
 
-    model, _ = load_checkpoint(teacher, data.feature_map)
+    model = cd.load_run(teacher).model
     splits = {s: data.load(s) for s in ("train", "valid", "test")}
     start = time.perf_counter()
     for rows in splits.values():
@@ -70,9 +69,9 @@ def main() -> None:
         out = root / "store-students" / name
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
-        result = distill(DistillConfig(name=name, data=prep, output_dir=out.parent,
-                                       label_store=store_path, student=student,
-                                       train=train_config(k + 1)), log=lambda m: None)
+        result = cd.distill(cd.DistillConfig(name=name, data=prep, output_dir=out.parent,
+                                             label_store=store_path, student=student,
+                                             train=common.train_config(k + 1)))
         results.append({"student": student, "seconds": time.perf_counter() - start,
                         "test_auc": result.metrics["test"]["auc"]})
     n = len(STUDENTS)

@@ -1,0 +1,35 @@
+"""The benchmark scripts against the current library: every one imports (a renamed or removed
+name fails here, not hours into a benchmark), and one runs end to end on tiny data through its
+command line, as BENCHMARKS.md runs them (`python -m benchmarks.bench_X` from the repository
+root)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(path.stem for path in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_imports(name: str) -> None:
+    # Importing must run nothing: the work is in main(), under `if __name__ == "__main__"`.
+    assert callable(importlib.import_module(f"benchmarks.{name}").main)
+
+
+def test_zoo_table_end_to_end(tmp_path: Path) -> None:
+    # The cheapest script that goes through synth, prepare, a data subset and cd.train.
+    command = [sys.executable, "-m", "benchmarks.bench_zoo", "--workdir", str(tmp_path),
+               "--rows", "2000", "--train-rows", "1000", "--models", "lr"]
+    done = subprocess.run(command, cwd=ROOT, env=os.environ | {"BENCH_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    table = (tmp_path / "zoo_1000.md").read_text()
+    assert "| lr |" in table
+    assert (tmp_path / "zoo-1000" / "lr" / "metrics.json").is_file()
