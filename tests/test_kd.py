@@ -484,16 +484,12 @@ def test_teachers_trained_by_distill_are_reused_and_a_changed_config_refused(
                                                  "student kd"]
 
     changed = config | {"teachers": [{"model": TINY, "name": "dnn4", "train": {"lr": 0.01}}]}
-    refusal = re.escape(f"{teacher} exists with another config; remove it or set overwrite: true")
+    refusal = re.escape(f"{teacher} exists with another config (differs in: train.lr)")
     with pytest.raises(CtrDistillError, match=refusal):
         distill(changed)
     assert (checkpoint.stat().st_mtime_ns, teacher.stat().st_ino, _sha256(checkpoint)) == before
 
 
-@pytest.mark.xfail(strict=True, raises=CtrDistillError, reason=(
-    "src bug: distill's teacher reuse (_teachers) compares the whole resolved teacher config, "
-    "display-only keys included (train.progress, overwrite; writer.DISPLAY_ONLY), so a rerun "
-    "that differs only in them is refused with 'exists with another config'"))
 @pytest.mark.parametrize(("first", "second"), [
     ({"train": {"progress": True}}, {}),  # progress bars on, then off
     ({"overwrite": True}, {}),  # a run with overwrite: true, then a rerun without

@@ -29,7 +29,7 @@ from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.train import TrainRunConfig, train
-from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, plain, run_job
+from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, config_changes, run_job
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.training.checkpoint import load_checkpoint
@@ -117,10 +117,11 @@ def _teachers(config: DistillConfig, resume: bool) -> list[tuple[str, Path]]:
                              overwrite=config.overwrite)
         out = run.output_dir / name
         if (out / CONFIG_FILE).is_file() and not config.overwrite:
-            if yaml.safe_load((out / CONFIG_FILE).read_text()) != plain(run.model_dump(
-                    mode="json")):
-                raise CtrDistillError(f"{out} exists with another config; remove it or set "
-                                      "overwrite: true")
+            changed = config_changes(yaml.safe_load((out / CONFIG_FILE).read_text()),
+                                     run.model_dump(mode="json"))
+            if changed:
+                raise CtrDistillError(f"{out} exists with another config (differs in: "
+                                      f"{', '.join(changed)}); remove it or set overwrite: true")
             logger.info("teacher %s: reusing %s", name, out)
         else:
             train(run, resume=resume)
