@@ -165,3 +165,21 @@ def test_stopped_command_leaves_no_partial_output(tmp_path: Path, monkeypatch, c
     assert list(tmp_path.iterdir()) == []
     assert f"interrupted ({signum.name})" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_evaluate_a_damaged_checkpoint_exits_2_with_one_line(prepared: Path, tmp_path: Path,
+                                                             damage: str) -> None:
+    config = {"name": "lr", "data": str(prepared), "output_dir": str(tmp_path / "runs"),
+              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 512,
+                                                 "progress": False}}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    checkpoint = tmp_path / "runs" / "lr" / "checkpoint.pt"
+    whole = checkpoint.read_bytes()
+    checkpoint.write_bytes(whole[: len(whole) // 2] if damage == "truncated"
+                           else b"not a checkpoint\n" * 64)
+    result = run_cli("evaluate", str(tmp_path / "runs" / "lr"), "--data", str(prepared))
+    assert_one_line_error(result, "not a readable checkpoint")
+    assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 import yaml
 
@@ -104,6 +105,32 @@ def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in DISPLAY_ONLY)
 
 
+def _label_values(rows: ColumnData | Loader) -> list[float]:
+    """The distinct labels of in-memory rows, of a loader's rows, or of a streamed loader's
+    shards (read as one column)."""
+    if isinstance(rows, BatchLoader):
+        rows = rows.data
+    if isinstance(rows, ColumnData):
+        return torch.unique(rows.label).tolist()
+    if isinstance(rows, StreamingLoader):
+        return pl.scan_parquet(rows.shards).select("label").unique().collect()["label"].to_list()
+    return []  # a loader of another kind: nothing to check up front
+
+
+def check_labels(name: str, loader: Loader, reports: dict[str, ColumnData]) -> None:
+    """Refuse training rows of one label value (nothing to learn, every AUC undefined); warn
+    about a reported split of one label value (its AUC is undefined)."""
+    values = _label_values(loader)
+    if len(values) == 1:
+        raise CtrDistillError(f"run {name}: every training row has label {values[0]:g}; a CTR "
+                              "model needs both clicks (1) and non-clicks (0) to learn from")
+    for split, rows in reports.items():
+        values = _label_values(rows)
+        if len(values) == 1:
+            logger.warning("run %s: every %s row has label %g, so its AUC is undefined (nan)",
+                           name, split, values[0])
+
+
 def _resume_state(partial: Path, job: TrainJob) -> dict[str, Any] | None:
     state_file = partial / RESUME_STATE
     if not job.resume or not state_file.is_file():
@@ -170,6 +197,8 @@ def run_job(job: TrainJob) -> Result:
     valid = job.valid if job.valid is not None else job.data.load("valid")
     reports = job.reports if job.reports is not None else {"valid": job.data.load("valid"),
                                                            "test": job.data.load("test")}
+    watched = {"early-stopping validation": valid} if job.valid is not None else {}
+    check_labels(job.name, loader, {**reports, **watched})
     main = group is None or group.is_main
     with _run_directory(job, group) as tmp:
         if main:
