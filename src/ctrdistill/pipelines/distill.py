@@ -28,6 +28,7 @@ from ctrdistill.labels.store import LabelStore, teacher_logits
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.pipelines.train import TrainRunConfig, train
 from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, config_changes, run_job
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
@@ -81,6 +82,7 @@ class DistillConfig(StrictConfig):
     holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run (and its teachers)")
+    tracking: TrackingConfig | None = Field(None, description=TRACKING_HELP)
 
     @model_validator(mode="after")
     def _check(self) -> DistillConfig:
@@ -114,7 +116,7 @@ def _teachers(config: DistillConfig, resume: bool) -> list[tuple[str, Path]]:
         train_config = TrainConfig.model_validate(config.train.model_dump() | spec.train)
         run = TrainRunConfig(name=name, data=config.data, model=spec.model, train=train_config,
                              output_dir=config.output_dir / f"{config.name}-teachers",
-                             overwrite=config.overwrite)
+                             overwrite=config.overwrite, tracking=config.tracking)
         out = run.output_dir / name
         if (out / CONFIG_FILE).is_file() and not config.overwrite:
             changed = config_changes(yaml.safe_load((out / CONFIG_FILE).read_text()),
@@ -222,7 +224,7 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
         config.name, strategy, data, train_config, config.output_dir / config.name,
         config.model_dump(mode="json", by_alias=True), loader=loader, valid=stop_rows,
         reports={"valid": splits["valid"], "test": splits["test"]}, overwrite=config.overwrite,
-        resume=resume))
+        resume=resume, tracking=config.tracking))
 
     test = splits["test"]
     rows = []

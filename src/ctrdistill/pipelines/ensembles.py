@@ -17,7 +17,8 @@ def ensemble_run(config: Any, strategy: Strategy, data: PreparedData, outputs: l
     """Run `strategy` as `config.output_dir / config.name`; `outputs` name the members."""
     result = run_job(TrainJob(config.name, strategy, data, config.train,
                               config.output_dir / config.name, config.model_dump(mode="json"),
-                              overwrite=config.overwrite, resume=resume))
+                              overwrite=config.overwrite, resume=resume,
+                              tracking=config.tracking))
     rows = [result_row(f"{config.name} (served)", result.metrics)]
     rows += [result_row(f"{config.name}/{o}", result.metrics, output=o) for o in outputs]
     save_table(rows, result.path)  # curves.png (from the run writer) draws every output

@@ -15,6 +15,7 @@ from ctrdistill.models.ensembles import KDEFModel, default_backbone
 from ctrdistill.models.registry import ModelSpec
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.ensembles import ensemble_run
+from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.strategies.kdef import KDEFStrategy
 from ctrdistill.training.config import TrainConfig
 
@@ -31,6 +32,7 @@ class KDEFConfig(StrictConfig):
         "theirs")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run of the same name")
+    tracking: TrackingConfig | None = Field(None, description=TRACKING_HELP)
 
 
 def kdef(config: KDEFConfig | dict[str, Any] | str | Path, resume: bool = False,

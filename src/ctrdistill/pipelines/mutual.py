@@ -17,6 +17,7 @@ from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.ensembles import ensemble_run
+from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.pipelines.writer import trained_on
 from ctrdistill.strategies.losses import Distance
 from ctrdistill.strategies.mutual import MutualStrategy
@@ -40,6 +41,7 @@ class MutualConfig(StrictConfig):
     warmup_steps: int = Field(0, ge=0, description="steps of plain BCE before the mutual term")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run of the same name")
+    tracking: TrackingConfig | None = Field(None, description=TRACKING_HELP)
 
     @model_validator(mode="after")
     def _check(self) -> MutualConfig:

@@ -12,6 +12,7 @@ from ctrdistill.config import StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.registry import ModelSpec, build_model
 from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.pipelines.writer import TrainJob, run_job
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training.config import TrainConfig
@@ -26,6 +27,7 @@ class TrainRunConfig(StrictConfig):
     model: ModelSpec = Field(description="the zoo model and its hyperparameters")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run of the same name")
+    tracking: TrackingConfig | None = Field(None, description=TRACKING_HELP)
 
 
 def train(config: TrainRunConfig | dict[str, Any] | str | Path, resume: bool = False,
@@ -40,4 +42,5 @@ def train(config: TrainRunConfig | dict[str, Any] | str | Path, resume: bool = F
     model = build_model(config.model, data.feature_map)
     return run_job(TrainJob(config.name, PlainStrategy(model), data, config.train,
                             config.output_dir / config.name, config.model_dump(mode="json"),
-                            overwrite=config.overwrite, resume=resume))
+                            overwrite=config.overwrite, resume=resume,
+                            tracking=config.tracking))

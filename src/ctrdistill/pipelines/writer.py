@@ -25,6 +25,7 @@ from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result
+from ctrdistill.pipelines.tracking import TrackingConfig, log_run
 from ctrdistill.storage import RESUME_STATE, atomic_directory, atomic_file, partial_directory
 from ctrdistill.strategies.base import SERVED, Strategy
 from ctrdistill.training import distributed
@@ -39,7 +40,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 DATA_FILE = "data.json"  # which prepared data the run trained on (path, training-rows fingerprint)
 #: Config keys that change what a run shows, not what it computes: a resumed run may differ.
-DISPLAY_ONLY = frozenset({"train.progress", "overwrite"})
+DISPLAY_ONLY = frozenset({"train.progress", "overwrite", "tracking", "tracking.kind",
+                          "tracking.uri", "tracking.experiment"})
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TrainJob:
     `valid`: what early stopping watches (default: the valid split); `reports`: the splits whose
     metrics are reported (default: valid and test); `loader`: the training batches (default:
     the train split, in memory or streamed as `train` says); `config`: the resolved config the
-    run directory records."""
+    run directory records; `tracking`: also log the finished run there (None: off)."""
 
     name: str
     strategy: Strategy
@@ -62,6 +64,7 @@ class TrainJob:
     reports: dict[str, ColumnData] | None = None
     overwrite: bool = False
     resume: bool = False
+    tracking: TrackingConfig | None = None
 
 
 def place(rows: ColumnData, device: torch.device) -> ColumnData:
@@ -239,6 +242,9 @@ def run_job(job: TrainJob) -> Result:
         plot_learning_curves({job.name: fit.history}, tmp / "curves.png")
         (tmp / "summary.md").write_text(_summary(job.name, metrics))
         (tmp / RESUME_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
+    if job.tracking is not None:
+        log_run(job.tracking, job.name, job.out, _flatten(plain(job.config)), metrics,
+                fit.history)
     return Result(job.out, metrics, [result_row(job.name, metrics)], fit.history,
                   f"{job.name}: test split")
 
