@@ -65,7 +65,8 @@ def test_a_run_is_logged_to_a_local_store_under_output_dir(prepared, tmp_path, m
     assert list((tmp_path / "cwd").iterdir()) == []  # nothing written where the user stands
 
 
-def test_a_configured_uri_and_experiment(prepared, tmp_path):
+def test_a_configured_uri_and_experiment(prepared, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root of a new experiment: ./mlruns
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     train(_config(prepared, tmp_path / "runs", {"uri": uri, "experiment": "exp"}))
     _, run = _run(uri, "exp")

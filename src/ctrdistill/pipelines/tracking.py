@@ -33,7 +33,8 @@ class TrackingConfig(StrictConfig):
     kind: Literal["mlflow"] = Field("mlflow", description="the tracking backend")
     uri: str | None = Field(
         None, description="an MLflow tracking URI (http://..., sqlite:///...); None: the "
-        "SQLite store output_dir/mlflow.db with artifacts in output_dir/mlartifacts/")
+        "SQLite store output_dir/mlflow.db with artifacts in output_dir/mlartifacts/ (with a "
+        "URI, a new experiment's artifacts go where MLflow puts them, locally ./mlruns)")
     experiment: str = Field("ctrdistill", min_length=1, description="the MLflow experiment")
 
     @model_validator(mode="after")
