@@ -4,8 +4,17 @@ Day by day, as in production: the teacher trains incrementally on day t, scores 
 into the label store (a new teacher version), the student trains on day t+1 from those stored
 labels, and both are evaluated on day t+2, which neither has seen. A stale teacher trains only
 on the warm-up days. Every day ends with a checkpoint, so an interrupted stream resumes at the
-next day; resuming with a different config is refused, since the saved state was trained under
-the old one.
+next day. Resuming with a different config is refused once a day is saved (that state was
+trained under the old config; `overwrite: true` starts over); a stream that saved no day yet
+starts afresh under the new config.
+
+The data needs a day column and at least warmup_days + 2 days, each with rows in one of two
+layouts, checked before any training: every split holds every day (a random split, e.g.
+protocol x4: a day trains on its `train` rows and is evaluated on its `eval_split` rows), or
+each day lies in one split (a day split, e.g. `split: {kind: day, valid_days: [8], test_days:
+[9]}`: that split's rows of the day serve both for training and, before they are trained on, for
+evaluation). A day on which a model scores AUC within 0.01 of 0.5 (it learnt nothing) is
+flagged: a warning, `problems` in daily.json and a list under daily.md's table.
 
 Layout of `output_dir/name/`: config.json, state.pt (resume state), labels/ (the label store),
 teachers/day-NNN/ (the teacher trained through day NNN) and students/day-NNN/ (the student
@@ -16,6 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +37,7 @@ from pydantic import Field
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore, write_labels
@@ -43,18 +55,31 @@ from ctrdistill.training.trainer import Trainer
 logger = logging.getLogger(__name__)
 
 
+#: A model whose daily AUC is this close to 0.5 has learnt nothing (chance level).
+CHANCE_AUC = 0.01
+#: What a stream directory may hold, and so what `overwrite` or a restart may remove.
+STREAM_FILES = frozenset({"config.json", "state.pt", "labels", "teachers", "students",
+                          "daily.json", "daily.md", "daily.png"})
+
+
 class DayTrainConfig(TrainConfig):
     """Training on one day's rows: one pass, no early stopping (there is no validation day to
-    watch); a partial `train:` block overrides these defaults key by key."""
+    watch); a partial `train:` block overrides these defaults key by key. Small batches at a
+    larger rate, because one pass over a day is few steps: on synth(rows=40000, days=5, drift=0.3)
+    the generic lr 1e-3 and batch 4096 left the students at AUC 0.50-0.53."""
 
     epochs: int = Field(1, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(3e-3, gt=0)
     early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
     lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
 
 
 class StreamConfig(StrictConfig):
     name: str = Field(description="the stream's directory under output_dir")
-    data: Path = Field(description="a prepared dataset with a day column")
+    data: Path = Field(description="a prepared dataset with a day column and warmup_days + 2 "
+                       "days or more, each in every split (a random split) or in one split "
+                       "(a day split)")
     output_dir: Path = Field(Path("runs"), description="where the stream directory goes")
     teacher: ModelSpec = Field(description="the teacher model, trained day by day")
     student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}))
@@ -65,16 +90,22 @@ class StreamConfig(StrictConfig):
     distill: KDOptions = Field(default_factory=KDOptions)
     days: list[int] | None = Field(None, description="default: every day in the data")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig)
-    eval_split: str = Field("test", description="split whose day t+2 rows evaluate day t+1")
+    eval_split: Literal["train", "valid", "test"] = Field(
+        "test", description="split whose day t+2 rows evaluate day t+1; a day that only one "
+        "split holds (a day split) is evaluated on that split's rows")
+    overwrite: bool = Field(False, description="remove the stream directory and start afresh "
+                            "(an interrupted stream then restarts instead of resuming)")
 
 
 class _Stream:
     """Holds the two trainers and their persistent state across days."""
 
-    def __init__(self, config: StreamConfig, data: PreparedData, out: Path) -> None:
+    def __init__(self, config: StreamConfig, data: PreparedData, out: Path,
+                 sources: dict[int, tuple[str, str]]) -> None:
         self.config = config
         self.data = data
         self.out = out
+        self.sources = sources  # day -> (split it trains on, split it is evaluated on)
         torch.manual_seed(config.train.seed)
         self.teacher = PlainStrategy(build_model(config.teacher, data.feature_map))
         student = build_model(config.student, data.feature_map)
@@ -124,7 +155,7 @@ class _Stream:
                            + len(self.history))
 
     def train_teacher(self, day: int) -> None:
-        self.teacher_trainer.fit(self._loader(self.data.load("train", [day])), None)
+        self.teacher_trainer.fit(self._loader(self.data.load(self.sources[day][0], [day])), None)
 
     def teacher_checkpoint(self, day: int) -> Path:
         """The teacher trained through `day`, as a run directory the label store can use."""
@@ -137,28 +168,111 @@ class _Stream:
                               self.student.served_model(), self.data.feature_map)
 
     def train_student(self, day: int, store: LabelStore) -> None:
-        rows = store.join(self.data.load("train", [day]), "train", [day],
+        split = self.sources[day][0]
+        rows = store.join(self.data.load(split, [day]), split, [day],
                           hidden=self.config.distill.needs_hidden)
         self.student_trainer.fit(self._loader(rows), None)
 
     def evaluate(self, day: int) -> dict[str, Any]:
-        rows = self.data.load(self.config.eval_split, [day])
+        rows = self.data.load(self.sources[day][1], [day])
         teacher = self.teacher_trainer.evaluate(rows)
         student = self.student_trainer.evaluate(rows)
         return {"teacher": teacher, "student": student}
 
 
-def _check_resume(config: StreamConfig, out: Path) -> None:
-    """Refuse to resume a stream whose saved state was trained under another config."""
+def day_sources(data: PreparedData, days: list[int], eval_split: str,
+                warmup_days: int) -> dict[int, tuple[str, str]]:
+    """Per day, the split whose rows it trains on and the one it is evaluated on; refuses, before
+    any training, data whose days a stream cannot take (see the module docstring)."""
+    if not data.feature_map.has_day:
+        raise CtrDistillError(f"stream: {data.path} has no day column; a stream needs "
+                              "day-partitioned data (a schema with a `day`, e.g. synth --days)")
+    if len(days) < warmup_days + 2:
+        raise CtrDistillError(f"stream needs at least warmup_days + 2 = {warmup_days + 2} "
+                              f"days; the data has {len(days)}")
+    held = {split: set(data.scan(split).select("day").unique().collect()["day"].to_list())
+            for split in SPLITS if data.feature_map.splits.get(split)}
+    sources = {}
+    for day in days:
+        splits = [split for split in held if day in held[split]]
+        if len(splits) == 1:
+            sources[day] = (splits[0], splits[0])
+        elif "train" in splits and eval_split in splits:
+            sources[day] = ("train", eval_split)
+        else:
+            holders = f"only in {', '.join(splits)}" if splits else "in no split"
+            raise CtrDistillError(
+                f"stream: day {day} has rows {holders}; a stream needs each day's rows either "
+                f"in every split (a random split: it trains on 'train' and is evaluated on "
+                f"'{eval_split}') or in one split (a day split)")
+    return sources
+
+
+def _saved_days(out: Path) -> int:
+    state = out / "state.pt"
+    return len(torch.load(state, weights_only=True)["history"]) if state.is_file() else 0
+
+
+def _remove_stream(out: Path) -> None:
+    """Remove a stream directory, refusing one that holds anything a stream does not write
+    (a wrong `name` or `output_dir` must not delete someone's data)."""
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in STREAM_FILES and ".tmp-" not in p.name)
+    if foreign:
+        raise CtrDistillError(f"{out} is not a stream directory (it holds {', '.join(foreign)})"
+                              "; remove it yourself or choose another name or output_dir")
+    trash = out.with_name(f".{out.name}.removed")
+    shutil.rmtree(trash, ignore_errors=True)  # left by a crash during an earlier removal
+    os.replace(out, trash)  # the stream disappears at once, then its files
+    shutil.rmtree(trash)
+
+
+def _start_or_resume(config: StreamConfig, out: Path) -> None:
+    """Clear `out` for a fresh start (overwrite, or a stream under another config that saved no
+    day), keep it to resume (the same config), or refuse (another config with saved days)."""
+    if not out.exists():
+        return
+    if config.overwrite:
+        logger.info("%s: overwrite: removing the old stream", out)
+        _remove_stream(out)
+        return
     saved_path = out / "config.json"
-    if not (out / "state.pt").is_file() or not saved_path.is_file():
-        return  # nothing to resume: the stream starts afresh
+    if not saved_path.is_file():
+        return
     changed = config_changes(json.loads(saved_path.read_text()),
                              json.loads(config.model_dump_json()))
-    if changed:
-        raise CtrDistillError(f"{out} holds a stream started with another config (differs in: "
-                              f"{', '.join(changed)}); resume with the same config, or choose "
-                              "another name or output_dir")
+    if not changed:
+        return
+    saved = _saved_days(out)
+    if saved:
+        raise CtrDistillError(
+            f"{out} holds a stream started with another config (differs in: "
+            f"{', '.join(changed)}) with {saved} saved day(s); resume with the same config, set "
+            "overwrite: true to start over (removes them), or choose another name or output_dir")
+    logger.info("%s: its stream saved no day; starting afresh under the new config (differs "
+                "in: %s)", out, ", ".join(changed))
+    _remove_stream(out)
+
+
+def _problems(record: dict[str, Any]) -> list[str]:
+    """A model at chance level on the day: it learnt nothing (or the data has no signal)."""
+    problems = []
+    for who in ("teacher", "student"):
+        auc = record[who]["auc"]
+        if math.isnan(auc) or abs(auc - 0.5) < CHANCE_AUC:
+            problems.append(f"{who} at chance level (AUC {auc:.4f})")
+            logger.warning("day %s: the %s scores AUC %.4f, chance level: it learnt nothing "
+                           "from its days (unless the data has no signal); more steps per day "
+                           "(a smaller train.batch_size) or a larger train.lr may help",
+                           record["eval_day"], who, auc)
+    return problems
+
+
+def _daily_markdown(rows: list[dict[str, Any]], history: list[dict[str, Any]]) -> str:
+    flagged = [f"- day {r['eval_day']}: {problem}" for r in history
+               for problem in r.get("problems", [])]
+    return markdown_table(rows) + ("\n## Problems\n\n" + "\n".join(flagged) + "\n"
+                                   if flagged else "")
 
 
 def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
@@ -169,14 +283,12 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
                               "it without torchrun)")
     data = PreparedData(config.data)
     days = config.days or data.days()
-    if len(days) < config.warmup_days + 2:
-        raise CtrDistillError(f"stream needs at least warmup_days + 2 = {config.warmup_days + 2} "
-                              f"days; the data has {len(days)}")
+    sources = day_sources(data, days, config.eval_split, config.warmup_days)
     out = config.output_dir / config.name
-    _check_resume(config, out)
+    _start_or_resume(config, out)
     with atomic_file(out / "config.json") as tmp:
         tmp.write_text(config.model_dump_json(indent=1))
-    state = _Stream(config, data, out)
+    state = _Stream(config, data, out, sources)
     state.restore()
     store_path = out / "labels"
     if state.next_step is None:
@@ -192,7 +304,8 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
         teacher_run = state.teacher_checkpoint(today)
         # relabel: after a crash, the day's labels may come from a teacher checkpoint that the
         # resumed run has just rewritten; the labels must be this teacher's.
-        store = write_labels([teacher_run], config.data, store_path, splits=["train"],
+        store = write_labels([teacher_run], config.data, store_path,
+                             splits=[sources[label_day][0]],
                              days=[label_day], show_progress=False,
                              hidden=config.distill.needs_hidden, relabel=True,
                              device=config.train.device)
@@ -202,6 +315,7 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
                   "teacher_checkpoint": str(teacher_run.relative_to(out)),
                   "student_checkpoint": str(student_run.relative_to(out)),
                   **state.evaluate(eval_day)}
+        record["problems"] = _problems(record)
         state.history.append(record)
         state.next_step = index + 1
         state.save()
@@ -212,6 +326,6 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
     with atomic_file(out / "daily.json") as tmp:
         tmp.write_text(json.dumps(state.history, indent=1))
     with atomic_file(out / "daily.md") as tmp:
-        tmp.write_text(markdown_table(rows))
+        tmp.write_text(_daily_markdown(rows, state.history))
     plot_daily({config.name: state.history}, out / "daily.png")
     return Result(out, {}, rows, state.history, f"{config.name}: daily evaluation")
