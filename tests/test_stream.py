@@ -24,14 +24,19 @@ TRAIN = {"epochs": 1, "batch_size": 512, "early_stop": None, "lr_plateau": None,
          "progress": False, "lr": 0.005, "threads": 1}
 
 
+def _prepared(root: Path, split: dict | None = None, **synth) -> Path:
+    """Five days of drifting synthetic rows, split at random (x4) or by day (`split`)."""
+    write_synthetic(SynthConfig(days=5, drift=0.3, **synth), root / "raw", show_progress=False)
+    how = {"split": split} if split else {"protocol": "x4"}
+    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep", **how),
+            show_progress=False)
+    return root / "prep"
+
+
 @pytest.fixture(scope="module")
 def days_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stream")
-    write_synthetic(SynthConfig(rows=10000, days=5, drift=0.3, max_vocab=300, chunk_rows=2000,
-                                seed=5), root / "raw", show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          protocol="x4"), show_progress=False)
-    return root / "prep"
+    return _prepared(tmp_path_factory.mktemp("stream"), rows=10000, max_vocab=300,
+                     chunk_rows=2000, seed=5)
 
 
 def _config(data: Path, out: Path, **extra) -> StreamConfig:
@@ -62,31 +67,8 @@ def test_stale_teacher_is_one_version(days_data, tmp_path):
     assert len(store.teacher_versions) == 1
 
 
-def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_path,
-                                                                 monkeypatch):
-    full = stream(_config(days_data, tmp_path / "full")).history
-    calls = {"n": 0}
-    original = _Stream.train_student
-
-    def crash_on_second_day(self, day, store):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, day, store)
-
-    monkeypatch.setattr(_Stream, "train_student", crash_on_second_day)
-    with pytest.raises(KeyboardInterrupt):
-        stream(_config(days_data, tmp_path / "cut"))
-    monkeypatch.setattr(_Stream, "train_student", original)
-    resumed = stream(_config(days_data, tmp_path / "cut")).history
-    assert [r["eval_day"] for r in resumed] == [2, 3, 4]
-    for a, b in zip(full, resumed, strict=True):
-        assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
-        assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
-
-
-def _crash_on_student_day(monkeypatch, n: int) -> None:
-    """Interrupt the stream as the n-th student day starts (n - 1 days are saved)."""
+def _interrupt_at_student_day(config: StreamConfig, monkeypatch, n: int) -> None:
+    """Run `config`, interrupted as its n-th student day starts (n - 1 days are saved)."""
     calls = {"n": 0}
     original = _Stream.train_student
 
@@ -96,15 +78,26 @@ def _crash_on_student_day(monkeypatch, n: int) -> None:
             raise KeyboardInterrupt
         return original(self, day, store)
 
-    monkeypatch.setattr(_Stream, "train_student", crash)
+    with monkeypatch.context() as patch:
+        patch.setattr(_Stream, "train_student", crash)
+        with pytest.raises(KeyboardInterrupt):
+            stream(config)
+
+
+def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_path,
+                                                                 monkeypatch):
+    full = stream(_config(days_data, tmp_path / "full")).history
+    _interrupt_at_student_day(_config(days_data, tmp_path / "cut"), monkeypatch, 2)
+    resumed = stream(_config(days_data, tmp_path / "cut")).history
+    assert [r["eval_day"] for r in resumed] == [2, 3, 4]
+    for a, b in zip(full, resumed, strict=True):
+        assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
+        assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
 
 
 def test_resume_with_another_config_is_refused_once_a_day_is_saved(days_data, tmp_path,
                                                                    monkeypatch):
-    with monkeypatch.context() as patch:
-        _crash_on_student_day(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
-            stream(_config(days_data, tmp_path))
+    _interrupt_at_student_day(_config(days_data, tmp_path), monkeypatch, 2)
     saved = (tmp_path / "s" / "config.json").read_text()
     changed = _config(days_data, tmp_path, distill={"lambda": 0.5},
                       teacher_updates="stale")
@@ -122,10 +115,7 @@ def test_resume_with_another_config_is_refused_once_a_day_is_saved(days_data, tm
 def test_a_stream_that_saved_no_day_restarts_under_a_new_config(days_data, tmp_path,
                                                                 monkeypatch):
     """A failed first attempt (warm-up done, no day saved) does not block the corrected one."""
-    with monkeypatch.context() as patch:
-        _crash_on_student_day(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            stream(_config(days_data, tmp_path))
+    _interrupt_at_student_day(_config(days_data, tmp_path), monkeypatch, 1)
     assert (tmp_path / "s" / "state.pt").is_file()
     corrected = _config(days_data, tmp_path, teacher_updates="stale")
     assert len(stream(corrected).history) == 3
@@ -151,13 +141,9 @@ def test_overwrite_removes_the_old_stream_and_starts_afresh(days_data, tmp_path)
 
 @pytest.fixture(scope="module")
 def day_split_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stream-days")
-    write_synthetic(SynthConfig(rows=10000, days=5, drift=0.3, max_vocab=300, chunk_rows=2000,
-                                seed=6), root / "raw", show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          split={"kind": "day", "valid_days": [3], "test_days": [4]}),
-            show_progress=False)
-    return root / "prep"
+    return _prepared(tmp_path_factory.mktemp("stream-days"),
+                     {"kind": "day", "valid_days": [3], "test_days": [4]}, rows=10000,
+                     max_vocab=300, chunk_rows=2000, seed=6)
 
 
 def test_a_day_split_takes_each_days_rows_from_the_split_that_holds_it(day_split_data,
@@ -192,12 +178,7 @@ def test_days_a_stream_cannot_take_are_refused_before_training(days_data, tmp_pa
 
 @pytest.fixture(scope="module")
 def small_days(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stream-small")
-    write_synthetic(SynthConfig(rows=40000, days=5, drift=0.3, seed=2026), root / "raw",
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          protocol="x4"), show_progress=False)
-    return root / "prep"
+    return _prepared(tmp_path_factory.mktemp("stream-small"), rows=40000, seed=2026)
 
 
 def test_the_default_day_training_learns_on_small_days(small_days, tmp_path):
