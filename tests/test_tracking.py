@@ -17,6 +17,7 @@ from ctrdistill.pipelines.distill import DistillConfig
 from ctrdistill.pipelines.kdef import KDEFConfig
 from ctrdistill.pipelines.mutual import MutualConfig
 from ctrdistill.pipelines.train import TrainRunConfig, train
+from ctrdistill.pipelines.writer import config_changes
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -92,3 +93,11 @@ def test_tracking_without_mlflow_installed_is_refused_at_once(monkeypatch):
     with pytest.raises(CtrDistillError, match=r"pip install 'ctrdistill\[mlflow\]'"):
         validate_config(TrainRunConfig, {"name": "x", "data": ".", "model": "lr",
                                          "tracking": {"kind": "mlflow"}})
+
+
+def test_adding_tracking_does_not_block_a_resume():
+    """Tracking changes what is logged, not what is computed: a resumed run may add it."""
+    off = {"name": "lr", "train": {"lr": 0.01}, "tracking": None}
+    on = {**off, "tracking": {"kind": "mlflow", "uri": None, "experiment": "e"}}
+    assert config_changes(off, on) == []
+    assert config_changes(off, {**on, "train": {"lr": 0.1}}) == ["train.lr"]
