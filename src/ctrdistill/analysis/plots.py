@@ -53,6 +53,7 @@ def learning_curves_figure(histories: dict[str, list[dict]],
         if best_steps:
             ax.plot([], [], marker="*", markersize=10, color="white", markeredgecolor="black",
                     linestyle="none", label="kept (best) step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("training step")
         ax.set_ylabel(f"validation {metric}")
         ax.grid(alpha=0.3)
