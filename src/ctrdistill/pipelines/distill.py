@@ -67,22 +67,26 @@ class DistillConfig(StrictConfig):
     name: str = Field(description="the student run's name")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
-    teachers: list[TeacherSpec] = Field(default_factory=list)
+    teachers: list[TeacherSpec] = Field(default_factory=list, description="the teachers: "
+                                        "finished runs or models trained first")
     label_store: Path | None = Field(
         None, description="read teacher logits from a store (`ctrdistill label`) instead of "
         "running teachers: one teacher pass shared by many students")
     label_store_version: int | None = Field(
         None, ge=0, description="read only the partitions this teacher version of the label "
         "store labelled (default: every partition, as listed)")
-    student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}))
-    strategy: KDOptions = Field(default_factory=KDOptions)
+    student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}),
+                               description="the student model")
+    strategy: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
+                                "from the teachers")
     stop_on: Literal["valid_auc", "distill"] = Field(
         "valid_auc", description="early-stopping signal: labelled valid AUC, or the label-free "
         "distillation loss on held-out data; `distill` needs train.early_stop (its patience)")
     add_valid_to_train: bool = Field(
         False, description="train the student on the valid split too (needs stop_on: distill); "
         "a fraction of training rows is then held out, labels unused, for stopping")
-    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train")
+    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train: the "
+                                    "fraction of training rows held out for early stopping")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run (and its teachers)")
 
