@@ -62,7 +62,8 @@ class StreamConfig(StrictConfig):
         "continual", description="continual: the teacher trains on every day; stale: on the "
         "warm-up days only")
     warmup_days: int = Field(1, ge=1, description="days the teacher trains on before students")
-    distill: KDOptions = Field(default_factory=KDOptions)
+    distill: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
+                               "from the stored teacher labels")
     days: list[int] | None = Field(None, description="default: every day in the data")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig)
     eval_split: str = Field("test", description="split whose day t+2 rows evaluate day t+1")
