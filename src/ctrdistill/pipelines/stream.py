@@ -47,7 +47,7 @@ class DayTrainConfig(TrainConfig):
     """Training on one day's rows: one pass, no early stopping (there is no validation day to
     watch); a partial `train:` block overrides these defaults key by key."""
 
-    epochs: int = Field(1, ge=1)
+    epochs: int = Field(1, ge=1, description="passes over each day's rows")
     early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
     lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
 
