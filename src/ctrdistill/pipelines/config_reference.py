@@ -113,6 +113,14 @@ def default_text(field: FieldInfo) -> str:
     return "required"
 
 
+def _same_as_train(model: type[BaseModel]) -> frozenset[str]:
+    """The keys of a TrainConfig subclass that it inherits unchanged."""
+    base = TrainConfig.model_fields
+    return frozenset(n for n, f in model.model_fields.items() if n in base
+                     and (default_text(f), f.description) == (default_text(base[n]),
+                                                              base[n].description))
+
+
 def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset()
          ) -> Iterator[Key]:
     """Every key of `model` (but `skip`), depth first: nested configs as `parent.key`, list
@@ -130,14 +138,15 @@ def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozen
         if is_model or shared:
             link = MODELS_LINK if is_model else TRAIN_LINK
             description = f"{description}; {link}" if description else link
-        yield Key(path, type_name(field.annotation), default_text(field), description)
+        default = "see the link" if shared else default_text(field)
+        yield Key(path, type_name(field.annotation), default, description)
         if is_model:
             continue
         in_list = typing.get_origin(field.annotation) is list
         for sub in nested:
-            # A train block lists only what it adds to the shared train options.
+            # A train block lists only what it adds to or changes in the shared train options.
             yield from keys(sub, f"{path}[]." if in_list else f"{path}.",
-                            frozenset(TrainConfig.model_fields) if shared else frozenset())
+                            _same_as_train(sub) if shared else frozenset())
 
 
 def _cell(text: str) -> str:
