@@ -81,3 +81,11 @@ def test_abundance_axis_starts_at_the_minimum_possible():
                 "mean_hidden_abundance": a} for n, a in ((2, 1.405), (4, 1.422))]
     for ax in abundance_figure(reports).axes:
         assert ax.get_ylim()[0] == 1.0
+
+
+def test_single_step_curve_has_whole_step_ticks():
+    fig = learning_curves_figure({"a": _history(0.0)[:1]}, rows="held-out train")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert list(ax.get_xticks()) == [10]
+        assert ax.get_ylabel().startswith("held-out train ")

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 import yaml
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from ctrdistill.analysis.plots import save_figure
+from ctrdistill.analysis.plots import save_figure, whole_number_ticks
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import MeanEnsemble
@@ -145,7 +144,7 @@ def spectra_figure(report: dict[str, Any]) -> Figure:
             ax.plot(index, mid, color="C0", linewidth=2, label=f"median of {len(spectra)}")
             ax.plot([], [], color="grey", alpha=0.6, linewidth=0.6, label="each spectrum")
         ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        whole_number_ticks(ax, [i for s in spectra.values() for i in range(1, len(s) + 1)])
         ax.set_xlabel("index")
         ax.set_ylabel(f"s / max s (cut at {NOISE_FLOOR:.1e})")
         ax.set_title(f"{Path(report['run']).name}: {group}")

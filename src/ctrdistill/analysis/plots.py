@@ -16,6 +16,15 @@ from matplotlib.ticker import MaxNLocator
 from ctrdistill.storage import atomic_file
 
 
+def whole_number_ticks(ax, values: list[int]) -> None:
+    """Ticks only at whole numbers (steps, days): every value when there are few, as a
+    locator cannot find integers inside a one-point range."""
+    if len(set(values)) <= 10:
+        ax.set_xticks(sorted(set(values)))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _curves(histories: dict[str, list[dict]], metric: str
             ) -> dict[str, tuple[str, list, list]]:
     """label -> (run, steps, values) of every run and output that reports `metric` on valid."""
@@ -34,9 +43,10 @@ def _curves(histories: dict[str, list[dict]], metric: str
 def learning_curves_figure(histories: dict[str, list[dict]],
                            metrics: tuple[str, ...] = ("auc", "logloss"),
                            best_steps: dict[str, int | None] | None = None,
-                           title: str | None = None) -> Figure:
+                           title: str | None = None, rows: str = "validation") -> Figure:
     """One panel per metric; one line per run and output (e.g. 'student', 'student/peer0'),
-    in the same colour on every panel; a star on each run's kept step (`best_steps`)."""
+    in the same colour on every panel; a star on each run's kept step (`best_steps`); `rows`
+    names what the figures were measured on."""
     best_steps = best_steps or {}
     per_metric = {metric: _curves(histories, metric) for metric in metrics}
     labels = sorted({label for curves in per_metric.values() for label in curves})
@@ -53,9 +63,9 @@ def learning_curves_figure(histories: dict[str, list[dict]],
         if best_steps:
             ax.plot([], [], marker="*", markersize=10, color="white", markeredgecolor="black",
                     linestyle="none", label="kept (best) step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        whole_number_ticks(ax, [s for _, steps, _ in per_metric[metric].values() for s in steps])
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"validation {metric}")
+        ax.set_ylabel(f"{rows} {metric}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title or f"learning curves: {', '.join(histories)}")
@@ -65,8 +75,8 @@ def learning_curves_figure(histories: dict[str, list[dict]],
 def plot_learning_curves(histories: dict[str, list[dict]], path: Path,
                          metrics: tuple[str, ...] = ("auc", "logloss"),
                          best_steps: dict[str, int | None] | None = None,
-                         title: str | None = None) -> Path:
-    return save_figure(learning_curves_figure(histories, metrics, best_steps, title), path)
+                         title: str | None = None, rows: str = "validation") -> Path:
+    return save_figure(learning_curves_figure(histories, metrics, best_steps, title, rows), path)
 
 
 def daily_figure(histories: dict[str, list[dict]],
@@ -81,7 +91,7 @@ def daily_figure(histories: dict[str, list[dict]],
                         markersize=3, label=f"{run} {who}")
         if metric == "calibration":
             ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # days are whole numbers
+        whole_number_ticks(ax, [r["eval_day"] for h in histories.values() for r in h])
         ax.set_xlabel("evaluation day")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

@@ -177,8 +177,8 @@ def _drop_in_sample_ensemble(result: Result, name: str) -> None:
         tmp.write_text(json.dumps(result.history, indent=1))
     plot_learning_curves({name: result.history}, result.path / "curves.png",
                          best_steps={name: result.metrics["best_step"]},
-                         title=f"{name}: early-stopping rows (held out of train; "
-                         "teacher ensemble not shown: in-sample there)")
+                         title=f"{name}: early-stopping rows, held out of train (teacher "
+                         "ensemble not shown: in-sample there)", rows="held-out train")
     logger.info("run %s: teacher-ensemble figures on the early-stopping rows dropped from the "
                 "history (the teachers trained on those rows)", name)
 
