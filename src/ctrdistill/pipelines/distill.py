@@ -36,6 +36,7 @@ from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.kd import ENSEMBLE
+from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import resolve_device
@@ -163,16 +164,18 @@ def _split_for_stopping(config: DistillConfig, train_rows: ColumnData, valid: Co
     return ColumnData.concat([train_rows.subset(~held), valid]), train_rows.subset(held)
 
 
-def _drop_in_sample_ensemble(result: Result, name: str) -> None:
+def _drop_in_sample_ensemble(result: Result, name: str, writes: bool) -> None:
     """With add_valid_to_train, early stopping watches rows held out of the train split, which
     the teachers trained on: the ensemble's figures there are in-sample, not validation. Drop
     them from the history and its curves (the student's own figures there stay: it did not
-    train on those rows)."""
+    train on those rows). Only the rank that `writes` rewrites the run's files."""
     prefix = f"{ENSEMBLE}."
     for record in result.history:
         if "valid" in record:
             record["valid"] = {k: v for k, v in record["valid"].items()
                                if not k.startswith(prefix)}
+    if not writes:
+        return
     with atomic_file(result.path / "history.json") as tmp:
         tmp.write_text(json.dumps(result.history, indent=1))
     plot_learning_curves({name: result.history}, result.path / "curves.png",
@@ -254,7 +257,8 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
         config.model_dump(mode="json", by_alias=True), loader=loader, valid=stop_rows,
         reports=reports, overwrite=config.overwrite, resume=resume))
     if config.add_valid_to_train:
-        _drop_in_sample_ensemble(result, config.name)
+        group = distributed.group(resolve_device(config.train.device))
+        _drop_in_sample_ensemble(result, config.name, group is None or group.is_main)
 
     test = splits["test"]
     rows = []

@@ -217,8 +217,7 @@ def run_job(job: TrainJob) -> Result:
 
 def parameter_counts(strategy: Strategy) -> str:
     """The served model's parameters and, when training fits more (aux head, gate, hint map),
-    what each extra part adds: e.g. '236,641 served parameters (435,043 trained: + aux head
-    401, ensemble 198,001)'."""
+    what each extra part adds: 'S served parameters (T trained: + aux head A, ensemble E)'."""
     served = {id(p) for p in strategy.served_model().parameters()}
     extra = {}
     for name, module in strategy.named_children():
