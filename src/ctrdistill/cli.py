@@ -136,20 +136,59 @@ def cmd_demo(args) -> None:
 def _add_processes(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--nproc", type=int, default=1, metavar="N",
                      help="run in N processes with DDP (torchrun on this machine; gloo on CPUs, "
-                     "NCCL on GPUs); default 1")
+                     "NCCL on GPUs)")
     sub.add_argument("--max-restarts", type=int, default=0, metavar="R",
                      help="with --nproc: restart the group up to R times after a failure; it "
-                     "resumes from the last checkpoint (default 0)")
+                     "resumes from the last checkpoint")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows a flag's default where it has a real one
+    (None defaults come from the config, and their help says so)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default is None or default is False or default == [] \
+                or default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+#: One example per verb, shown under its --help.
+EXAMPLES = {
+    "synth": "ctrdistill synth --output data/raw --rows 1000000 --days 10 --drift 0.05",
+    "prepare": "ctrdistill prepare --recipe synthetic --input data/raw --output data/synth "
+               "--protocol x4",
+    "train": "ctrdistill train configs/train_dnn.yaml --set train.epochs=2",
+    "distill": "ctrdistill distill configs/distill_example.yaml "
+               "--set strategy.ensemble=mean_logits",
+    "mutual": "ctrdistill mutual configs/mutual_example.yaml",
+    "kdef": "ctrdistill kdef configs/kdef_example.yaml --set num_subnetworks=2",
+    "analyze": "ctrdistill analyze collapse runs/kdef4 runs/naive4 --data data/synth "
+               "--output collapse/",
+    "evaluate": "ctrdistill evaluate runs/dnn --data data/synth --split test --json",
+    "predict": "ctrdistill predict runs/dnn --data data/synth --output scores.parquet",
+    "stream": "ctrdistill stream configs/stream_example.yaml",
+    "label": "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
+    "demo": "ctrdistill demo --rows 100000 --workdir /tmp/demo",
+}
+EXAMPLES["collapse"] = EXAMPLES["analyze"]
+
+
+def _epilog(name: str) -> str:
+    return f"example:\n  {EXAMPLES[name]}"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctrdistill", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ctrdistill", description=__doc__, formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def add(name: str, handler, help_text: str,
             config: str | None = "optional") -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text,
+                               epilog=_epilog(name), formatter_class=_Help)
         if config == "required":
             sub.add_argument("config", help="YAML config")
         elif config == "optional":
@@ -161,18 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = add("synth", cmd_synth, "generate the synthetic benchmark (raw Parquet)")
-    sub.add_argument("--output", required=True)
-    sub.add_argument("--rows", type=int)
-    sub.add_argument("--days", type=int)
-    sub.add_argument("--drift", type=float)
-    sub.add_argument("--seed", type=int)
+    sub.add_argument("--output", required=True, help="directory for the raw Parquet files")
+    sub.add_argument("--rows", type=int, help="rows to generate (default: the config's rows)")
+    sub.add_argument("--days", type=int, help="days the rows span (default: the config's days)")
+    sub.add_argument("--drift", type=float,
+                     help="rotation of the hidden click model per day, in radians (default: the "
+                     "config's drift)")
+    sub.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
 
     sub = add("prepare", cmd_prepare, "encode raw logs into Parquet shards with vocabularies")
-    sub.add_argument("--recipe")
-    sub.add_argument("--input")
-    sub.add_argument("--output")
-    sub.add_argument("--protocol")
-    sub.add_argument("--overwrite", action="store_true")
+    sub.add_argument("--recipe", help="raw format, e.g. criteo, avazu, synthetic, csv (an unknown "
+                     "name lists them all; default: the config's recipe)")
+    sub.add_argument("--input", help="raw file or directory (default: the config's input)")
+    sub.add_argument("--output", help="prepared dataset directory (default: the config's output)")
+    sub.add_argument("--protocol", help="split/encoding protocol, e.g. x1 or x4 (default: the "
+                     "config's protocol)")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace an existing prepared dataset")
 
     for name, text in (
             ("train", "train one model on hard labels"),
@@ -185,13 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint")
         _add_processes(sub)
 
-    analyze = verbs.add_parser("analyze", help="analyses of finished runs")
+    analyze = verbs.add_parser("analyze", help="analyses of finished runs",
+                               description="analyses of finished runs", epilog=_epilog("analyze"),
+                               formatter_class=_Help)
     analyses = analyze.add_subparsers(dest="analysis", required=True)
-    sub = analyses.add_parser("collapse", help="embedding/representation collapse spectra")
+    text = "embedding/representation collapse spectra"
+    sub = analyses.add_parser("collapse", help=text, description=text,
+                              epilog=_epilog("collapse"), formatter_class=_Help)
     sub.add_argument("runs", nargs="+", help="run directories")
     sub.add_argument("--data", required=True, help="prepared dataset")
     sub.add_argument("--output", default="collapse", help="directory for JSON and PNG")
-    sub.add_argument("--sample-rows", type=int, default=4096)
+    sub.add_argument("--sample-rows", type=int, default=4096,
+                     help="rows of the test split whose hidden vectors are analysed")
     sub.set_defaults(handler=cmd_analyze_collapse)
 
     for name, handler, text in (("evaluate", cmd_evaluate, "metrics of a run on a split"),
@@ -199,9 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, handler, text, config=None)
         sub.add_argument("run", help="run directory")
         sub.add_argument("--data", required=True, help="prepared dataset")
-        sub.add_argument("--split", default="test", help="train, valid or test (default: test)")
-        sub.add_argument("--device", default="auto",
-                         help="auto, cpu, cuda or cuda:N (default: auto)")
+        sub.add_argument("--split", default="test", help="train, valid or test")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         if name == "predict":
             sub.add_argument("--output", required=True, help="Parquet file to write")
             sub.add_argument("--overwrite", action="store_true",
@@ -222,13 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also store the teachers' hidden vectors (for gates and hint losses)")
     sub.add_argument("--relabel", action="store_true",
                      help="replace partitions labelled by another teacher set (default: refuse)")
-    sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_processes(sub)
 
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
-    sub.add_argument("--workdir", default="ctrdistill-demo")
-    sub.add_argument("--rows", type=int, default=300_000)
-    sub.add_argument("--overwrite", action="store_true")
+    sub.add_argument("--workdir", default="ctrdistill-demo",
+                     help="directory for the demo's data, runs and results")
+    sub.add_argument("--rows", type=int, default=300_000, help="synthetic rows to generate")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing --workdir")
     return parser
 
 

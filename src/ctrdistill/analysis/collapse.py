@@ -14,10 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import yaml
+from matplotlib.figure import Figure
 
-from ctrdistill.analysis.plots import save_figure
+from ctrdistill.analysis.plots import save_figure, whole_number_ticks
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import MeanEnsemble
@@ -99,27 +101,67 @@ def _mean(spectra: dict[str, Any], key: str) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def plot_spectra(report: dict[str, Any], path: Path) -> Path:
-    """Normalised singular values (s / max s) of field tables and hidden representations."""
+#: Singular values below this fraction of the largest are float32 rounding noise, not signal.
+NOISE_FLOOR = float(np.finfo(np.float32).eps)
+#: Up to this many spectra per panel get a legend entry each; more are summarised.
+MAX_LABELLED = 10
+
+
+def normalised_spectrum(values: list[float]) -> np.ndarray:
+    """s / max s, cut where it falls below machine precision (NOISE_FLOOR)."""
+    s = np.asarray(values, dtype=np.float64)
+    if not s.size or s[0] <= 0:
+        return s[:0]
+    s = s / s[0]
+    return s[s >= NOISE_FLOOR]
+
+
+def spectra_figure(report: dict[str, Any]) -> Figure:
+    """Normalised singular values of field tables and hidden representations. A panel with up
+    to MAX_LABELLED spectra labels each line; with more, every spectrum is a thin grey line
+    under the median and the 10-90% band across spectra at each index."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, group in zip(axes, ("fields", "hidden"), strict=True):
-        for name, spec in report[group].items():
-            s = torch.tensor(spec["singular_values"])
-            if s.numel() and float(s[0]) > 0:
-                ax.plot(range(1, len(s) + 1), (s / s[0]).tolist(), label=name, linewidth=1)
+        spectra = {name: normalised_spectrum(spec["singular_values"])
+                   for name, spec in report[group].items()}
+        spectra = {name: s for name, s in spectra.items() if s.size}
+        labelled = len(spectra) <= MAX_LABELLED
+        for name, s in spectra.items():
+            index = np.arange(1, len(s) + 1)
+            if labelled:
+                ax.plot(index, s, label=name, linewidth=1)
+            else:
+                ax.plot(index, s, color="grey", alpha=0.35, linewidth=0.6)
+        if spectra and not labelled:
+            length = max(len(s) for s in spectra.values())
+            padded = np.full((len(spectra), length), np.nan)
+            for row, s in enumerate(spectra.values()):
+                padded[row, :len(s)] = s
+            index = np.arange(1, length + 1)
+            low, mid, high = np.nanquantile(padded, [0.1, 0.5, 0.9], axis=0)
+            ax.fill_between(index, low, high, color="C0", alpha=0.3,
+                            label=f"10-90% of {len(spectra)} {group}")
+            ax.plot(index, mid, color="C0", linewidth=2, label=f"median of {len(spectra)}")
+            ax.plot([], [], color="grey", alpha=0.6, linewidth=0.6, label="each spectrum")
         ax.set_yscale("log")
+        whole_number_ticks(ax, [i for s in spectra.values() for i in range(1, len(s) + 1)])
         ax.set_xlabel("index")
-        ax.set_ylabel("s / max s")
+        ax.set_ylabel(f"s / max s (cut at {NOISE_FLOOR:.1e})")
         ax.set_title(f"{Path(report['run']).name}: {group}")
         ax.grid(alpha=0.3)
-        if len(report[group]) <= 12:
+        if spectra:
             ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
+def plot_spectra(report: dict[str, Any], path: Path) -> Path:
+    return save_figure(spectra_figure(report), path)
+
+
+def abundance_figure(reports: list[dict[str, Any]]) -> Figure:
     """Mean information abundance against the number of sub-networks: one point per run, one
-    colour per series (ensemble mode), a line through each series' mean at every N."""
+    colour per series (ensemble mode), a line through each series' mean at every N. The y-axis
+    starts at 1, the smallest possible abundance, so gaps are drawn to scale."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     series = sorted({r["series"] for r in reports})
     for ax, key, title in ((axes[0], "mean_field_abundance", "embedding tables"),
@@ -131,13 +173,19 @@ def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
             sizes = sorted({n for n, _ in points})
             means = [statistics.mean(v for n, v in points if n == size) for size in sizes]
             ax.plot(sizes, means, color=colour)
+        top = max((r[key] for r in reports), default=1.0)
+        ax.set_ylim(1.0, 1.0 + 1.1 * max(top - 1.0, 0.1))
         ax.set_xticks(sorted({r["num_subnetworks"] for r in reports}))
         ax.set_xlabel("number of sub-networks N")
-        ax.set_ylabel("mean information abundance")
+        ax.set_ylabel("mean information abundance (min 1)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_abundance(reports: list[dict[str, Any]], path: Path) -> Path:
+    return save_figure(abundance_figure(reports), path)
 
 
 def analyze_collapse(run_dirs: list[Path], data: Path, output: Path, sample_rows: int = 4096,

@@ -18,11 +18,25 @@ COLUMNS = [
     ("logloss", "logloss", "{:.5f}"),
     ("calibration", "calib", "{:.4f}"),
     ("gauc", "gAUC", "{:.5f}"),
+    ("bayes_auc", "Bayes AUC", "{:.5f}"),
     ("auc_gap", "AUC gap", "{:.5f}"),
     ("logloss_gap", "logloss gap", "{:.5f}"),
     ("train_samples_per_second", "train/s", "{:,.0f}"),
     ("inference_samples_per_second", "infer/s", "{:,.0f}"),
 ]
+#: What each column means, printed under every table (headers alone leave "calib" a guess).
+LEGEND = {
+    "params": "parameters of the served model (an ensemble: its teachers and combiner)",
+    "auc": "ROC AUC",
+    "logloss": "mean binary cross-entropy",
+    "calibration": "mean predicted CTR / observed CTR (1 = calibrated)",
+    "gauc": "AUC within each group, weighted by group size",
+    "bayes_auc": "AUC of the hidden click probability p_true (the best any model can reach)",
+    "auc_gap": "Bayes AUC - AUC",
+    "logloss_gap": "logloss - Bayes logloss",
+    "train_samples_per_second": "training samples/s",
+    "inference_samples_per_second": "inference samples/s",
+}
 
 
 def result_row(name: str, metrics: dict[str, Any], split: str = "test",
@@ -31,7 +45,7 @@ def result_row(name: str, metrics: dict[str, Any], split: str = "test",
     values = metrics[split]
     prefix = f"{output}." if output else ""
     row: dict[str, Any] = {"model": name}
-    for key in ("auc", "logloss", "calibration", "gauc", "auc_gap", "logloss_gap"):
+    for key in ("auc", "logloss", "calibration", "gauc", "bayes_auc", "auc_gap", "logloss_gap"):
         if prefix + key in values:
             row[key] = values[prefix + key]
     for key in ("params", "train_samples_per_second", "inference_samples_per_second"):
@@ -54,6 +68,12 @@ def _columns(rows: list[dict[str, Any]]):
     return [c for c in COLUMNS if any(c[0] in r for r in rows)]
 
 
+def legend(rows: list[dict[str, Any]]) -> str:
+    """One line defining every column the table of `rows` shows."""
+    return "; ".join(f"{header}: {LEGEND[key]}" for key, header, _ in _columns(rows)
+                     if key in LEGEND)
+
+
 def print_table(rows: list[dict[str, Any]], title: str, console: Console | None = None) -> None:
     table = Table(title=title)
     columns = _columns(rows)
@@ -66,6 +86,9 @@ def print_table(rows: list[dict[str, Any]], title: str, console: Console | None 
     if not console.is_terminal:
         console = Console(width=200)
     console.print(table)
+    text = legend(rows)
+    if text:
+        console.print(text, markup=False, highlight=False)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -73,7 +96,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    text = legend(rows)
+    return "\n".join(lines) + "\n" + (f"\n{text}\n" if text else "")
 
 
 def save_table(rows: list[dict[str, Any]], directory: Path, stem: str = "results") -> None:

@@ -52,16 +52,18 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SplitConfig(StrictConfig):
-    kind: Literal["random", "day"] = "random"
+    kind: Literal["random", "day"] = Field(
+        "random", description="random: seeded hashes of the row id; day: by the day column")
     ratios: tuple[float, float, float] | None = Field(
         None, description="train/valid/test fractions; default from the protocol, else 8:1:1")
-    seed: int = 2026
+    seed: int = Field(2026, description="seed of the random split's hashes")
     train_days: list[int] | None = Field(
         None, description="day split: the training days, in any order; rows of days in no list "
         "are left out. Default: every day before the first valid/test day, and a later day that "
         "is in no list is an error (it would train on the future)")
-    valid_days: list[int] = Field(default_factory=list)
-    test_days: list[int] = Field(default_factory=list)
+    valid_days: list[int] = Field(default_factory=list, description="day split: the validation "
+                                  "days")
+    test_days: list[int] = Field(default_factory=list, description="day split: the test days")
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
@@ -92,19 +94,24 @@ class SplitConfig(StrictConfig):
 class PrepareConfig(StrictConfig):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    recipe: str
-    input: Path
-    output: Path
-    protocol: str | None = None
-    schema_: Schema | None = Field(None, alias="schema")
+    recipe: str = Field(description="the raw format: criteo, avazu, frappe, movielens, "
+                        "synthetic, csv, tsv, parquet, ... (an unknown name lists them)")
+    input: Path = Field(description="the raw file or directory")
+    output: Path = Field(description="the prepared dataset's directory")
+    protocol: str | None = Field(None, description="a benchmark protocol of the recipe (x1, x4): "
+                                 "split ratios, min count, numeric transforms")
+    schema_: Schema | None = Field(None, alias="schema", description="the raw table's columns "
+                                   "(generic recipes; others bring their own)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="the recipe's reading options (csv/tsv layout, recbole "
         "label), checked by the recipe's own strict model")
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    min_count: int | None = Field(None, ge=1)
-    chunk_rows: int = Field(500_000, ge=1)
-    shard_rows: int = Field(1_000_000, ge=1)
-    overwrite: bool = False
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how rows go to train, "
+                               "valid and test")
+    min_count: int | None = Field(None, ge=1, description="every field's default min count, "
+                                  "over the schema's and the protocol's")
+    chunk_rows: int = Field(500_000, ge=1, description="raw rows read at a time (bounds memory)")
+    shard_rows: int = Field(1_000_000, ge=1, description="rows per output Parquet shard")
+    overwrite: bool = Field(False, description="replace an existing prepared dataset")
 
 
 @dataclass

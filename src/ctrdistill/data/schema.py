@@ -35,15 +35,20 @@ NumericTransform = Literal["none", "log1p", "bucketize", "standardize"]
 class FieldSpec(StrictConfig):
     """One input field of the raw table."""
 
-    name: str
-    kind: FieldKind = "categorical"
+    name: str = Field(description="the field's name in the prepared data")
+    kind: FieldKind = Field("categorical", description="categorical ids, a numeric value, or a "
+                            "multi-valued sequence of ids")
     source: str | None = Field(None, description="raw column name; defaults to `name`")
-    transform: NumericTransform = "none"
+    transform: NumericTransform = Field(
+        "none", description="numeric fields: none, log1p, bucketize (ids floor(ln(x)^2) for "
+        "x > 2, else floor(x)) or standardize (by the training split's mean and deviation)")
     min_count: int | None = Field(None, ge=1, description="overrides the schema's min_count")
-    share_vocab_with: str | None = None
-    separator: str = "|"
-    max_length: int = Field(20, ge=1)
-    fill: float = 0.0
+    share_vocab_with: str | None = Field(None, description="use this other field's vocabulary "
+                                         "(and embedding table)")
+    separator: str = Field("|", description="sequence fields: what separates the ids")
+    max_length: int = Field(20, ge=1, description="sequence fields: ids kept per row (the rest "
+                            "are cut)")
+    fill: float = Field(0.0, description="numeric fields: the value a missing number takes")
 
     @property
     def column(self) -> str:
@@ -66,11 +71,13 @@ class FieldSpec(StrictConfig):
 class Schema(StrictConfig):
     """Which raw columns are the label, the features, the group (for gAUC) and the day."""
 
-    label: str = "label"
-    fields: list[FieldSpec]
-    min_count: int = Field(1, ge=1)
-    group: str | None = None
-    day: str | None = None
+    label: str = Field("label", description="raw column of the 0/1 label")
+    fields: list[FieldSpec] = Field(description="the input fields")
+    min_count: int = Field(1, ge=1, description="ids seen fewer times in training become "
+                           "out-of-vocabulary")
+    group: str | None = Field(None, description="raw column grouping rows for gAUC (e.g. user)")
+    day: str | None = Field(None, description="raw column of the day number (day splits, "
+                            "streams)")
     passthrough: list[str] = Field(
         default_factory=list, description="raw float columns carried into the prepared data"
     )

@@ -26,20 +26,24 @@ from ctrdistill.storage import atomic_directory
 
 
 class SynthConfig(StrictConfig):
-    rows: int = Field(1_000_000, ge=1)
-    days: int = Field(1, ge=1)
+    rows: int = Field(1_000_000, ge=1, description="rows to generate")
+    days: int = Field(1, ge=1, description="days the rows are spread over evenly (a day column)")
     drift: float = Field(0.0, ge=0, description="rotation of the hidden model per day (radians)")
-    seed: int = 2026
-    numeric_fields: int = Field(13, ge=0)
-    categorical_fields: int = Field(26, ge=1)
-    min_vocab: int = Field(10, ge=2)
-    max_vocab: int = Field(1_000_000, ge=2)
-    zipf_exponent: float = Field(1.05, gt=0)
+    seed: int = Field(2026, description="seed of the hidden click model and of the rows")
+    numeric_fields: int = Field(13, ge=0, description="numeric fields I1.. (Criteo has 13)")
+    categorical_fields: int = Field(26, ge=1, description="categorical fields C1.. (Criteo has 26)")
+    min_vocab: int = Field(10, ge=2, description="vocabulary size of the smallest field (sizes "
+                           "are spaced geometrically up to max_vocab)")
+    max_vocab: int = Field(1_000_000, ge=2, description="vocabulary size of the largest field")
+    zipf_exponent: float = Field(1.05, gt=0, description="ids are drawn with probability "
+                                 "proportional to 1 / rank^zipf_exponent")
     rank: int = Field(4, ge=1, description="rank of the pairwise interactions")
     crosses: int = Field(4, ge=0, description="number of third-order crosses")
-    positive_rate: float = Field(0.22, gt=0, lt=1)
-    missing_rate: float = Field(0.05, ge=0, lt=1)
-    chunk_rows: int = Field(250_000, ge=1)
+    positive_rate: float = Field(0.22, gt=0, lt=1, description="target click rate (the hidden "
+                                 "model's bias is set to reach it)")
+    missing_rate: float = Field(0.05, ge=0, lt=1, description="fraction of values left missing")
+    chunk_rows: int = Field(250_000, ge=1, description="rows generated and written at a time "
+                            "(bounds memory)")
 
 
 def synthetic_schema(config: SynthConfig, bucketize: bool = True) -> Schema:

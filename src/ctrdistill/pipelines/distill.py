@@ -9,6 +9,7 @@ unchanged.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import torch
 import yaml
 from pydantic import Field, model_validator
 
+from ctrdistill.analysis.plots import plot_learning_curves
 from ctrdistill.analysis.report import result_row, save_table
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
@@ -31,8 +33,11 @@ from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.pipelines.train import TrainRunConfig, train
 from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, config_changes, run_job
+from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
+from ctrdistill.strategies.kd import ENSEMBLE
+from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import resolve_device
@@ -64,22 +69,26 @@ class DistillConfig(StrictConfig):
     name: str = Field(description="the student run's name")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
-    teachers: list[TeacherSpec] = Field(default_factory=list)
+    teachers: list[TeacherSpec] = Field(default_factory=list, description="the teachers: "
+                                        "finished runs or models trained first")
     label_store: Path | None = Field(
         None, description="read teacher logits from a store (`ctrdistill label`) instead of "
         "running teachers: one teacher pass shared by many students")
     label_store_version: int | None = Field(
         None, ge=0, description="read only the partitions this teacher version of the label "
         "store labelled (default: every partition, as listed)")
-    student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}))
-    strategy: KDOptions = Field(default_factory=KDOptions)
+    student: ModelSpec = Field(default_factory=lambda: model_config({"name": "dnn"}),
+                               description="the student model")
+    strategy: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
+                                "from the teachers")
     stop_on: Literal["valid_auc", "distill"] = Field(
         "valid_auc", description="early-stopping signal: labelled valid AUC, or the label-free "
         "distillation loss on held-out data; `distill` needs train.early_stop (its patience)")
     add_valid_to_train: bool = Field(
         False, description="train the student on the valid split too (needs stop_on: distill); "
         "a fraction of training rows is then held out, labels unused, for stopping")
-    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train")
+    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="with add_valid_to_train: the "
+                                    "fraction of training rows held out for early stopping")
     train: TrainConfig = Field(default_factory=TrainConfig)
     overwrite: bool = Field(False, description="replace a finished run (and its teachers)")
     tracking: TrackingConfig | None = Field(None, description=TRACKING_HELP)
@@ -157,6 +166,28 @@ def _split_for_stopping(config: DistillConfig, train_rows: ColumnData, valid: Co
     return ColumnData.concat([train_rows.subset(~held), valid]), train_rows.subset(held)
 
 
+def _drop_in_sample_ensemble(result: Result, name: str, writes: bool) -> None:
+    """With add_valid_to_train, early stopping watches rows held out of the train split, which
+    the teachers trained on: the ensemble's figures there are in-sample, not validation. Drop
+    them from the history and its curves (the student's own figures there stay: it did not
+    train on those rows). Only the rank that `writes` rewrites the run's files."""
+    prefix = f"{ENSEMBLE}."
+    for record in result.history:
+        if "valid" in record:
+            record["valid"] = {k: v for k, v in record["valid"].items()
+                               if not k.startswith(prefix)}
+    if not writes:
+        return
+    with atomic_file(result.path / "history.json") as tmp:
+        tmp.write_text(json.dumps(result.history, indent=1))
+    plot_learning_curves({name: result.history}, result.path / "curves.png",
+                         best_steps={name: result.metrics["best_step"]},
+                         title=f"{name}: early-stopping rows, held out of train (teacher "
+                         "ensemble not shown: in-sample there)", rows="held-out train")
+    logger.info("run %s: teacher-ensemble figures on the early-stopping rows dropped from the "
+                "history (the teachers trained on those rows)", name)
+
+
 def _teacher_splits(config: DistillConfig, data: PreparedData, resume: bool
                     ) -> tuple[dict[str, ColumnData], list[tuple[str, CTRModel | None]], int]:
     """Every split with teacher outputs attached, the (name, live model or None) teachers, and
@@ -220,11 +251,16 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
     if config.strategy.gate_fit == "valid" and strategy.ensemble.trainable:
         fit_gate(strategy.ensemble, splits["valid"], teachers, config.train.seed)
     loader = BatchLoader(fit_rows, train_config.batch_size, shuffle=True, seed=train_config.seed)
+    # A split the student trained on has no held-out figure to report.
+    reports = {"test": splits["test"]} if config.add_valid_to_train else \
+        {"valid": splits["valid"], "test": splits["test"]}
     result = run_job(TrainJob(
         config.name, strategy, data, train_config, config.output_dir / config.name,
         config.model_dump(mode="json", by_alias=True), loader=loader, valid=stop_rows,
-        reports={"valid": splits["valid"], "test": splits["test"]}, overwrite=config.overwrite,
-        resume=resume, tracking=config.tracking))
+        reports=reports, overwrite=config.overwrite, resume=resume, tracking=config.tracking))
+    if config.add_valid_to_train:
+        group = distributed.group(resolve_device(config.train.device))
+        _drop_in_sample_ensemble(result, config.name, group is None or group.is_main)
 
     test = splits["test"]
     rows = []

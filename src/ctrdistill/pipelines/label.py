@@ -25,7 +25,7 @@ class LabelConfig(StrictConfig):
     relabel: bool = Field(False, description="replace partitions labelled by another teacher "
                           "set (default: refuse)")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar (display only)")
 
 
 def label(config: LabelConfig | dict[str, Any] | str | Path | None = None,

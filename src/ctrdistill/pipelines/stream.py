@@ -68,9 +68,9 @@ class DayTrainConfig(TrainConfig):
     larger rate, because one pass over a day is few steps: on synth(rows=40000, days=5, drift=0.3)
     the generic lr 1e-3 and batch 4096 left the students at AUC 0.50-0.53, these reach 0.63."""
 
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(512, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    epochs: int = Field(1, ge=1, description="passes over each day's rows")
+    batch_size: int = Field(512, ge=1, description="rows per training step")
+    lr: float = Field(3e-3, gt=0, description="learning rate of the dense parameters")
     early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
     lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
 
@@ -87,7 +87,8 @@ class StreamConfig(StrictConfig):
         "continual", description="continual: the teacher trains on every day; stale: on the "
         "warm-up days only")
     warmup_days: int = Field(1, ge=1, description="days the teacher trains on before students")
-    distill: KDOptions = Field(default_factory=KDOptions)
+    distill: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
+                               "from the stored teacher labels")
     days: list[int] | None = Field(None, description="default: every day in the data")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig)
     eval_split: Literal["train", "valid", "test"] = Field(

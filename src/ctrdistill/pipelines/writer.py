@@ -211,9 +211,8 @@ def run_job(job: TrainJob) -> Result:
             distributed.barrier()  # rank 0 has kept or emptied the partial and checked it
         if not main:
             resume = _resume_state(tmp, job)
-        trainable = sum(p.numel() for p in job.strategy.parameters() if p.requires_grad)
-        logger.info("run %s: %s training rows, %s trainable parameters", job.name,
-                    f"{loader.num_rows:,}", f"{trainable:,}")
+        logger.info("run %s: %s training rows, %s", job.name, f"{loader.num_rows:,}",
+                    parameter_counts(job.strategy))
 
         def checkpoint(state: dict[str, Any]) -> None:
             with atomic_file(tmp / RESUME_STATE) as part:
@@ -239,8 +238,10 @@ def run_job(job: TrainJob) -> Result:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         save_models(tmp, job.strategy, job.data.feature_map)
         torch.save(job.strategy.trained_state(), tmp / "strategy_state.pt")
-        plot_learning_curves({job.name: fit.history}, tmp / "curves.png")
-        (tmp / "summary.md").write_text(_summary(job.name, metrics))
+        plot_learning_curves({job.name: fit.history}, tmp / "curves.png",
+                             best_steps={job.name: metrics["best_step"]})
+        (tmp / "summary.md").write_text(_summary(job.name, metrics,
+                                                 parameter_counts(job.strategy), job.config))
         (tmp / RESUME_STATE).unlink(missing_ok=True)  # finished: nothing left to resume
     if job.tracking is not None:
         log_run(job.tracking, job.name, job.out, _flatten(plain(job.config)), metrics,
@@ -249,14 +250,35 @@ def run_job(job: TrainJob) -> Result:
                   f"{job.name}: test split")
 
 
-def _summary(name: str, metrics: dict[str, Any]) -> str:
+def parameter_counts(strategy: Strategy) -> str:
+    """The served model's parameters and, when training fits more (aux head, gate, hint map),
+    what each extra part adds: 'S served parameters (T trained: + aux head A, ensemble E)'."""
+    served = {id(p) for p in strategy.served_model().parameters()}
+    extra = {}
+    for name, module in strategy.named_children():
+        count = sum(p.numel() for p in module.parameters()
+                    if p.requires_grad and id(p) not in served)
+        if count:
+            extra[name.replace("_", " ")] = count
+    text = f"{sum(p.numel() for p in strategy.served_model().parameters()):,} served parameters"
+    if not extra:
+        return text
+    trained = sum(p.numel() for p in strategy.parameters() if p.requires_grad)
+    parts = ", ".join(f"{name} {count:,}" for name, count in extra.items())
+    return f"{text} ({trained:,} trained: + {parts})"
+
+
+def _summary(name: str, metrics: dict[str, Any], parameters: str, config: dict[str, Any]) -> str:
     lines = [f"# Run {name}", "", "| split | AUC | logloss | calibration |", "|---|---|---|---|"]
     for split in ("valid", "test"):
         if split in metrics:
             m = metrics[split]
             lines.append(f"| {split} | {m['auc']:.5f} | {m['logloss']:.5f} | "
                          f"{m['calibration']:.4f} |")
-    lines += ["", f"- parameters: {metrics['params']:,}",
+    if config.get("add_valid_to_train"):
+        lines += ["", "The valid split is not reported: the model trained on it "
+                  "(add_valid_to_train); test is its held-out figure."]
+    lines += ["", f"- {parameters}",
               f"- training: {metrics['train_samples_per_second']:,.0f} samples/s, "
               f"{metrics['steps']} steps, best at step {metrics['best_step']}",
               f"- inference: {metrics['inference_samples_per_second']:,.0f} samples/s"]

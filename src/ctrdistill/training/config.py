@@ -49,22 +49,28 @@ class PlateauConfig(StrictConfig):
 
 
 class TrainConfig(StrictConfig):
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, description="passes over the training rows")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps "
                                   "(evaluating there), whatever epochs says")
-    batch_size: int = Field(4096, ge=1)
-    eval_batch_size: int = Field(16384, ge=1)
-    optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(4096, ge=1, description="training rows per step (all ranks "
+                            "together under DDP)")
+    eval_batch_size: int = Field(16384, ge=1, description="rows per evaluation batch")
+    optimizer: Literal["adam", "adamw", "sgd", "adagrad"] = Field(
+        "adam", description="optimizer of the dense parameters (and of the embeddings unless "
+        "sparse_embedding)")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="the optimizer's weight decay on the "
+                                "dense parameters")
     sparse_embedding: bool = Field(
         False, description="sparse embedding gradients with SparseAdam: only the rows a batch "
         "uses are updated; pays off for tables of millions of rows (see BENCHMARKS.md)")
-    embedding_lr: float | None = Field(None, gt=0, description="defaults to lr")
+    embedding_lr: float | None = Field(None, gt=0, description="learning rate of the embedding "
+                                       "tables; defaults to lr")
     embedding_l2: float = Field(1e-5, ge=0, description="L2 on the embedding rows a batch uses")
     grad_clip: float | None = Field(
         10.0, gt=0, description="max global norm of the dense parameters' gradients; None: off")
-    eval_every_steps: int | None = Field(None, ge=1, description="None: once per epoch")
+    eval_every_steps: int | None = Field(None, ge=1, description="evaluate (and maybe stop) "
+                                         "every this many steps; None: once per epoch")
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="also save the resume state every this many steps (it is "
         "always saved at each evaluation); None: at evaluations only")
@@ -78,11 +84,12 @@ class TrainConfig(StrictConfig):
         "scaler); parameters and optimizer state stay fp32")
     log_every_steps: int = Field(20, ge=1, description="how often the progress bar reads the "
                                  "running loss (each read waits for the device)")
-    seed: int = 2026
+    seed: int = Field(2026, description="seed of initialisation, shuffling and dropout")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: all cores")
     streaming: bool = Field(False, description="read training shards through a shuffle buffer")
-    buffer_rows: int = Field(1_000_000, ge=1)
-    progress: bool = True
+    buffer_rows: int = Field(1_000_000, ge=1, description="with streaming: rows in the shuffle "
+                             "buffer")
+    progress: bool = Field(True, description="show a progress bar (display only)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

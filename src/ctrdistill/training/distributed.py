@@ -48,12 +48,26 @@ def group(device: torch.device) -> Group | None:
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        rank, world = int(os.environ["RANK"]), launched_world()
+        dist.init_process_group(backend, store=_attempt_store(rank, world), rank=rank,
+                                world_size=world)
     elif dist.get_backend() != backend:
         raise CtrDistillError(f"the process group runs {dist.get_backend()}, but device "
                               f"{device} needs {backend}")
     return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                  backend)
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store, with keys of this attempt only: a group torchrun restarted would
+    otherwise read the dead attempt's peer addresses from the agent's store, and a rank that
+    starts before rank 0 has rewritten them connects to nobody (seen in about half of the
+    restarts here)."""
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=rank == 0 and not agent_hosts_it)
+    return dist.PrefixStore(f"ctrdistill/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}",
+                            store)
 
 
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
