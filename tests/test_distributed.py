@@ -160,7 +160,7 @@ def test_a_killed_rank_restarts_the_group_which_resumes(prepared, tmp_path) -> N
     script.write_text(textwrap.dedent(KILL_RANK_1))
     run = torchrun(str(script), str(config_file(prepared, tmp_path, "cut")), restarts=1)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "resuming at epoch 0, step 15" in run.stderr  # the checkpoint before the kill
+    assert "resuming at epoch 1, step 15" in run.stderr  # the last checkpoint before the kill
     metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert metrics["steps"] == whole.metrics["steps"]
     for split in ("valid", "test"):
