@@ -168,3 +168,27 @@ def test_a_killed_rank_restarts_the_group_which_resumes(prepared, tmp_path) -> N
     a, b = parameters(whole.path), parameters(tmp_path / "cut")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("verb", ["distill", "kdef"])
+def test_strategies_train_under_ddp(prepared, tmp_path, verb) -> None:
+    """A gated aux distillation from live teachers, and a KDEF ensemble with sparse embedding
+    gradients (gloo all-reduces them), run as 2 processes and write one complete run."""
+    tiny = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
+    train = {"epochs": 1, "batch_size": 256, "threads": 1, "progress": False,
+             "early_stop": {"patience": 1}}
+    config = {"distill": {"teachers": [{"model": tiny, "name": "t1"},
+                                       {"model": tiny | {"name": "deepfm"}, "name": "t2"}],
+                          "student": tiny, "strategy": {"ensemble": "gate", "kind": "aux"}},
+              "kdef": {"backbone": tiny, "num_subnetworks": 2,
+                       "train": train | {"sparse_embedding": True}}}[verb]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "r", "data": str(prepared),
+                                    "output_dir": str(tmp_path), "train": train} | config))
+    run = subprocess.run([sys.executable, "-m", "ctrdistill", verb, str(path), "--nproc", "2"],
+                         env=env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    extra = {"distill": "aux.auc", "kdef": "sub1.auc"}[verb]
+    assert 0 <= metrics["test"]["auc"] <= 1 and extra in metrics["test"]
+    assert run.stdout.count("run saved to") == 1  # rank 0 alone reports
