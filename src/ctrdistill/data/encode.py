@@ -1,0 +1,235 @@
+"""The fitted preprocessing of a prepared dataset, and the one encoder of raw rows into model ids.
+
+`prepare` fits vocabularies and numeric statistics, then encodes every raw chunk with `Encoder`;
+scoring new raw logs (`ctrdistill predict --input`) and serving (`ctrdistill.serving`) load the
+same state and run the same `Encoder`, so raw rows -> ids is identical by construction.
+
+The state is a folder: `prepare_state.json` (recipe, its options, the schema), the feature map
+and `vocab/<owner>.parquet`. It is written once with the dataset and copied into every run
+directory and export bundle under `prepare/`. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import ConfigDict, Field
+
+from ctrdistill.config import StrictConfig, validate_config
+from ctrdistill.data.recipes import DelimitedRecipe, ParquetRecipe, checked_numbers, get_recipe
+from ctrdistill.data.schema import (
+    FEATURE_MAP_FILE,
+    OOV_ID,
+    PAD_ID,
+    FeatureMap,
+    FieldSpec,
+    Schema,
+)
+from ctrdistill.errors import CtrDistillError
+
+MISSING_TOKEN = ""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+STATE_FILE = "prepare_state.json"
+STATE_DIR = "prepare"  # the state's folder inside a run directory or an export bundle
+VOCAB_DIR = "vocab"
+
+
+class StateFile(StrictConfig):
+    """What `prepare_state.json` holds besides the feature map and the vocabularies."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    format_version: int = 1
+    recipe: str
+    options: dict[str, Any]
+    protocol: str | None = None
+    schema_: Schema = Field(alias="schema")
+
+
+def token_expr(spec: FieldSpec) -> pl.Expr:
+    """String tokens of an id field (a list of tokens for a sequence field)."""
+    col = pl.col(spec.column)
+    if spec.kind == "numeric":  # bucketise: floor(ln(x)^2) for x > 2, else int(x)
+        x = col.cast(pl.Float64)
+        bucket = pl.when(x > 2).then((x.log() ** 2).floor()).otherwise(x.floor())
+        # a value below Int64's range has no bucket: it becomes the missing token, as null does
+        return bucket.cast(pl.Int64, strict=False).cast(pl.String).fill_null(MISSING_TOKEN)
+    if spec.kind == "sequence":
+        return col.cast(pl.String).fill_null("").str.split(spec.separator).list.eval(
+            pl.element().filter(pl.element() != ""))
+    return col.cast(pl.String).fill_null(MISSING_TOKEN)
+
+
+def continuous_expr(spec: FieldSpec) -> pl.Expr:
+    x = pl.col(spec.column).cast(pl.Float64).fill_null(spec.fill)
+    return x.clip(lower_bound=0).log1p() if spec.transform == "log1p" else x
+
+
+def without_non_finite(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, Counter[str]]:
+    """Numeric columns with NaN, ±inf and values beyond float32's range made null (missing), and
+    how many each numeric field had."""
+    columns = list(dict.fromkeys(f.column for f in schema.fields if f.kind == "numeric"))
+    if not columns:
+        return frame, Counter()
+    # NaN compares false, so `finite` is false for NaN and ±inf; null stays null (not counted)
+    finite = {c: pl.col(c).abs() <= FLOAT32_MAX for c in columns}
+    counts = frame.select((~e).sum().alias(c) for c, e in finite.items()).row(0, named=True)
+    per_field = Counter({f.name: int(counts[f.column]) for f in schema.fields
+                         if f.kind == "numeric"})
+    if not any(counts.values()):
+        return frame, per_field
+    return frame.with_columns(pl.when(e).then(pl.col(c)).alias(c)
+                              for c, e in finite.items()), per_field
+
+
+@dataclass
+class Encoder:
+    """Raw columns -> the encoded fields of `feature_map` (ids, transformed numerics)."""
+
+    schema: Schema
+    feature_map: FeatureMap
+    vocabularies: dict[str, pl.DataFrame]
+
+    def field_exprs(self) -> list[pl.Expr]:
+        specs = {s.name: s for s in self.schema.fields}
+        exprs = []
+        for field in self.feature_map.fields:
+            spec = specs[field.name]
+            if field.kind == "numeric":
+                x = continuous_expr(spec)
+                if spec.transform == "standardize":
+                    x = (x - field.mean) / field.std
+                exprs.append(x.cast(pl.Float32).alias(field.name))
+                continue
+            vocab = self.vocabularies[field.vocab or field.name]
+            keys, ids = vocab["value"], vocab["id"]
+            if field.kind == "sequence":
+                encoded = token_expr(spec).list.eval(
+                    pl.element().replace_strict(keys, ids, default=OOV_ID, return_dtype=pl.Int32))
+                padding = pl.lit([PAD_ID] * field.max_length, dtype=pl.List(pl.Int32))
+                exprs.append(pl.concat_list(encoded.list.head(field.max_length), padding)
+                             .list.head(field.max_length).alias(field.name))
+            else:
+                exprs.append(token_expr(spec).replace_strict(
+                    keys, ids, default=OOV_ID, return_dtype=pl.Int32).alias(field.name))
+        return exprs
+
+    def clean(self, frame: pl.DataFrame, source: Path | str, first_row: int) -> pl.DataFrame:
+        """Numeric columns checked and cast, non-finite values missing: what prepare does to a
+        raw chunk before it encodes it."""
+        frame = checked_numbers(frame, self.schema, source, first_row)
+        return without_non_finite(frame, self.schema)[0]
+
+    def features(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The encoded fields of a cleaned raw frame, in feature-map order."""
+        return frame.select(self.field_exprs())
+
+    def blocks(self, encoded: pl.DataFrame) -> dict[str, np.ndarray]:
+        """The model's input blocks: `cat` (B, C) int64 ids, `num` (B, N) float32 and, with
+        sequence fields, `seq` (B, S, L) int64; empty blocks are left out."""
+        fm = self.feature_map
+        out: dict[str, np.ndarray] = {}
+        if fm.categorical:
+            out["cat"] = encoded.select(f.name for f in fm.categorical).to_numpy().astype(np.int64)
+        if fm.numeric:
+            out["num"] = encoded.select(f.name for f in fm.numeric).to_numpy().astype(np.float32)
+        if fm.sequence:
+            out["seq"] = np.stack([np.stack(encoded[f.name].to_numpy()) for f in fm.sequence],
+                                  1).astype(np.int64)
+        return out
+
+
+@dataclass
+class PrepareState:
+    """A dataset's fitted preprocessing: how to read its recipe's raw files and encode them."""
+
+    state: StateFile
+    encoder: Encoder
+
+    @property
+    def schema(self) -> Schema:
+        return self.encoder.schema
+
+    @property
+    def feature_map(self) -> FeatureMap:
+        return self.encoder.feature_map
+
+    def raw_columns(self) -> list[str]:
+        """The raw feature columns a row must give (the schema's, after the recipe's derived
+        fields such as Avazu's weekday)."""
+        return list(dict.fromkeys(f.column for f in self.schema.fields))
+
+    def read(self, path: Path, chunk_rows: int, key: str | None = None
+             ) -> Iterator[tuple[pl.DataFrame, pl.Series]]:
+        """Encoded chunks of a raw input in the recipe's format, with each row's key: the raw
+        column `key`, else a 0-based row number over the whole input.
+
+        Recipes that read columns by name (csv, tsv, parquet, synthetic) need no label column;
+        the others read their fixed layout, label included."""
+        recipe = get_recipe(self.state.recipe).configure(self.state.options)
+        schema = self.schema
+        by_name = isinstance(recipe, DelimitedRecipe | ParquetRecipe)
+        if by_name:  # read only the feature columns (and the key): unlabeled logs score too
+            extra = [FieldSpec(name="__key", source=key)] if key else []
+            schema = schema.model_copy(update={
+                "label": schema.fields[0].column, "fields": [*schema.fields, *extra],
+                "passthrough": [], "group": None, "day": None})
+        elif key and key not in schema.raw_columns():
+            raise CtrDistillError(f"--key {key!r}: recipe '{recipe.name}' reads only its own "
+                                  f"columns ({', '.join(schema.raw_columns())})")
+        first_row = 0
+        for frame in recipe.read(Path(path), schema, chunk_rows):
+            keys = (frame[key].rename(key) if key else
+                    pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64, eager=True)
+                    .rename("row_id"))
+            frame = self.encoder.clean(frame, path, first_row)
+            first_row += len(frame)
+            yield self.encoder.features(frame), keys
+
+    @classmethod
+    def load(cls, folder: Path) -> PrepareState:
+        """The state saved in a prepared dataset, a run's or a bundle's `prepare/` folder."""
+        folder = Path(folder)
+        for candidate in (folder, folder / STATE_DIR):
+            if (candidate / STATE_FILE).is_file():
+                folder = candidate
+                break
+        else:
+            raise CtrDistillError(
+                f"{folder}: no {STATE_FILE} (the fitted preprocessing); runs trained on data "
+                "prepared before it existed cannot score raw logs: prepare the data again")
+        state = validate_config(StateFile, json.loads((folder / STATE_FILE).read_text()),
+                                str(folder / STATE_FILE))
+        feature_map = FeatureMap.load(folder / FEATURE_MAP_FILE)
+        owners = {f.vocab or f.name for f in feature_map.fields if f.kind != "numeric"}
+        vocabularies = {o: pl.read_parquet(folder / VOCAB_DIR / f"{o}.parquet") for o in owners}
+        return cls(state, Encoder(state.schema_, feature_map, vocabularies))
+
+
+def save_state(folder: Path, recipe: str, options: dict[str, Any], protocol: str | None,
+               schema: Schema) -> None:
+    """Write `prepare_state.json` into a dataset folder that has its feature map and vocab/."""
+    state = StateFile(recipe=recipe, options=options, protocol=protocol, schema_=schema)
+    (folder / STATE_FILE).write_text(state.model_dump_json(indent=2, by_alias=True))
+
+
+def copy_state(dataset: Path, target: Path) -> bool:
+    """Copy a dataset's state into `target/prepare/`; False (nothing copied) for data prepared
+    before the state was saved."""
+    dataset = Path(dataset)
+    if not (dataset / STATE_FILE).is_file():
+        return False
+    folder = Path(target) / STATE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (STATE_FILE, FEATURE_MAP_FILE):
+        shutil.copyfile(dataset / name, folder / name)
+    shutil.copytree(dataset / VOCAB_DIR, folder / VOCAB_DIR, dirs_exist_ok=True)
+    return True
