@@ -101,8 +101,9 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from ctrdistill.pipelines import predict
 
-    result = predict(run=args.run, data=args.data, split=args.split, output=args.output,
-                     overwrite=args.overwrite, device=args.device)
+    result = predict(run=args.run, data=args.data, split=args.split, input=args.input,
+                     key=args.key, output=args.output, overwrite=args.overwrite,
+                     device=args.device)
     print(f"wrote {result.metrics['rows']:,} scores to {args.output}")
 
 
@@ -198,11 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("predict", cmd_predict, "scores of a run, keyed by row id")):
         sub = add(name, handler, text, config=None)
         sub.add_argument("run", help="run directory")
-        sub.add_argument("--data", required=True, help="prepared dataset")
+        sub.add_argument("--data", required=name == "evaluate", help="prepared dataset")
         sub.add_argument("--split", default="test", help="train, valid or test (default: test)")
         sub.add_argument("--device", default="auto",
                          help="auto, cpu, cuda or cuda:N (default: auto)")
         if name == "predict":
+            sub.add_argument("--input", help="new raw logs in the run's recipe format (instead "
+                             "of --data): encoded with the run's fitted preprocessing")
+            sub.add_argument("--key", help="with --input: raw column carried to the output "
+                             "(default: row_id, the 0-based row number)")
             sub.add_argument("--output", required=True, help="Parquet file to write")
             sub.add_argument("--overwrite", action="store_true",
                              help="replace an existing output file")

@@ -123,10 +123,11 @@ class Encoder:
         return exprs
 
     def clean(self, frame: pl.DataFrame, source: Path | str, first_row: int) -> pl.DataFrame:
-        """Numeric columns checked and cast, non-finite values missing: what prepare does to a
-        raw chunk before it encodes it."""
-        frame = checked_numbers(frame, self.schema, source, first_row)
-        return without_non_finite(frame, self.schema)[0]
+        """Numeric feature columns checked and cast, non-finite values missing: what prepare
+        does to a raw chunk before it encodes it."""
+        features = self.schema.model_copy(update={"passthrough": [], "day": None})
+        frame = checked_numbers(frame, features, source, first_row)
+        return without_non_finite(frame, features)[0]
 
     def features(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The encoded fields of a cleaned raw frame, in feature-map order."""
