@@ -139,7 +139,7 @@ def test_bundle_is_self_contained(data, tmp_path: Path) -> None:
     bundle = cd.export(run=run, output=tmp_path / "bundle").path
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["exporter"] in ("dynamo", "torchscript") and manifest["opset"] >= 17
-    assert [i["name"] for i in manifest["inputs"]] == ["cat", "num", "seq"]
+    assert [i["name"] for i in manifest["inputs"]] == ["categorical", "numeric", "sequence"]
     assert manifest["checkpoint_sha256"] and manifest["versions"]["torch"]
     # the run may go: the bundle alone scores, and loading it imports no torch
     (run / CHECKPOINT_FILE).unlink()
@@ -165,7 +165,7 @@ def test_torchscript_bundle(data, tmp_path: Path) -> None:
     bundle = cd.export(run=run, output=tmp_path / "bundle", format="torchscript").path
     blocks = sample_blocks(feature_map, 32)
     traced = torch.jit.load(str(bundle / "model.pt"))
-    inputs = [torch.from_numpy(blocks[n]) for n in ("cat", "num", "seq")]
+    inputs = [torch.from_numpy(blocks[n]) for n in ("categorical", "numeric", "sequence")]
     with torch.no_grad():
         np.testing.assert_allclose(traced(*inputs)[0].numpy(),
                                    load_run(run, "cpu").score_blocks(blocks), atol=1e-5)

@@ -40,6 +40,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 STATE_FILE = "prepare_state.json"
 STATE_DIR = "prepare"  # the state's folder inside a run directory or an export bundle
 VOCAB_DIR = "vocab"
+BLOCKS = ("categorical", "numeric", "sequence")  # the model's input blocks, by field kind
 
 
 class StateFile(StrictConfig):
@@ -134,17 +135,19 @@ class Encoder:
         return frame.select(self.field_exprs())
 
     def blocks(self, encoded: pl.DataFrame) -> dict[str, np.ndarray]:
-        """The model's input blocks: `cat` (B, C) int64 ids, `num` (B, N) float32 and, with
-        sequence fields, `seq` (B, S, L) int64; empty blocks are left out."""
+        """The model's input blocks by field kind: `categorical` (B, C) int64 ids, `numeric`
+        (B, N) float32, `sequence` (B, S, L) int64 ids; empty blocks are left out."""
         fm = self.feature_map
         out: dict[str, np.ndarray] = {}
-        if fm.categorical:
-            out["cat"] = encoded.select(f.name for f in fm.categorical).to_numpy().astype(np.int64)
-        if fm.numeric:
-            out["num"] = encoded.select(f.name for f in fm.numeric).to_numpy().astype(np.float32)
-        if fm.sequence:
-            out["seq"] = np.stack([np.stack(encoded[f.name].to_numpy()) for f in fm.sequence],
-                                  1).astype(np.int64)
+        for kind, dtype in zip(BLOCKS, (np.int64, np.float32, np.int64), strict=True):
+            names = [f.name for f in fm.of_kind(kind)]  # type: ignore[arg-type]
+            if not names:
+                continue
+            if kind == "sequence":  # (B, S, L) from S list columns of length L
+                out[kind] = np.stack([np.stack(encoded[n].to_numpy()) for n in names], 1)
+            else:
+                out[kind] = encoded.select(names).to_numpy()
+            out[kind] = out[kind].astype(dtype, copy=False)
         return out
 
 

@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.encode import STATE_DIR, PrepareState, copy_state
+from ctrdistill.data.encode import BLOCKS, STATE_DIR, PrepareState, copy_state
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
@@ -65,17 +65,15 @@ class ServedModule(nn.Module):
     def forward(self, *blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         given = dict(zip(self.inputs, blocks, strict=True))
         rows = blocks[0].shape[0]
-        cat = given.get("cat", torch.zeros(rows, self.num_cat, dtype=torch.long))
-        num = given.get("num", torch.zeros(rows, self.num_num, dtype=torch.float32))
-        logit = self.model(blocks_batch(cat, num, given.get("seq")))
+        cat = given.get("categorical", torch.zeros(rows, self.num_cat, dtype=torch.long))
+        num = given.get("numeric", torch.zeros(rows, self.num_num, dtype=torch.float32))
+        logit = self.model(blocks_batch(cat, num, given.get("sequence")))
         return logit, torch.sigmoid(logit)
 
 
 def input_names(feature_map: FeatureMap) -> list[str]:
-    """One input per non-empty block."""
-    return [name for name, fields in (("cat", feature_map.categorical),
-                                      ("num", feature_map.numeric),
-                                      ("seq", feature_map.sequence)) if fields]
+    """One input per non-empty block, named by its fields' kind."""
+    return [kind for kind in BLOCKS if feature_map.of_kind(kind)]
 
 
 def sample_blocks(feature_map: FeatureMap, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -83,27 +81,26 @@ def sample_blocks(feature_map: FeatureMap, rows: int, seed: int = 0) -> dict[str
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     if feature_map.categorical:
-        out["cat"] = np.stack([rng.integers(0, max(f.vocab_size, 1), rows)
+        out["categorical"] = np.stack([rng.integers(0, max(f.vocab_size, 1), rows)
                                for f in feature_map.categorical], 1).astype(np.int64)
     if feature_map.numeric:
-        out["num"] = rng.normal(size=(rows, len(feature_map.numeric))).astype(np.float32)
+        out["numeric"] = rng.normal(size=(rows, len(feature_map.numeric))).astype(np.float32)
     if feature_map.sequence:
         length = feature_map.sequence[0].max_length
-        out["seq"] = np.stack([rng.integers(0, max(f.vocab_size, 1), (rows, length))
+        out["sequence"] = np.stack([rng.integers(0, max(f.vocab_size, 1), (rows, length))
                                for f in feature_map.sequence], 1).astype(np.int64)
     return out
 
 
 def _signature(feature_map: FeatureMap) -> dict[str, Any]:
-    fields = {"cat": feature_map.categorical, "num": feature_map.numeric,
-              "seq": feature_map.sequence}
     inputs = []
-    for name in input_names(feature_map):
-        shape: list[Any] = ["batch", len(fields[name])]
-        if name == "seq":
-            shape.append(feature_map.sequence[0].max_length)
-        inputs.append({"name": name, "dtype": "float32" if name == "num" else "int64",
-                       "shape": shape, "fields": [f.name for f in fields[name]]})
+    for kind in input_names(feature_map):
+        fields = feature_map.of_kind(kind)  # type: ignore[arg-type]
+        shape: list[Any] = ["batch", len(fields)]
+        if kind == "sequence":
+            shape.append(fields[0].max_length)
+        inputs.append({"name": kind, "dtype": "float32" if kind == "numeric" else "int64",
+                       "shape": shape, "fields": [f.name for f in fields]})
     return {"inputs": inputs,
             "outputs": [{"name": n, "dtype": "float32", "shape": ["batch"]}
                         for n in ("logit", "probability")]}

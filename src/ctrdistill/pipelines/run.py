@@ -97,9 +97,9 @@ class Run:
         cat, num = empty_blocks(rows, len(self.feature_map.categorical),
                                 len(self.feature_map.numeric))
         device = next(self.model.parameters()).device
-        cat = torch.from_numpy(blocks["cat"]) if "cat" in blocks else cat
-        num = torch.from_numpy(blocks["num"]) if "num" in blocks else num
-        seq = torch.from_numpy(blocks["seq"]).to(device) if "seq" in blocks else None
+        cat = torch.from_numpy(blocks["categorical"]) if "categorical" in blocks else cat
+        num = torch.from_numpy(blocks["numeric"]) if "numeric" in blocks else num
+        seq = torch.from_numpy(blocks["sequence"]).to(device) if "sequence" in blocks else None
         self.model.eval()
         return self.model(blocks_batch(cat.to(device), num.to(device), seq)).float().cpu().numpy()
 
