@@ -340,7 +340,7 @@ def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
 
 
 def _encode(frame: pl.DataFrame, plan: _Plan, encoder: Encoder) -> pl.DataFrame:
-    exprs = [pl.col("row_id"), pl.col("__label").alias("label"), *encoder.field_exprs()]
+    exprs = [pl.col("row_id"), pl.col("__label").alias("label"), *encoder.exprs]
     if plan.schema.group:
         exprs.append(pl.col(plan.schema.group).cast(pl.String).hash(seed=0)
                      .reinterpret(signed=True).alias("group"))
