@@ -10,14 +10,14 @@ import ctrdistill
 
 PACKAGE = Path(ctrdistill.__file__).parent
 # Utilities every layer may use; then the layers from the bottom up. Packages on one level
-# (labels, analysis) may not import each other.
+# (labels, analysis, serving) may not import each other.
 LEVELS: list[set[str]] = [
     {"errors", "config", "overrides", "storage", "progress", "version"},
     {"data"},
     {"models"},
     {"strategies"},
     {"training"},
-    {"labels", "analysis"},
+    {"labels", "analysis", "serving"},
     {"pipelines"},
     {"cli", "__init__"},
     {"__main__"},

@@ -25,13 +25,15 @@ from ctrdistill.version import __version__
 _EXPORTS = {
     "PrepareConfig": "ctrdistill.data.prepare", "SynthConfig": "ctrdistill.data.synthetic",
     "CtrDistillError": "ctrdistill.errors", "build_model": "ctrdistill.models",
+    "Bundle": "ctrdistill.serving", "load_bundle": "ctrdistill.serving",
     "model_names": "ctrdistill.models", "KDOptions": "ctrdistill.strategies.factory",
     "TrainConfig": "ctrdistill.training.config",
     **dict.fromkeys(
         ["CollapseConfig", "DistillConfig", "EvaluateConfig", "KDEFConfig", "LabelConfig",
          "MutualConfig", "PredictConfig", "Result", "Run", "StreamConfig", "TeacherSpec",
          "TrainRunConfig", "collapse", "demo", "distill", "evaluate", "kdef", "label",
-         "load_run", "mutual", "predict", "prepare", "stream", "synth", "train"],
+         "load_run", "mutual", "predict", "prepare", "stream", "synth", "train",
+         "ExportConfig", "ServeConfig", "export", "serve"],
         "ctrdistill.pipelines"),
 }
 
@@ -44,12 +46,14 @@ if TYPE_CHECKING:
         CollapseConfig,
         DistillConfig,
         EvaluateConfig,
+        ExportConfig,
         KDEFConfig,
         LabelConfig,
         MutualConfig,
         PredictConfig,
         Result,
         Run,
+        ServeConfig,
         StreamConfig,
         TeacherSpec,
         TrainRunConfig,
@@ -57,16 +61,19 @@ if TYPE_CHECKING:
         demo,
         distill,
         evaluate,
+        export,
         kdef,
         label,
         load_run,
         mutual,
         predict,
         prepare,
+        serve,
         stream,
         synth,
         train,
     )
+    from ctrdistill.serving import Bundle, load_bundle
     from ctrdistill.strategies.factory import KDOptions
     from ctrdistill.training.config import TrainConfig
 
@@ -78,10 +85,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Bundle",
     "CollapseConfig",
     "CtrDistillError",
     "DistillConfig",
     "EvaluateConfig",
+    "ExportConfig",
     "KDEFConfig",
     "KDOptions",
     "LabelConfig",
@@ -90,6 +99,7 @@ __all__ = [
     "PrepareConfig",
     "Result",
     "Run",
+    "ServeConfig",
     "StreamConfig",
     "SynthConfig",
     "TeacherSpec",
@@ -101,13 +111,16 @@ __all__ = [
     "demo",
     "distill",
     "evaluate",
+    "export",
     "kdef",
     "label",
+    "load_bundle",
     "load_run",
     "model_names",
     "mutual",
     "predict",
     "prepare",
+    "serve",
     "stream",
     "synth",
     "train",

@@ -101,9 +101,30 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from ctrdistill.pipelines import predict
 
-    result = predict(run=args.run, data=args.data, split=args.split, output=args.output,
-                     overwrite=args.overwrite, device=args.device)
+    result = predict(run=args.run, data=args.data, split=args.split, input=args.input,
+                     key=args.key, output=args.output, overwrite=args.overwrite,
+                     device=args.device)
     print(f"wrote {result.metrics['rows']:,} scores to {args.output}")
+
+
+def cmd_export(args) -> None:
+    from ctrdistill.pipelines import export
+
+    result = export(run=args.run, output=args.output, format=args.format,
+                    overwrite=args.overwrite)
+    m = result.metrics
+    parity = m["parity_max_abs_logit_difference"]
+    checked = f"; max abs logit difference to PyTorch {parity:.1e}" if parity is not None else ""
+    print(f"exported {args.run} to {args.output} ({m['format']} by {m['exporter']}{checked})")
+
+
+def cmd_serve(args) -> None:
+    from ctrdistill.pipelines import serve
+
+    print(f"serving {args.bundle} on http://{args.host}:{args.port} (Ctrl-C stops)",
+          file=sys.stderr)
+    serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers,
+          threads=args.threads)
 
 
 def cmd_label(args) -> None:
@@ -247,15 +268,34 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("predict", cmd_predict, "scores of a run, keyed by row id")):
         sub = add(name, handler, text, config=None)
         sub.add_argument("run", help="run directory")
-        sub.add_argument("--data", required=True, help="prepared dataset")
+        sub.add_argument("--data", required=name == "evaluate", help="prepared dataset")
         sub.add_argument("--split", default="test", help="train, valid or test")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         if name == "predict":
+            sub.add_argument("--input", help="new raw logs in the run's recipe format (instead "
+                             "of --data): encoded with the run's fitted preprocessing")
+            sub.add_argument("--key", help="with --input: raw column carried to the output "
+                             "(default: row_id, the 0-based row number)")
             sub.add_argument("--output", required=True, help="Parquet file to write")
             sub.add_argument("--overwrite", action="store_true",
                              help="replace an existing output file")
         else:
             sub.add_argument("--json", action="store_true", help="also print metrics as JSON")
+
+    sub = add("export", cmd_export, "a run's served model as a bundle for production",
+              config=None)
+    sub.add_argument("run", help="run directory")
+    sub.add_argument("--output", required=True, help="bundle directory to write")
+    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+
+    sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
+    sub.add_argument("bundle", help="bundle directory written by export")
+    sub.add_argument("--host", default="127.0.0.1")
+    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="uvicorn worker processes (default 1)")
+    sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")
 
     add("stream", cmd_stream, "continual distillation day by day", config="required")
 

@@ -29,12 +29,11 @@ from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.dataset import SPLITS
+from ctrdistill.data.encode import VOCAB_DIR, Encoder, save_state, token_expr, without_non_finite
 from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
-    OOV_ID,
-    PAD_ID,
     EncodedField,
     FeatureMap,
     FieldSpec,
@@ -46,9 +45,7 @@ from ctrdistill.storage import atomic_directory
 
 logger = logging.getLogger(__name__)
 
-MISSING_TOKEN = ""
 REPORT_FILE = "prepare_report.json"
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SplitConfig(StrictConfig):
@@ -205,42 +202,6 @@ def _check_label(frame: pl.DataFrame, label: str, source: Path, first_row: int) 
     return values
 
 
-def _token_expr(spec: FieldSpec) -> pl.Expr:
-    """String tokens of an id field (a list of tokens for a sequence field)."""
-    col = pl.col(spec.column)
-    if spec.kind == "numeric":  # bucketise: floor(ln(x)^2) for x > 2, else int(x)
-        x = col.cast(pl.Float64)
-        bucket = pl.when(x > 2).then((x.log() ** 2).floor()).otherwise(x.floor())
-        # a value below Int64's range has no bucket: it becomes the missing token, as null does
-        return bucket.cast(pl.Int64, strict=False).cast(pl.String).fill_null(MISSING_TOKEN)
-    if spec.kind == "sequence":
-        return col.cast(pl.String).fill_null("").str.split(spec.separator).list.eval(
-            pl.element().filter(pl.element() != ""))
-    return col.cast(pl.String).fill_null(MISSING_TOKEN)
-
-
-def _continuous_expr(spec: FieldSpec) -> pl.Expr:
-    x = pl.col(spec.column).cast(pl.Float64).fill_null(spec.fill)
-    return x.clip(lower_bound=0).log1p() if spec.transform == "log1p" else x
-
-
-def _without_non_finite(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFrame, Counter[str]]:
-    """Numeric columns with NaN, ±inf and values beyond float32's range made null (missing), and
-    how many each numeric field had."""
-    columns = list(dict.fromkeys(f.column for f in schema.fields if f.kind == "numeric"))
-    if not columns:
-        return frame, Counter()
-    # NaN compares false, so `finite` is false for NaN and ±inf; null stays null (not counted)
-    finite = {c: pl.col(c).abs() <= FLOAT32_MAX for c in columns}
-    counts = frame.select((~e).sum().alias(c) for c, e in finite.items()).row(0, named=True)
-    per_field = Counter({f.name: int(counts[f.column]) for f in schema.fields
-                         if f.kind == "numeric"})
-    if not any(counts.values()):
-        return frame, per_field
-    return frame.with_columns(pl.when(e).then(pl.col(c)).alias(c)
-                              for c, e in finite.items()), per_field
-
-
 class _VocabularyCounter:
     """Counts tokens per vocabulary owner over chunks; compacts partial counts as it goes."""
 
@@ -251,8 +212,8 @@ class _VocabularyCounter:
     def add(self, frame: pl.DataFrame) -> None:
         for owner, specs in self.owners.items():
             tokens = pl.concat([
-                frame.select(_token_expr(s).alias("value")).explode("value") if s.kind == "sequence"
-                else frame.select(_token_expr(s).alias("value")) for s in specs
+                frame.select(token_expr(s).alias("value")).explode("value") if s.kind == "sequence"
+                else frame.select(token_expr(s).alias("value")) for s in specs
             ]).drop_nulls()
             counts = tokens.group_by("value").len("count")
             parts = self.partial[owner]
@@ -287,7 +248,7 @@ def _chunks(config: PrepareConfig, plan: _Plan,
     for frame in plan.recipe.read(config.input, plan.schema, config.chunk_rows):
         # whatever the recipe, numeric columns reach the strict casts below as numbers
         frame = checked_numbers(frame, plan.schema, config.input, first_row)
-        frame, counts = _without_non_finite(frame, plan.schema)
+        frame, counts = without_non_finite(frame, plan.schema)
         if non_finite is not None:
             non_finite.update(counts)
         label = _check_label(frame, plan.schema.label, config.input, first_row)
@@ -385,29 +346,8 @@ def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
                       vocab_digests={o: vocabulary_digest(v) for o, v in vocabularies.items()})
 
 
-def _encode(frame: pl.DataFrame, plan: _Plan, feature_map: FeatureMap,
-            vocabularies: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    specs = {s.name: s for s in plan.schema.fields}
-    exprs = [pl.col("row_id"), pl.col("__label").alias("label")]
-    for field in feature_map.fields:
-        spec = specs[field.name]
-        if field.kind == "numeric":
-            x = _continuous_expr(spec)
-            if spec.transform == "standardize":
-                x = (x - field.mean) / field.std
-            exprs.append(x.cast(pl.Float32).alias(field.name))
-            continue
-        vocab = vocabularies[field.vocab or field.name]
-        keys, ids = vocab["value"], vocab["id"]
-        if field.kind == "sequence":
-            encoded = _token_expr(spec).list.eval(
-                pl.element().replace_strict(keys, ids, default=OOV_ID, return_dtype=pl.Int32))
-            padding = pl.lit([PAD_ID] * field.max_length, dtype=pl.List(pl.Int32))
-            exprs.append(pl.concat_list(encoded.list.head(field.max_length), padding)
-                         .list.head(field.max_length).alias(field.name))
-        else:
-            exprs.append(_token_expr(spec).replace_strict(
-                keys, ids, default=OOV_ID, return_dtype=pl.Int32).alias(field.name))
+def _encode(frame: pl.DataFrame, plan: _Plan, encoder: Encoder) -> pl.DataFrame:
+    exprs = [pl.col("row_id"), pl.col("__label").alias("label"), *encoder.exprs]
     if plan.schema.group:
         exprs.append(pl.col(plan.schema.group).cast(pl.String).hash(seed=0)
                      .reinterpret(signed=True).alias("group"))
@@ -472,21 +412,25 @@ def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
     vocabularies = fitted.vocabularies
     _report_non_finite(config, fitted.non_finite)
     feature_map = _feature_map(plan, vocabularies, fitted.stats, config)
+    encoder = Encoder(plan.schema, feature_map, vocabularies)
     with atomic_directory(config.output, overwrite=config.overwrite) as tmp:
         writer = _ShardWriter(tmp, config.shard_rows)
         with progress(fitted.rows, "prepare: encode", "rows", show_progress) as bar:
             for frame in _chunks(config, plan):
-                encoded = _encode(frame, plan, feature_map, vocabularies)
+                encoded = _encode(frame, plan, encoder)
                 split_of = frame["__split"]
                 for index, split in enumerate(SPLITS):
                     writer.add(split, encoded.filter(split_of == index))
                 bar.update(len(frame))
         writer.close()
         feature_map.splits = dict(writer.rows)
-        (tmp / "vocab").mkdir()
+        (tmp / VOCAB_DIR).mkdir()
         for owner, vocab in vocabularies.items():
-            vocab.write_parquet(tmp / "vocab" / f"{owner}.parquet")
+            vocab.write_parquet(tmp / VOCAB_DIR / f"{owner}.parquet")
         (tmp / "schema.json").write_text(plan.schema.model_dump_json(indent=2))
+        # what scoring new raw logs needs besides the feature map and vocab/
+        save_state(tmp, plan.recipe.name, plan.recipe.options.model_dump()
+                   if plan.recipe.options else {}, config.protocol, plan.schema)
         report = {"rows": fitted.rows, "numeric_non_finite": dict(fitted.non_finite)}
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         feature_map.save(tmp / FEATURE_MAP_FILE)

@@ -9,18 +9,21 @@ from ctrdistill.pipelines.common import Result
 from ctrdistill.pipelines.demo import demo
 from ctrdistill.pipelines.distill import DistillConfig, TeacherSpec, distill
 from ctrdistill.pipelines.evaluate import EvaluateConfig, evaluate
+from ctrdistill.pipelines.export import ExportConfig, export
 from ctrdistill.pipelines.kdef import KDEFConfig, kdef
 from ctrdistill.pipelines.label import LabelConfig, label
 from ctrdistill.pipelines.mutual import MutualConfig, mutual
 from ctrdistill.pipelines.predict import PredictConfig, predict
 from ctrdistill.pipelines.prepare import prepare, synth
 from ctrdistill.pipelines.run import Run, load_run
+from ctrdistill.pipelines.serve import ServeConfig, serve
 from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
 from ctrdistill.pipelines.train import TrainRunConfig, train
 
 __all__ = [
-    "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "KDEFConfig",
-    "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "StreamConfig",
-    "TeacherSpec", "TrainRunConfig", "collapse", "demo", "distill", "evaluate", "kdef", "label",
-    "load_run", "mutual", "predict", "prepare", "stream", "synth", "train",
+    "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "ExportConfig",
+    "KDEFConfig", "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "ServeConfig",
+    "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse", "demo", "distill", "evaluate",
+    "export", "kdef", "label", "load_run", "mutual", "predict", "prepare", "serve", "stream",
+    "synth", "train",
 ]

@@ -4,15 +4,19 @@ evaluate or score prepared data."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 import yaml
 
+from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
@@ -22,6 +26,19 @@ from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import score
 from ctrdistill.training.metrics import sigmoid
 from ctrdistill.training.trainer import evaluate_outputs
+
+
+def blocks_batch(cat: torch.Tensor, num: torch.Tensor, seq: torch.Tensor | None) -> Batch:
+    """A batch of input blocks alone (label and row id are placeholders): what scoring raw
+    rows and an exported model feed the model."""
+    rows = cat.shape[0]
+    zeros = torch.zeros(rows, dtype=torch.float32, device=cat.device)
+    return Batch(cat=cat, num=num, label=zeros, row_id=zeros.long(), seq=seq)
+
+
+def empty_blocks(rows: int, num_cat: int, num_num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.zeros(rows, num_cat, dtype=torch.long),
+            torch.zeros(rows, num_num, dtype=torch.float32))
 
 
 @dataclass
@@ -68,6 +85,38 @@ class Run:
         return evaluate_outputs(rows, {"served": score(self.model, rows)})
 
 
+    @property
+    def prepare_state(self) -> PrepareState:
+        """The fitted preprocessing copied into the run (`prepare/`): encodes new raw logs."""
+        return PrepareState.load(self.path)
+
+    @torch.no_grad()
+    def score_blocks(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of encoded input blocks (`PrepareState` encoder's `blocks`)."""
+        rows = len(next(iter(blocks.values())))
+        cat, num = empty_blocks(rows, len(self.feature_map.categorical),
+                                len(self.feature_map.numeric))
+        device = next(self.model.parameters()).device
+        cat = torch.from_numpy(blocks["categorical"]) if "categorical" in blocks else cat
+        num = torch.from_numpy(blocks["numeric"]) if "numeric" in blocks else num
+        seq = torch.from_numpy(blocks["sequence"]).to(device) if "sequence" in blocks else None
+        self.model.eval()
+        return self.model(blocks_batch(cat.to(device), num.to(device), seq)).float().cpu().numpy()
+
+    def score_raw(self, path: str | Path, key: str | None = None, chunk_rows: int = 100_000
+                  ) -> Iterator[pl.DataFrame]:
+        """Scores of new raw logs in the run's recipe format, chunk by chunk: the key column
+        (the raw column `key`, else `row_id`, the 0-based row number), logit, probability."""
+        state = self.prepare_state
+        if state.feature_map.fingerprint() != self.feature_map.fingerprint():
+            raise CtrDistillError(f"{self.path}: the saved preprocessing does not match the "
+                                  f"checkpoint ({state.feature_map.difference(self.feature_map)})")
+        for encoded, keys in state.read(Path(path), chunk_rows, key):
+            logits = self.score_blocks(state.encoder.blocks(encoded))
+            yield pl.DataFrame([keys, pl.Series("logit", logits, dtype=pl.Float32),
+                                pl.Series("probability", sigmoid(logits), dtype=pl.Float32)])
+
+
 def load_run(path: str | Path, device: str = "auto") -> Run:
     """Open a run directory (its served checkpoint) or a checkpoint file, with the model on
     `device` (auto: a GPU when there is one); a checkpoint loads on any device."""
@@ -77,4 +126,4 @@ def load_run(path: str | Path, device: str = "auto") -> Run:
                feature_map)
 
 
-__all__ = ["CHECKPOINT_FILE", "Run", "load_run"]
+__all__ = ["CHECKPOINT_FILE", "Run", "blocks_batch", "load_run"]

@@ -20,6 +20,7 @@ import yaml
 from ctrdistill.analysis.plots import plot_learning_curves
 from ctrdistill.analysis.report import result_row
 from ctrdistill.data.dataset import ColumnData, PreparedData
+from ctrdistill.data.encode import copy_state
 from ctrdistill.data.loader import BatchLoader, Loader, StreamingLoader
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
@@ -237,6 +238,7 @@ def run_job(job: TrainJob) -> Result:
         (tmp / "history.json").write_text(json.dumps(fit.history, indent=1))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         save_models(tmp, job.strategy, job.data.feature_map)
+        copy_state(job.data.path, tmp)  # the run alone can then score raw logs and be exported
         torch.save(job.strategy.trained_state(), tmp / "strategy_state.pt")
         plot_learning_curves({job.name: fit.history}, tmp / "curves.png",
                              best_steps={job.name: metrics["best_step"]})

@@ -1,0 +1,216 @@
+"""`ctrdistill export`: a run's served model as a self-contained bundle for production.
+
+The bundle holds the model file (ONNX by default, or TorchScript), the run's fitted
+preprocessing (`prepare/`: state, feature map, vocabularies) and `manifest.json` (source run,
+checkpoint hash, versions, exporter, input/output signature). An ONNX bundle is scored with
+`ctrdistill.serving` on onnxruntime, numpy and polars alone: no PyTorch, no training code.
+
+ONNX is exported with PyTorch's recommended exporter (`torch.onnx.export(dynamo=True)`); where
+it fails, or its model does not match PyTorch on sample rows, the TorchScript-based exporter
+(`dynamo=False`) is used instead. The manifest records which one made the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import Field
+from torch import nn
+
+from ctrdistill.config import StrictConfig
+from ctrdistill.data.encode import BLOCKS, STATE_DIR, PrepareState, copy_state
+from ctrdistill.data.schema import FeatureMap
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.models.base import CTRModel
+from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.run import blocks_batch, load_run
+from ctrdistill.serving.bundle import MANIFEST_FILE, ONNX_FILE, TORCHSCRIPT_FILE, outputs_of
+from ctrdistill.storage import atomic_directory
+from ctrdistill.training.checkpoint import CHECKPOINT_FILE
+from ctrdistill.version import __version__
+
+logger = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-4  # max abs logit difference to PyTorch accepted from an exporter
+
+
+class ExportConfig(StrictConfig):
+    run: Path = Field(description="a run directory (its served checkpoint is exported)")
+    output: Path = Field(description="the bundle directory to write")
+    format: Literal["onnx", "torchscript"] = "onnx"
+    opset: int = Field(18, ge=17, description="ONNX opset")
+    overwrite: bool = Field(False, description="replace an existing bundle")
+
+
+class ServedModule(nn.Module):
+    """The model over its input blocks as tensors (cat, num, and seq when the feature map has
+    sequence fields): returns (logit, probability), each (B,)."""
+
+    def __init__(self, model: CTRModel, feature_map: FeatureMap) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs = input_names(feature_map)
+        self.num_cat = len(feature_map.categorical)
+        self.num_num = len(feature_map.numeric)
+
+    def forward(self, *blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        given = dict(zip(self.inputs, blocks, strict=True))
+        rows = blocks[0].shape[0]
+        cat = given.get("categorical", torch.zeros(rows, self.num_cat, dtype=torch.long))
+        num = given.get("numeric", torch.zeros(rows, self.num_num, dtype=torch.float32))
+        logit = self.model(blocks_batch(cat, num, given.get("sequence")))
+        return logit, torch.sigmoid(logit)
+
+
+def input_names(feature_map: FeatureMap) -> list[str]:
+    """One input per non-empty block, named by its fields' kind."""
+    return [kind for kind in BLOCKS if feature_map.of_kind(kind)]
+
+
+def sample_blocks(feature_map: FeatureMap, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random valid inputs: ids within each field's vocabulary, standard-normal numerics."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    if feature_map.categorical:
+        out["categorical"] = np.stack([rng.integers(0, max(f.vocab_size, 1), rows)
+                               for f in feature_map.categorical], 1).astype(np.int64)
+    if feature_map.numeric:
+        out["numeric"] = rng.normal(size=(rows, len(feature_map.numeric))).astype(np.float32)
+    if feature_map.sequence:
+        length = feature_map.sequence[0].max_length
+        out["sequence"] = np.stack([rng.integers(0, max(f.vocab_size, 1), (rows, length))
+                               for f in feature_map.sequence], 1).astype(np.int64)
+    return out
+
+
+def _signature(feature_map: FeatureMap) -> dict[str, Any]:
+    inputs = []
+    for kind in input_names(feature_map):
+        fields = feature_map.of_kind(kind)  # type: ignore[arg-type]
+        shape: list[Any] = ["batch", len(fields)]
+        if kind == "sequence":
+            shape.append(fields[0].max_length)
+        inputs.append({"name": kind, "dtype": "float32" if kind == "numeric" else "int64",
+                       "shape": shape, "fields": [f.name for f in fields]})
+    return {"inputs": inputs,
+            "outputs": [{"name": n, "dtype": "float32", "shape": ["batch"]}
+                        for n in ("logit", "probability")]}
+
+
+def _onnx(module: ServedModule, example: tuple[torch.Tensor, ...], path: Path, opset: int,
+          dynamo: bool) -> None:
+    names, outputs = module.inputs, ["logit", "probability"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' advice on their own internals
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1, max=1 << 24)
+            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=opset,
+                              input_names=names, output_names=outputs, verbose=False,
+                              dynamic_shapes=(tuple({0: batch} for _ in example),))
+        else:
+            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                              input_names=names, output_names=outputs,
+                              dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+
+
+def _parity(path: Path, module: ServedModule, blocks: dict[str, np.ndarray]) -> float:
+    """Max abs difference between the file's logits and PyTorch's on `blocks`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = outputs_of(session, blocks)[0]
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(blocks[n]) for n in module.inputs))[0].numpy()
+    return float(np.abs(exported - expected).max())
+
+
+def export_onnx(module: ServedModule, feature_map: FeatureMap, path: Path,
+                opset: int) -> tuple[str, float]:
+    """Write `path`; returns the exporter used and its measured parity on sample rows."""
+    example = tuple(torch.from_numpy(v) for v in sample_blocks(feature_map, 8, 1).values())
+    check = sample_blocks(feature_map, 64, 2)
+    failure = ""
+    for exporter, dynamo in (("dynamo", True), ("torchscript", False)):
+        try:
+            _onnx(module, example, path, opset, dynamo)
+            difference = _parity(path, module, check)
+        except Exception as error:  # an exporter's failure: try the next one
+            failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            logger.info("onnx export with %s failed (%s)", exporter, failure)
+            continue
+        if difference <= PARITY_TOLERANCE:
+            return exporter, difference
+        failure = f"max abs logit difference {difference:.2e} to PyTorch"
+        logger.info("onnx export with %s: %s; trying the next exporter", exporter, failure)
+    raise CtrDistillError(f"no ONNX exporter could export this model ({failure}); try "
+                          "--format torchscript")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    versions = {"ctrdistill": __version__, "torch": torch.__version__,
+                "numpy": np.__version__, "polars": pl.__version__,
+                "python": platform.python_version()}
+    try:
+        import onnx
+
+        versions["onnx"] = onnx.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def export(config: ExportConfig | dict[str, Any] | str | Path | None = None,
+           **overrides: Any) -> Result:
+    """Write the bundle of `run`'s served model into `output` (atomically)."""
+    config = resolve(ExportConfig, config, **overrides)
+    if config.output.exists() and not config.overwrite:
+        raise CtrDistillError(f"output already exists: {config.output} (choose another path, "
+                              "or overwrite)")
+    run = load_run(config.run, "cpu")
+    PrepareState.load(run.path / STATE_DIR)  # a run without its preprocessing says so here
+    module = ServedModule(run.model.eval(), run.feature_map).eval()
+    with atomic_directory(config.output, overwrite=config.overwrite) as tmp:
+        parity: float | None = None
+        if config.format == "onnx":
+            exporter, parity = export_onnx(module, run.feature_map, tmp / ONNX_FILE, config.opset)
+            model_file = ONNX_FILE
+        else:
+            example = tuple(torch.from_numpy(v) for v in sample_blocks(run.feature_map, 8, 1)
+                            .values())
+            with torch.no_grad():
+                torch.jit.trace(module, example).save(str(tmp / TORCHSCRIPT_FILE))
+            exporter, model_file = "torch.jit.trace", TORCHSCRIPT_FILE
+        copy_state(run.path / STATE_DIR, tmp)
+        checkpoint = run.path / CHECKPOINT_FILE
+        manifest = {
+            "format_version": 1, "format": config.format, "model_file": model_file,
+            "exporter": exporter, "opset": config.opset if config.format == "onnx" else None,
+            "parity_max_abs_logit_difference": parity,
+            "model": run.model.config.model_dump(mode="json"),
+            "parameters": run.model.num_parameters(),
+            "source_run": str(run.path.resolve()),
+            "checkpoint_sha256": _sha256(checkpoint) if checkpoint.is_file() else None,
+            "feature_map_fingerprint": run.feature_map.fingerprint(),
+            "versions": _versions(), **_signature(run.feature_map)}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    logger.info("exported %s (%s, %s) to %s", run.model.config.name, config.format, exporter,
+                config.output)
+    return Result(config.output, {"format": config.format, "exporter": exporter,
+                                  "parity_max_abs_logit_difference": parity})
