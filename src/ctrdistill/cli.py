@@ -193,6 +193,8 @@ EXAMPLES = {
     "stream": "ctrdistill stream configs/stream_example.yaml",
     "label": "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
     "demo": "ctrdistill demo --rows 100000 --workdir /tmp/demo",
+    "export": "ctrdistill export runs/kd-gate --output bundles/kd-gate",
+    "serve": "ctrdistill serve bundles/kd-gate --port 8000 --workers 2",
 }
 EXAMPLES["collapse"] = EXAMPLES["analyze"]
 
@@ -286,13 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
               config=None)
     sub.add_argument("run", help="run directory")
     sub.add_argument("--output", required=True, help="bundle directory to write")
-    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                     help="onnx (served by `ctrdistill serve`) or torchscript (default: onnx)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
     sub.add_argument("bundle", help="bundle directory written by export")
-    sub.add_argument("--host", default="127.0.0.1")
-    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                     "127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     sub.add_argument("--workers", type=int, default=1, metavar="N",
                      help="uvicorn worker processes (default 1)")
     sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")

@@ -22,10 +22,12 @@ from ctrdistill.models.base import ModelConfig
 from ctrdistill.pipelines.analyze import CollapseConfig
 from ctrdistill.pipelines.distill import DistillConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
+from ctrdistill.pipelines.export import ExportConfig
 from ctrdistill.pipelines.kdef import KDEFConfig
 from ctrdistill.pipelines.label import LabelConfig
 from ctrdistill.pipelines.mutual import MutualConfig
 from ctrdistill.pipelines.predict import PredictConfig
+from ctrdistill.pipelines.serve import ServeConfig
 from ctrdistill.pipelines.stream import StreamConfig
 from ctrdistill.pipelines.train import TrainRunConfig
 from ctrdistill.storage import atomic_file
@@ -46,6 +48,8 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("evaluate", EvaluateConfig, "`ctrdistill evaluate` (flags), `cd.evaluate`"),
     ("predict", PredictConfig, "`ctrdistill predict` (flags), `cd.predict`"),
     ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse` (flags), `cd.collapse`"),
+    ("export", ExportConfig, "`ctrdistill export` (flags), `cd.export`"),
+    ("serve", ServeConfig, "`ctrdistill serve` (flags), `cd.serve`"),
 ]
 MODELS_LINK = "a zoo model: `{name: ..., ...}`, keys per model in [models.md](models.md)"
 TRAIN_LINK = "keys in [train options](#train-options)"

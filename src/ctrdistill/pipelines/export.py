@@ -46,7 +46,8 @@ PARITY_TOLERANCE = 1e-4  # max abs logit difference to PyTorch accepted from an 
 class ExportConfig(StrictConfig):
     run: Path = Field(description="a run directory (its served checkpoint is exported)")
     output: Path = Field(description="the bundle directory to write")
-    format: Literal["onnx", "torchscript"] = "onnx"
+    format: Literal["onnx", "torchscript"] = Field(
+        "onnx", description="onnx (served by `ctrdistill serve`) or torchscript")
     opset: int = Field(18, ge=17, description="ONNX opset")
     overwrite: bool = Field(False, description="replace an existing bundle")
 

@@ -32,7 +32,7 @@ class PredictConfig(StrictConfig):
     device: str = Field("auto", pattern=DEVICE_PATTERN, description=DEVICE_HELP)
     output: Path = Field(description="the Parquet file to write")
     overwrite: bool = Field(False, description="replace an existing output file")
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar (rows/s) on stderr")
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictConfig:

@@ -16,8 +16,8 @@ from ctrdistill.serving.settings import ENVIRONMENT, MAX_BODY_BYTES, MAX_ROWS
 
 class ServeConfig(StrictConfig):
     bundle: Path = Field(description="an ONNX bundle written by `ctrdistill export`")
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     threads: int | None = Field(None, ge=1, description="onnxruntime threads per worker "
                                 "(default: onnxruntime's own)")
