@@ -183,3 +183,17 @@ def test_evaluate_a_damaged_checkpoint_exits_2_with_one_line(prepared: Path, tmp
     result = run_cli("evaluate", str(tmp_path / "runs" / "lr"), "--data", str(prepared))
     assert_one_line_error(result, "not a readable checkpoint")
     assert "Traceback" not in result.stderr
+
+
+def test_a_misspelled_split_names_the_valid_ones(prepared: Path, tmp_path: Path) -> None:
+    """`--split testt` once said the split 'has no rows'; it names the valid splits now."""
+    config = {"name": "lr", "data": str(prepared), "output_dir": str(tmp_path),
+              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 512}}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    result = run_cli("evaluate", str(tmp_path / "lr"), "--data", str(prepared),
+                     "--split", "testt")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown split 'testt'; did you mean 'test'? (valid: test, train, valid)" in (
+        result.stderr)
