@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from ctrdistill.data.batch import Batch
+from ctrdistill.data.dataset import SPLITS
+from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.schema import EncodedField, FeatureMap
+from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 
 
 def make_feature_map(with_sequence: bool = True) -> FeatureMap:
@@ -73,3 +79,25 @@ def feature_map() -> FeatureMap:
 @pytest.fixture
 def batch(feature_map: FeatureMap) -> Batch:
     return make_batch(feature_map, 64)
+
+
+def prepare_synthetic(root: Path, **synth) -> Path:
+    """Synthetic raw rows (`synth`: SynthConfig keys) prepared with the Criteo-x4 protocol."""
+    write_synthetic(SynthConfig(**synth), root / "raw", show_progress=False)
+    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
+                          protocol="x4"), show_progress=False)
+    return root / "prep"
+
+
+def prepare_recipe(tmp_path: Path, recipe: str, input: Path, name: str = "out", **extra):
+    """(feature map, output directory) of `input` prepared with `recipe`."""
+    config = PrepareConfig.model_validate(
+        {"recipe": recipe, "input": input, "output": tmp_path / name, **extra})
+    return prepare(config, show_progress=False), tmp_path / name
+
+
+def all_rows(out: Path) -> pl.DataFrame:
+    """Every prepared row with its split, in row-id order."""
+    parts = [pl.read_parquet(f).with_columns(pl.lit(s).alias("split")) for s in SPLITS
+             for f in sorted((out / s).glob("*.parquet"))]
+    return pl.concat(parts).sort("row_id")

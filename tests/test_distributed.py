@@ -17,6 +17,7 @@ import yaml
 
 import ctrdistill
 import ctrdistill as cd
+from conftest import prepare_synthetic
 from ctrdistill.cli import main
 from ctrdistill.config import validate_config
 from ctrdistill.errors import CtrDistillError
@@ -44,11 +45,7 @@ def torchrun(*args: str, restarts: int = 0) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp")
-    cd.synth(rows=4000, max_vocab=200, output=root / "raw", show_progress=False)
-    cd.prepare(recipe="synthetic", input=root / "raw", output=root / "prep", protocol="x4",
-               show_progress=False)
-    return root / "prep"
+    return prepare_synthetic(tmp_path_factory.mktemp("ddp"), rows=4000, max_vocab=200)
 
 
 def config_file(prepared: Path, out: Path, name: str, **train) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
+from conftest import all_rows, prepare_recipe
 from ctrdistill.data.recipes import get_recipe
 from ctrdistill.errors import CtrDistillError
 
@@ -20,15 +20,7 @@ LIBFFM = RAW / "libffm" / "train.ffm"
 
 
 def run(tmp_path: Path, input: Path, name: str = "out", **extra):
-    config = PrepareConfig.model_validate(
-        {"recipe": "libsvm", "input": input, "output": tmp_path / name, **extra})
-    return prepare(config, show_progress=False), tmp_path / name
-
-
-def all_rows(out: Path) -> pl.DataFrame:
-    parts = [pl.read_parquet(f).with_columns(pl.lit(s).alias("split")) for s in SPLITS
-             for f in sorted((out / s).glob("*.parquet"))]
-    return pl.concat(parts).sort("row_id")
+    return prepare_recipe(tmp_path, "libsvm", input, name, **extra)
 
 
 def expected_vocab(tokens: list[str]) -> dict[str, int]:

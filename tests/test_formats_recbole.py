@@ -10,22 +10,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
+from conftest import all_rows, prepare_recipe
 from ctrdistill.errors import CtrDistillError
 
 ML100K = Path(__file__).parent / "fixtures" / "raw" / "recbole" / "ml-100k"
 
 
 def run(tmp_path: Path, input: Path, name: str = "out", **extra):
-    config = PrepareConfig.model_validate(
-        {"recipe": "recbole", "input": input, "output": tmp_path / name, **extra})
-    return prepare(config, show_progress=False), tmp_path / name
-
-
-def all_rows(out: Path) -> pl.DataFrame:
-    parts = [pl.read_parquet(f).with_columns(pl.lit(s).alias("split")) for s in SPLITS
-             for f in sorted((out / s).glob("*.parquet"))]
-    return pl.concat(parts).sort("row_id")
+    return prepare_recipe(tmp_path, "recbole", input, name, **extra)
 
 
 def vocab(out: Path, owner: str) -> dict[str, int]:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import prepare_synthetic
 from ctrdistill.analysis import report
 from ctrdistill.analysis.report import markdown_table, print_table, result_row
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.pipelines.distill import distill
 
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
@@ -22,12 +21,8 @@ QUICK = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reports")
-    write_synthetic(SynthConfig(rows=3000, max_vocab=200, chunk_rows=3000), root / "raw",
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          protocol="x4"), show_progress=False)
-    return root / "prep"
+    return prepare_synthetic(tmp_path_factory.mktemp("reports"), rows=3000, max_vocab=200,
+                             chunk_rows=3000)
 
 
 @pytest.fixture(scope="module")

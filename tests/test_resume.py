@@ -15,6 +15,7 @@ import yaml
 
 import ctrdistill
 import ctrdistill as cd
+from conftest import prepare_synthetic
 from ctrdistill.cli import main
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.storage import RESUME_STATE
@@ -48,11 +49,7 @@ getattr(cd, sys.argv[1])(sys.argv[2])
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("resume")
-    cd.synth(rows=4000, max_vocab=200, output=root / "raw", show_progress=False)
-    cd.prepare(recipe="synthetic", input=root / "raw", output=root / "prep", protocol="x4",
-               show_progress=False)
-    return root / "prep"
+    return prepare_synthetic(tmp_path_factory.mktemp("resume"), rows=4000, max_vocab=200)
 
 
 def config_file(prepared: Path, out: Path, name: str, verb: str = "train", **train) -> Path:

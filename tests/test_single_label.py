@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 import yaml
 
+from conftest import prepare_synthetic
 from ctrdistill.cli import main
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 
 
 def _one_label(prepared: Path, split: str) -> None:
@@ -24,12 +23,7 @@ def _one_label(prepared: Path, split: str) -> None:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("single")
-    write_synthetic(SynthConfig(rows=3000, max_vocab=100, seed=3), root / "raw",
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          protocol="x4"), show_progress=False)
-    return root / "prep"
+    return prepare_synthetic(tmp_path_factory.mktemp("single"), rows=3000, max_vocab=100, seed=3)
 
 
 def _config(tmp_path: Path, data: Path) -> Path:

@@ -144,16 +144,21 @@ def test_without_resume_a_leftover_is_cleared(tmp_path: Path, caplog) -> None:
     assert list(target.iterdir()) == []
 
 
-def test_sigkilled_writer_leftover_is_removed_by_the_next_run(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    child = spawn(f"""
-        import os, signal
+def spawn_writer(target: Path, marker: str, then: str):
+    """A child that writes `marker` into its partial of `target`, then runs `then`."""
+    return spawn(f"""
+        import os, signal, time
         from pathlib import Path
         from ctrdistill.storage import atomic_directory
         with atomic_directory(Path({str(target)!r})) as tmp:
-            (tmp / "half").write_text("x")
-            os.kill(os.getpid(), signal.SIGKILL)
+            (tmp / {marker!r}).write_text("x")
+            {then}
         """)
+
+
+def test_sigkilled_writer_leftover_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    child = spawn_writer(target, "half", "os.kill(os.getpid(), signal.SIGKILL)")
     assert child.wait(timeout=10) == -signal.SIGKILL
     assert (partial_of(target) / "half").exists()  # SIGKILL runs no cleanup
     with atomic_directory(target) as tmp:
@@ -163,14 +168,7 @@ def test_sigkilled_writer_leftover_is_removed_by_the_next_run(tmp_path: Path) ->
 
 def test_a_live_writer_holds_the_output(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    child = spawn(f"""
-        import time
-        from pathlib import Path
-        from ctrdistill.storage import atomic_directory
-        with atomic_directory(Path({str(target)!r})) as tmp:
-            (tmp / "ready").write_text("")
-            time.sleep(60)
-        """)
+    child = spawn_writer(target, "ready", "time.sleep(60)")
     try:
         wait_for(partial_of(target) / "ready", child)
         with pytest.raises(CtrDistillError, match="another process is writing"), \

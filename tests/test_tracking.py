@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import prepare_synthetic
 from ctrdistill.config import validate_config
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.pipelines.distill import DistillConfig
 from ctrdistill.pipelines.kdef import KDEFConfig
@@ -24,12 +23,7 @@ mlflow = pytest.importorskip("mlflow")
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tracking")
-    write_synthetic(SynthConfig(rows=3000, max_vocab=100, seed=4), root / "raw",
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=root / "raw", output=root / "prep",
-                          protocol="x4"), show_progress=False)
-    return root / "prep"
+    return prepare_synthetic(tmp_path_factory.mktemp("tracking"), rows=3000, max_vocab=100, seed=4)
 
 
 def _config(prepared: Path, out: Path, tracking) -> dict:
