@@ -15,12 +15,13 @@ from ctrdistill.pipelines.mutual import MutualConfig, mutual
 from ctrdistill.pipelines.predict import PredictConfig, predict
 from ctrdistill.pipelines.prepare import prepare, synth
 from ctrdistill.pipelines.run import Run, load_run
+from ctrdistill.pipelines.search import SearchConfig, search
 from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
 from ctrdistill.pipelines.train import TrainRunConfig, train
 
 __all__ = [
     "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "KDEFConfig",
-    "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "StreamConfig",
+    "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "SearchConfig", "StreamConfig",
     "TeacherSpec", "TrainRunConfig", "collapse", "demo", "distill", "evaluate", "kdef", "label",
-    "load_run", "mutual", "predict", "prepare", "stream", "synth", "train",
+    "load_run", "mutual", "predict", "prepare", "search", "stream", "synth", "train",
 ]
