@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -184,10 +185,16 @@ def _study(config: SearchConfig, root: Path, resume: bool, optuna: Any) -> Any:
     if config.storage is None and (root / "study.db").exists() and not resume:
         raise CtrDistillError(f"{root / 'study.db'} exists: pass resume (--resume) to continue "
                               "that search, or remove the directory")
-    storage = optuna.storages.RDBStorage(
-        url, heartbeat_interval=config.heartbeat_seconds,
-        grace_period=2 * config.heartbeat_seconds,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+    # Optuna 4.9 renamed the retry callback's keyword; 3.5-4.8 know only the old one.
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    stale = "heartbeat_stale_trial_callback" if retry else "failed_trial_callback"
+    retry = retry or optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():  # heartbeats and retries are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            url, heartbeat_interval=config.heartbeat_seconds,
+            grace_period=2 * config.heartbeat_seconds,
+            **{stale: retry(max_retry=3)})
     sampler = (optuna.samplers.RandomSampler(seed=config.seed) if config.sampler == "random"
                else optuna.samplers.TPESampler(seed=config.seed))
     pruner = {"none": optuna.pruners.NopPruner,
