@@ -66,7 +66,7 @@ def _scatter(rows: list[dict[str, Any]], path: Path) -> None:
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("teacher valid AUC")
     ax.set_ylabel("student valid AUC (proxy run)")
-    ax.set_title("teacher AUC vs the AUC of the student distilled from it")
+    ax.set_title("each trial's teacher and the student distilled from it")
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
@@ -78,7 +78,9 @@ def save_plots(study: Any, rows: list[dict[str, Any]], root: Path) -> list[str]:
 
     notes = []
     complete = [r for r in rows if r["state"] == "COMPLETE"]
-    with warnings.catch_warnings():  # Optuna marks its matplotlib views experimental
+    # Optuna marks its matplotlib views experimental, and they switch the global style to
+    # ggplot: rc_context restores it.
+    with warnings.catch_warnings(), plt.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = views.plot_optimization_history(study)
         save_figure(ax.figure, root / "optimization_history.png")
