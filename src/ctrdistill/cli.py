@@ -147,6 +147,15 @@ def cmd_stream(args) -> None:
     _show(result, f"stream saved to {result.path}")
 
 
+def cmd_search(args) -> None:
+    from ctrdistill.pipelines import search
+
+    result = search(_config(args.config, args.set), resume=args.resume)
+    print((result.path.parents[1] / "trials.md").read_text())
+    print(f"best teacher (trial {result.metrics['best_trial']}, {result.metrics['objective']} "
+          f"valid AUC {result.metrics['best_value']:.5f}): {result.path}")
+
+
 def cmd_demo(args) -> None:
     from ctrdistill.pipelines import demo
 
@@ -192,6 +201,7 @@ EXAMPLES = {
     "predict": "ctrdistill predict runs/dnn --data data/synth --output scores.parquet",
     "stream": "ctrdistill stream configs/stream_example.yaml",
     "label": "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
+    "search": "ctrdistill search configs/search_example.yaml --set trials=12",
     "demo": "ctrdistill demo --rows 100000 --workdir /tmp/demo",
     "export": "ctrdistill export runs/kd-gate --output bundles/kd-gate",
     "serve": "ctrdistill serve bundles/kd-gate --port 8000 --workers 2",
@@ -316,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace partitions labelled by another teacher set (default: refuse)")
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_processes(sub)
+
+    sub = add("search", cmd_search, "choose a teacher under a budget (Optuna): the objective "
+              "is the teacher's or the distilled student's valid AUC", config="required")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue the search's study (study.db) where it stopped")
 
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
     sub.add_argument("--workdir", default="ctrdistill-demo",

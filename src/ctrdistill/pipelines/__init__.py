@@ -16,14 +16,15 @@ from ctrdistill.pipelines.mutual import MutualConfig, mutual
 from ctrdistill.pipelines.predict import PredictConfig, predict
 from ctrdistill.pipelines.prepare import prepare, synth
 from ctrdistill.pipelines.run import Run, load_run
+from ctrdistill.pipelines.search import SearchConfig, search
 from ctrdistill.pipelines.serve import ServeConfig, serve
 from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
 from ctrdistill.pipelines.train import TrainRunConfig, train
 
 __all__ = [
     "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "ExportConfig",
-    "KDEFConfig", "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run", "ServeConfig",
-    "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse", "demo", "distill", "evaluate",
-    "export", "kdef", "label", "load_run", "mutual", "predict", "prepare", "serve", "stream",
-    "synth", "train",
+    "KDEFConfig", "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run",
+    "SearchConfig", "ServeConfig", "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse",
+    "demo", "distill", "evaluate", "export", "kdef", "label", "load_run", "mutual", "predict",
+    "prepare", "search", "serve", "stream", "synth", "train",
 ]

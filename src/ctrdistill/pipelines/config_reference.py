@@ -27,6 +27,7 @@ from ctrdistill.pipelines.kdef import KDEFConfig
 from ctrdistill.pipelines.label import LabelConfig
 from ctrdistill.pipelines.mutual import MutualConfig
 from ctrdistill.pipelines.predict import PredictConfig
+from ctrdistill.pipelines.search import SearchConfig
 from ctrdistill.pipelines.serve import ServeConfig
 from ctrdistill.pipelines.stream import StreamConfig
 from ctrdistill.pipelines.train import TrainRunConfig
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
     ("mutual", MutualConfig, "`ctrdistill mutual`, `cd.mutual`"),
     ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`"),
+    ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
     ("evaluate", EvaluateConfig, "`ctrdistill evaluate` (flags), `cd.evaluate`"),
     ("predict", PredictConfig, "`ctrdistill predict` (flags), `cd.predict`"),
     ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse` (flags), `cd.collapse`"),
