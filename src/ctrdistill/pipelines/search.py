@@ -157,6 +157,7 @@ class _Objective:
         model, train_config = sample(trial, self.config.space, self.config.train,
                                      self.config.model_defaults)
         run, trained = self.teacher(model, train_config)
+        trial.set_user_attr("teacher_seconds", time.perf_counter() - started)
         metrics = json.loads((run / "metrics.json").read_text())
         trial.set_user_attr("run", str(run))
         trial.set_user_attr("trained", trained)

@@ -30,6 +30,7 @@ def _row(trial: Any, confirmed: dict[int, float]) -> dict[str, Any]:
             "config": a.get("teacher"), "params": a.get("params_count"),
             "teacher_auc": a.get("teacher_auc"), "student_auc": a.get("student_auc"),
             "confirmed_student_auc": confirmed.get(trial.number), "seconds": a.get("seconds"),
+            "teacher_seconds": a.get("teacher_seconds"),
             "pruned_at": a.get("pruned_at"), "trained": a.get("trained"), "run": a.get("run")}
 
 

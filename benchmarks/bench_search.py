@@ -1,0 +1,126 @@
+"""Choosing the teacher for a fixed student (issue 22): one `cd.search` with the student
+objective over small teachers, every trial's teacher valid AUC against its distilled student's,
+teacher size against the student's gain over the same student trained alone, and what choosing
+by teacher AUC instead would have bought for its (smaller) budget.
+
+    python -m benchmarks.bench_search --workdir bench_out/search --rows 150000 --trials 12
+
+Writes `search_summary.{json,md}` and `search.png` in the workdir. Sized for about 15 minutes
+of 2 shared CPU cores: tiny models, one teacher epoch, proxy students of `--proxy-steps` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import ctrdistill as cd
+from benchmarks import common
+
+SPACE = {"models": ["dnn", "deepfm", "dcnv2"], "embedding_dim": {"low": 4, "high": 16, "log": True},
+         "width": {"choices": [16, 64, 256]}, "depth": {"low": 1, "high": 3},
+         "dropout": {"low": 0.0, "high": 0.3}, "lr": {"low": 1e-3, "high": 1e-2, "log": True}}
+STUDENT = {"name": "dnn", "embedding_dim": 4, "hidden_units": [32]}
+QUIET = {"progress": False, "early_stop": None, "lr_plateau": None, "batch_size": 2048}
+
+
+def _search_config(prep: Path, root: Path, trials: int, proxy_steps: int) -> dict[str, Any]:
+    return {"name": "student-tpe", "data": str(prep), "output_dir": str(root / "searches"),
+            "space": SPACE, "train": QUIET | {"epochs": 1, "eval_every_steps": 15},
+            "objective": "student", "student": STUDENT, "student_train": QUIET | {"epochs": 1},
+            "proxy": {"max_steps": proxy_steps}, "confirm_top": 2, "trials": trials,
+            "pruner": "none", "seed": 0}
+
+
+def _best_so_far(rows: list[dict], key: str, cost: str) -> list[tuple[float, float]]:
+    """(budget spent, student AUC of the best trial so far by `key`) after every trial."""
+    spent, best, curve = 0.0, None, []
+    for row in rows:
+        spent += row[cost]
+        if best is None or row[key] > best[key]:
+            best = row
+        curve.append((spent, best["student_auc"]))
+    return curve
+
+
+def _figure(rows: list[dict], alone: float, curves: dict[str, list], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from ctrdistill.analysis.plots import save_figure
+
+    fig, (size_ax, budget_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for family in sorted({r["config"]["name"] for r in rows}):
+        own = [r for r in rows if r["config"]["name"] == family]
+        size_ax.scatter([r["params"] for r in own], [r["student_auc"] - alone for r in own],
+                        label=family)
+    size_ax.axhline(0, color="grey", lw=0.8)
+    size_ax.set_xscale("log")
+    size_ax.set_xlabel("teacher parameters")
+    size_ax.set_ylabel("student valid AUC - student alone")
+    size_ax.set_title("teacher size vs the student's gain (proxy runs)")
+    size_ax.legend()
+    for name, curve in curves.items():
+        budget_ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", label=name,
+                       marker="o", ms=3)
+    budget_ax.set_xlabel("budget spent (s of trial wall clock)")
+    budget_ax.set_ylabel("student valid AUC of the best teacher so far")
+    budget_ax.set_title("choosing by student AUC vs by teacher AUC")
+    budget_ax.legend()
+    save_figure(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", default="bench_out/search")
+    parser.add_argument("--rows", type=int, default=150_000)
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--proxy-steps", type=int, default=30)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from scipy.stats import spearmanr
+
+    root = Path(args.workdir)
+    prep = common.synthetic_dataset(root, args.rows)
+    result = cd.search(_search_config(prep, root, args.trials, args.proxy_steps), resume=True)
+    alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
+        name="student", data=prep, output_dir=root / "alone", model=STUDENT,
+        train=cd.TrainConfig(**QUIET, epochs=1, max_steps=args.proxy_steps)))
+    alone = common.run_metrics(alone_run)["valid"]["auc"]
+    rows = [r for r in result.rows if r["state"] == "COMPLETE"]
+    rho, p_value = spearmanr([r["teacher_auc"] for r in rows], [r["student_auc"] for r in rows])
+    size_rho, size_p = spearmanr([r["params"] for r in rows],
+                                 [r["student_auc"] - alone for r in rows])
+    # The teacher objective needs no student per trial: its cost is the teacher stage, plus one
+    # student run for the teacher it chooses (that trial's own student stage).
+    by_teacher = _best_so_far(rows, "teacher_auc", "teacher_seconds")
+    chosen = max(rows, key=lambda r: r["teacher_auc"])
+    extra = chosen["seconds"] - chosen["teacher_seconds"]
+    curves = {"student objective": _best_so_far(rows, "student_auc", "seconds"),
+              "teacher objective (+1 student run)": [(s + extra, a) for s, a in by_teacher]}
+    summary = {"rows": args.rows, "trials": len(rows), "proxy_steps": args.proxy_steps,
+               "student_alone_valid_auc": alone, "spearman_teacher_student": rho,
+               "spearman_p": p_value, "spearman_params_gain": size_rho, "spearman_params_p": size_p,
+               "best": result.metrics, "trials_table": rows,
+               "budget_curves": curves}
+    (root / "search_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _figure(rows, alone, curves, root / "search.png")
+    lines = ["| trial | teacher | params | teacher AUC | student AUC | gain over alone | "
+             "seconds |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['trial']} | {r['teacher']} | {r['params']:,} | {r['teacher_auc']:.5f} | "
+              f"{r['student_auc']:.5f} | {r['student_auc'] - alone:+.5f} | {r['seconds']:.0f} |"
+              for r in rows]
+    lines += ["", f"student alone ({args.proxy_steps} steps): valid AUC {alone:.5f}; Spearman "
+              f"teacher AUC vs student AUC {rho:+.3f} (p {p_value:.3f}); teacher parameters vs "
+              f"student gain {size_rho:+.3f} (p {size_p:.3f}); confirmed best: "
+              f"{result.metrics.get('best_confirmed_student_auc')}; by teacher AUC: trial "
+              f"{chosen['trial']} (student {chosen['student_auc']:.5f})"]
+    table = "\n".join(lines) + "\n"
+    (root / "search_summary.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
