@@ -40,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 DATA_FILE = "data.json"  # which prepared data the run trained on (path, training-rows fingerprint)
-#: Config keys that change what a run shows, not what it computes: a resumed run may differ.
-DISPLAY_ONLY = frozenset({"train.progress", "overwrite", "tracking", "tracking.kind",
-                          "tracking.uri", "tracking.experiment"})
+#: Config keys (with everything below them) that change what a run shows, not what it
+#: computes: a resumed run may differ in them.
+DISPLAY_ONLY = ("train.progress", "overwrite", "tracking")
 
 
 @dataclass
@@ -106,7 +106,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ between two resolved configs (display-only keys ignored)."""
     a, b = _flatten(plain(saved)), _flatten(plain(new))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in DISPLAY_ONLY)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
+                  and not any(k == d or k.startswith(f"{d}.") for d in DISPLAY_ONLY))
 
 
 def _label_values(rows: ColumnData | Loader) -> list[float]:
