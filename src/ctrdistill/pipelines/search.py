@@ -190,12 +190,20 @@ def _study(config: SearchConfig, root: Path, resume: bool, optuna: Any) -> Any:
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     stale = "heartbeat_stale_trial_callback" if retry else "failed_trial_callback"
     retry = retry or optuna.storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():  # heartbeats and retries are marked experimental
+    # Workers on this machine open the storage one at a time: two creating a new SQLite
+    # schema at once collide in its version table (seen in CI).
+    with _lock(root / "study"), warnings.catch_warnings():
+        # heartbeats and retries are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
             url, heartbeat_interval=config.heartbeat_seconds,
             grace_period=2 * config.heartbeat_seconds,
             **{stale: retry(max_retry=3)})
+        study = _create_study(config, storage, optuna)
+    return study
+
+
+def _create_study(config: SearchConfig, storage: Any, optuna: Any) -> Any:
     sampler = (optuna.samplers.RandomSampler(seed=config.seed) if config.sampler == "random"
                else optuna.samplers.TPESampler(seed=config.seed))
     pruner = {"none": optuna.pruners.NopPruner,
