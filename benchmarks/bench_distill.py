@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment kd --seeds 3
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment stopping
+    python -m benchmarks.bench_distill --workdir bench_out/criteo --preset criteo --seeds 3
 
 kd:       DNN alone vs KD from one teacher (DCNv2) vs KD from a 3-teacher ensemble combined by
           mean of logits, learned weights and a per-sample gate (the ensembles' own AUC too).
@@ -154,11 +155,12 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
+    parser.add_argument("--preset", default="legacy", help="synthetic preset (criteo: issue 21)")
     common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
-    prep = common.synthetic_dataset(root, args.rows)
+    prep = common.synthetic_dataset(root, args.rows, preset=args.preset)
     seeds = common.seed_range(args)
     if args.experiment == "cost":
         table = experiment_cost(root, prep, seeds)

@@ -4,9 +4,20 @@ teacher size against the student's gain over the same student trained alone, and
 by teacher AUC instead would have bought for its (smaller) budget.
 
     python -m benchmarks.bench_search --workdir bench_out/search --rows 150000 --trials 12
+    python -m benchmarks.bench_search --experiment budget --workdir bench_out/search-criteo \
+        --rows 300000 --trials 16
 
-Writes `search_summary.{json,md}` and `search.png` in the workdir. Sized for about 15 minutes
-of 2 shared CPU cores: tiny models, one teacher epoch, proxy students of `--proxy-steps` steps.
+correlation (the first command): writes `search_summary.{json,md}` and `search.png` in the
+workdir. Sized for about 15 minutes of 2 shared CPU cores: tiny models, one teacher epoch, proxy
+students of `--proxy-steps` steps, on the legacy synthetic preset.
+
+budget: on the `criteo` preset, four searches over one discrete space with the same trial
+budget, each in its own directory (no teacher shared between them, so every cost is paid):
+the student objective with TPE, random and grid samplers, and the teacher objective with TPE.
+Every student is a full one-epoch run (no proxy), so a curve's value is the student a user
+would get. For the teacher objective, the student of each teacher that was the best so far is
+distilled afterwards, and its cost adds the one student run that choice needs. Writes
+`budget.{json,md}` and `budget.png`.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +74,99 @@ def _figure(rows: list[dict], alone: float, curves: dict[str, list], path: Path)
     size_ax.set_ylabel("student valid AUC - student alone")
     size_ax.set_title("teacher size vs the student's gain (proxy runs)")
     size_ax.legend()
+    _plot_curves(budget_ax, curves, "choosing by student AUC vs by teacher AUC")
+    save_figure(fig, path)
+
+
+def _plot_curves(ax: Any, curves: dict[str, list], title: str) -> None:
+    """Best-so-far step curves: the budget spent against the best student found by then."""
     for name, curve in curves.items():
-        budget_ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", label=name,
-                       marker="o", ms=3)
-    budget_ax.set_xlabel("budget spent (s of trial wall clock)")
-    budget_ax.set_ylabel("student valid AUC of the best teacher so far")
-    budget_ax.set_title("choosing by student AUC vs by teacher AUC")
-    budget_ax.legend()
+        ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", label=name,
+                marker="o", ms=3)
+    ax.set_xlabel("budget spent (s of trial wall clock)")
+    ax.set_ylabel("student valid AUC of the best teacher so far")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+BUDGET_SPACE = {"models": ["dnn", "deepfm", "dcnv2"], "embedding_dim": {"choices": [4, 8, 16]},
+                "width": {"choices": [64, 256]}, "depth": {"choices": [1, 3]},
+                "lr": {"choices": [0.001, 0.003]}}
+BUDGET_STUDENT = {"name": "dnn", "size": "tiny"}
+STRATEGIES = {"student objective, TPE": {"objective": "student", "sampler": "tpe"},
+              "student objective, random": {"objective": "student", "sampler": "random"},
+              "student objective, grid": {"objective": "student", "sampler": "grid"},
+              "teacher objective, TPE": {"objective": "teacher", "sampler": "tpe"}}
+
+
+def _budget_config(prep: Path, root: Path, name: str, trials: int, **extra: Any) -> dict:
+    return {"name": name, "data": str(prep), "output_dir": str(root / "searches"),
+            "space": BUDGET_SPACE, "train": QUIET | {"epochs": 1, "eval_every_steps": 30},
+            "student": BUDGET_STUDENT, "student_train": QUIET | {"epochs": 1}, "proxy": {},
+            "trials": trials, "pruner": "none", "seed": 0} | extra
+
+
+def _student_of(root: Path, prep: Path, teacher: Path) -> tuple[float, float]:
+    """(valid AUC, seconds) of the budget student distilled from `teacher` (made once)."""
+    out = root / "teacher-objective-students" / teacher.name
+    started = time.perf_counter()
+    if not out.exists():
+        store = common.run_once(out.parent / f"{teacher.name}-labels", cd.label, cd.LabelConfig(
+            teachers=[teacher], data=prep, output=out.parent / f"{teacher.name}-labels",
+            progress=False))
+        common.run_once(out, cd.distill, cd.DistillConfig(
+            name=out.name, data=prep, output_dir=out.parent, label_store=store,
+            student=BUDGET_STUDENT, train=cd.TrainConfig(**QUIET, epochs=1)))
+    seconds = json.loads((out / "bench_seconds.json").read_text()) if (
+        out / "bench_seconds.json").exists() else time.perf_counter() - started
+    (out / "bench_seconds.json").write_text(json.dumps(seconds))
+    return common.run_metrics(out)["valid"]["auc"], seconds
+
+
+def experiment_budget(root: Path, prep: Path, trials: int) -> None:
+    curves: dict[str, list[tuple[float, float]]] = {}
+    tables = {}
+    for name, extra in STRATEGIES.items():
+        slug = name.replace(", ", "-").replace(" ", "-")
+        rows = [r for r in cd.search(_budget_config(prep, root, slug, trials, **extra),
+                                     resume=True).rows if r["state"] == "COMPLETE"]
+        tables[name] = rows
+        if extra["objective"] == "student":
+            curves[name] = _best_so_far(rows, "student_auc", "seconds")
+            continue
+        spent, best, curve = 0.0, None, []
+        for row in rows:  # the student is distilled only from the teacher finally chosen
+            spent += row["seconds"]
+            if best is None or row["teacher_auc"] > best["teacher_auc"]:
+                best = row
+                best["student_auc"], best["student_seconds"] = _student_of(
+                    root, prep, Path(row["run"]))
+            curve.append((spent + best["student_seconds"], best["student_auc"]))
+        curves[name] = curve
+    summary = {"trials": trials, "space": BUDGET_SPACE, "student": BUDGET_STUDENT,
+               "curves": curves, "trials_tables": tables}
+    (root / "budget.json").write_text(json.dumps(summary, indent=1, default=str))
+    _budget_figure(curves, root / "budget.png")
+    lines = ["| strategy | trials | seconds spent | best student valid AUC | at seconds |",
+             "|---|---|---|---|---|"]
+    for name, curve in curves.items():
+        final = curve[-1][1]
+        reached = next(s for s, a in curve if a == final)
+        lines.append(f"| {name} | {len(curve)} | {curve[-1][0]:.0f} | {final:.5f} | "
+                     f"{reached:.0f} |")
+    table = "\n".join(lines) + "\n"
+    (root / "budget.md").write_text(table)
+    print(table)
+
+
+def _budget_figure(curves: dict[str, list], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from ctrdistill.analysis.plots import save_figure
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    _plot_curves(ax, curves, "best student found against budget (same trials each)")
     save_figure(fig, path)
 
 
@@ -78,11 +176,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--proxy-steps", type=int, default=30)
+    parser.add_argument("--experiment", choices=["correlation", "budget"],
+                        default="correlation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from scipy.stats import spearmanr
 
     root = Path(args.workdir)
+    if args.experiment == "budget":
+        experiment_budget(root, common.synthetic_dataset(root, args.rows, preset="criteo"),
+                          args.trials)
+        return
     prep = common.synthetic_dataset(root, args.rows)
     result = cd.search(_search_config(prep, root, args.trials, args.proxy_steps), resume=True)
     alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(

@@ -89,11 +89,13 @@ def teacher_store(root: Path, prep: Path, runs: list[Path]) -> Path:
 
 
 def synthetic_dataset(root: Path, rows: int, days: int = 1, drift: float = 0.0,
-                      seed: int = 2026, split: dict | None = None) -> Path:
-    """Raw synthetic rows and their x4 preparation under `root` (reused when present)."""
+                      seed: int = 2026, split: dict | None = None, preset: str = "legacy",
+                      **knobs: Any) -> Path:
+    """Raw synthetic rows and their x4 preparation under `root` (reused when present). The
+    `legacy` preset by default: the sections measured before the `criteo` preset existed."""
     raw, prep = root / "raw", root / "prep"
-    run_once(raw, cd.synth, cd.SynthConfig(rows=rows, days=days, drift=drift, seed=seed),
-             output=raw)
+    run_once(raw, cd.synth, cd.SynthConfig(rows=rows, days=days, drift=drift, seed=seed,
+                                           preset=preset, **knobs), output=raw)
     return run_once(prep, cd.prepare, cd.PrepareConfig(
         recipe="synthetic", input=raw, output=prep, protocol="x4",
         **({"split": split} if split else {})))

@@ -73,7 +73,7 @@ def kill_midway(config: Path, verb: str = "train") -> subprocess.CompletedProces
 def comparable(run: Path) -> dict:
     """What a resumed run must reproduce: every metric and the history, minus wall times."""
     metrics = json.loads((run / "metrics.json").read_text())
-    timing = ("train_samples_per_second", "inference_samples_per_second")
+    timing = ("train_samples_per_second", "inference_samples_per_second", "latency_ms")
     history = [{k: v for k, v in r.items() if k != "samples_per_second"}
                for r in json.loads((run / "history.json").read_text())]
     return {"metrics": {k: v for k, v in metrics.items() if k not in timing},

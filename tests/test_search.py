@@ -91,12 +91,22 @@ def test_pruner_reports_teacher_evaluations(data, tmp_path):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
     pruned = [r for r in result.rows if r["state"] == "PRUNED"]
     assert pruned and len(pruned) < 6
+    # 4000 rows: 8:1:1 gives 3,200 training rows, 13 steps of 256 an epoch, 2 epochs
+    full = [4, 8, 12, 13, 16, 20, 24, 26]
     for row, trial in zip(result.rows, study.trials, strict=True):
-        history = json.loads((Path(row["run"]) / "history.json").read_text())
-        steps = [r["step"] for r in history if "valid" in r]
-        if row["pruned_at"] is not None:  # every evaluation up to where it was pruned
-            steps = steps[:steps.index(row["pruned_at"]) + 1]
-        assert sorted(trial.intermediate_values) == steps
+        if row["state"] == "PRUNED":
+            # stopped while it trained: evaluations up to the rung that pruned it, no run kept
+            assert sorted(trial.intermediate_values) == full[:full.index(row["pruned_at"]) + 1]
+            assert row["pruned_at"] < full[-1] and row["run"] is None
+            step = row["pruned_at"]
+            rows = 256 * step if step < 13 else 3200 + 256 * (step - 13)
+            assert trial.user_attrs["pruned_at_rows"] == rows
+        else:
+            history = json.loads((Path(row["run"]) / "history.json").read_text())
+            assert [r["step"] for r in history if "valid" in r] == full
+            assert sorted(trial.intermediate_values) == full
+    assert not list((tmp_path / "s" / "teachers").glob("*/checkpoint.pt"))[len(result.rows)
+                                                                            - len(pruned):]
     assert result.metrics["pruned"] == len(pruned)
     assert "teacher_vs_student.png skipped" in " ".join(result.metrics["notes"])
 
@@ -134,3 +144,16 @@ def test_cli_search_prints_the_table(data, tmp_path, capsys):
     assert "| trial | state |" in out and "best teacher (trial" in out
     assert main(["search", str(path)]) == 2  # the study exists: --resume continues it
     assert main(["search", str(path), "--resume", "--set", "trials=3"]) == 0
+
+
+def test_grid_sampler_visits_every_point_once_then_stops(data, tmp_path):
+    space = {"models": ["dnn", "deepfm"], "embedding_dim": {"low": 2, "high": 4, "step": 2},
+             "width": {"choices": [8]}, "lr": {"choices": [0.003]}}
+    result = cd.search(_config(data, tmp_path, objective="teacher", space=space, trials=10,
+                               sampler="grid", pruner="none"))
+    points = sorted((r["config"]["name"], r["config"]["embedding_dim"]) for r in result.rows)
+    assert points == [("deepfm", 2), ("deepfm", 4), ("dnn", 2), ("dnn", 4)]  # 4 < 10 trials
+    with pytest.raises(cd.CtrDistillError, match="grid needs `choices` or a `step` for dropout"):
+        cd.search(_config(data, tmp_path, name="g2", sampler="grid", trials=2,
+                          space=space | {"dropout": {"low": 0.0, "high": 0.2}}))
+    assert not (tmp_path / "g2").exists()

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
     sub.add_argument("--workdir", default="ctrdistill-demo",
                      help="directory for the demo's data, runs and results")
-    sub.add_argument("--rows", type=int, default=300_000, help="synthetic rows to generate")
+    sub.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows to generate")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing --workdir")
     return parser
 

@@ -14,6 +14,7 @@ from ctrdistill.storage import atomic_file
 COLUMNS = [
     ("model", "model", "{}"),
     ("params", "params", "{:,}"),
+    ("model_bytes", "bytes", "{:,}"),
     ("auc", "AUC", "{:.5f}"),
     ("logloss", "logloss", "{:.5f}"),
     ("calibration", "calib", "{:.4f}"),
@@ -21,8 +22,13 @@ COLUMNS = [
     ("bayes_auc", "Bayes AUC", "{:.5f}"),
     ("auc_gap", "AUC gap", "{:.5f}"),
     ("logloss_gap", "logloss gap", "{:.5f}"),
+    ("gap_to_lr", "AUC - LR", "{:+.5f}"),
+    ("ratio_to_criteo", "x Criteo gap", "{:.2f}"),
     ("train_samples_per_second", "train/s", "{:,.0f}"),
     ("inference_samples_per_second", "infer/s", "{:,.0f}"),
+    ("latency_ms", "ms@1", "{:.3f}"),
+    ("speedup", "speed-up", "{:.1f}x"),
+    ("gap_recovered", "gap recovered", "{:.0%}"),
 ]
 #: What each column means, printed under every table (headers alone leave "calib" a guess).
 LEGEND = {
@@ -34,8 +40,14 @@ LEGEND = {
     "bayes_auc": "AUC of the hidden click probability p_true (the best any model can reach)",
     "auc_gap": "Bayes AUC - AUC",
     "logloss_gap": "logloss - Bayes logloss",
+    "gap_to_lr": "AUC minus LR's AUC on the same rows",
+    "ratio_to_criteo": "that gap / the same model's gap on BARS Criteo_x4_001",
     "train_samples_per_second": "training samples/s",
-    "inference_samples_per_second": "inference samples/s",
+    "inference_samples_per_second": "inference samples/s at batch 4096",
+    "model_bytes": "bytes of the served model's parameters and buffers",
+    "latency_ms": "median milliseconds to score one row alone (batch 1)",
+    "speedup": "the teacher's batch-1 latency / this model's",
+    "gap_recovered": "(AUC distilled - AUC alone) / (AUC teacher - AUC alone)",
 }
 
 
@@ -48,7 +60,8 @@ def result_row(name: str, metrics: dict[str, Any], split: str = "test",
     for key in ("auc", "logloss", "calibration", "gauc", "bayes_auc", "auc_gap", "logloss_gap"):
         if prefix + key in values:
             row[key] = values[prefix + key]
-    for key in ("params", "train_samples_per_second", "inference_samples_per_second"):
+    for key in ("params", "model_bytes", "train_samples_per_second",
+                "inference_samples_per_second", "latency_ms"):
         if key in metrics and output is None:
             row[key] = metrics[key]
     return row

@@ -31,8 +31,9 @@ def register_model(name: str, zoo: bool = True):
 
 
 def _registry() -> dict[str, type[CTRModel]]:
-    # Importing registers the zoo, and the ensemble models (KDEF sub-networks, mutual-learning
-    # peers) that runs save as models too.
+    # Importing registers the zoo, the ensemble models (KDEF sub-networks, mutual-learning
+    # peers) that runs save as models too, and the synthetic benchmark's reference form.
+    import ctrdistill.models.crossfm
     import ctrdistill.models.ensembles
     import ctrdistill.models.zoo  # noqa: F401
 

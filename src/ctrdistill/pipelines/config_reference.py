@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ctrdistill.data.prepare import PrepareConfig
-from ctrdistill.data.synthetic import SynthConfig
+from ctrdistill.data.synthetic import PRESETS, SynthConfig
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.pipelines.analyze import CollapseConfig
 from ctrdistill.pipelines.distill import DistillConfig
@@ -111,7 +111,10 @@ def _value(value: Any) -> str:
     return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
 
 
-def default_text(field: FieldInfo) -> str:
+def default_text(field: FieldInfo, name: str = "") -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and extra.get("preset_knob"):  # the synthetic presets' knobs
+        return "; ".join(f"{preset}: {_value(knobs[name])}" for preset, knobs in PRESETS.items())
     if field.default is not PydanticUndefined:
         return _value(field.default)
     if field.default_factory is not None:
@@ -144,7 +147,7 @@ def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozen
         if is_model or shared:
             link = MODELS_LINK if is_model else TRAIN_LINK
             description = f"{description}; {link}" if description else link
-        default = "see the link" if shared else default_text(field)
+        default = "see the link" if shared else default_text(field, name)
         yield Key(path, type_name(field.annotation), default, description)
         if is_model:
             continue

@@ -41,7 +41,7 @@ from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import resolve_device
-from ctrdistill.training.speed import inference_samples_per_second
+from ctrdistill.training.speed import batch1_latency_ms, inference_samples_per_second, model_bytes
 from ctrdistill.training.trainer import Trainer, evaluate_outputs
 
 logger = logging.getLogger(__name__)
@@ -264,21 +264,27 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
 
     test = splits["test"]
     rows = []
-    speeds = []
+    costs = []
     for k, (name, teacher) in enumerate(named_teachers):
         metrics = evaluate_outputs(test, {"served": test.optional[TEACHER_LOGITS][:, k].numpy()})
         row = {"test": metrics}
         if teacher is not None:
-            speeds.append(inference_samples_per_second(teacher, test))
-            row |= {"params": teacher.num_parameters(),
-                    "inference_samples_per_second": speeds[-1]}
+            costs.append({"params": teacher.num_parameters(), "model_bytes": model_bytes(teacher),
+                          "inference_samples_per_second": inference_samples_per_second(teacher,
+                                                                                       test),
+                          "latency_ms": batch1_latency_ms(teacher, test)})
+            row |= costs[-1]
         rows.append(result_row(f"teacher {name}", row))
     ensemble = result_row("teacher ensemble", result.metrics, output="ensemble")
     if teachers:
-        ensemble["params"] = (sum(t.num_parameters() for t in teachers)
+        # Teachers run one after another: their sizes and per-sample times add up.
+        ensemble["params"] = (sum(c["params"] for c in costs)
                               + sum(p.numel() for p in strategy.ensemble.parameters()))
-        # Teachers run one after another: their per-sample times add up.
-        ensemble["inference_samples_per_second"] = 1.0 / sum(1.0 / s for s in speeds)
+        ensemble["model_bytes"] = (sum(c["model_bytes"] for c in costs)
+                                   + model_bytes(strategy.ensemble))
+        ensemble["inference_samples_per_second"] = 1.0 / sum(
+            1.0 / c["inference_samples_per_second"] for c in costs)
+        ensemble["latency_ms"] = sum(c["latency_ms"] for c in costs)
     rows.append(ensemble)
     rows.append(result_row(f"student {config.name}", result.metrics))
     if config.strategy.kind == "aux":

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.distill import DistillConfig, distill
 from ctrdistill.pipelines.label import label
 from ctrdistill.pipelines.search_plots import save_plots, save_trials
-from ctrdistill.pipelines.search_space import SearchSpace, check_space, sample
+from ctrdistill.pipelines.search_space import SearchSpace, check_space, grid, sample
 from ctrdistill.pipelines.train import TrainRunConfig, train
 from ctrdistill.strategies.factory import KDOptions
 from ctrdistill.training.config import TrainConfig
@@ -68,7 +68,9 @@ class SearchConfig(StrictConfig):
     trials: int | None = Field(None, ge=1, description="finished (complete or pruned) trials "
                                "the study should hold, all workers together")
     seconds: float | None = Field(None, gt=0, description="wall-clock budget of this call")
-    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's sampler")
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="Optuna's sampler; grid visits the space's points (choices, or "
+        "ranges `step` apart) in a seeded random order and ends the search when all are done")
     pruner: Literal["none", "successive_halving", "hyperband"] = Field(
         "successive_halving", description="multi-fidelity pruning on the teacher's valid AUC "
         "at each evaluation (step = rungs)")
@@ -122,15 +124,21 @@ class _Objective:
     def __init__(self, config: SearchConfig, root: Path, optuna: Any) -> None:
         self.config, self.root, self.optuna = config, root, optuna
 
-    def teacher(self, model: ModelConfig, train_config: TrainConfig) -> tuple[Path, bool]:
-        """The teacher's run directory, trained unless a trial already did; True if trained."""
+    def teacher(self, model: ModelConfig, train_config: TrainConfig,
+                report: Callable[[dict[str, Any]], None]) -> tuple[Path, bool]:
+        """The teacher's run directory, trained unless a trial already did; True if trained.
+        `report` sees each evaluation as it happens (a pruner may stop the training there) or,
+        for a teacher trained before, each evaluation of its history."""
         key = _key(self.config.data, model, train_config)
         out = self.root / "teachers" / f"{model.name}-{key}"
         with _lock(out):
             if (out / "metrics.json").is_file():
+                for record in json.loads((out / "history.json").read_text()):
+                    report(record)
                 return out, False
             train(TrainRunConfig(name=out.name, data=self.config.data, output_dir=out.parent,
-                                 model=model, train=train_config, overwrite=True))
+                                 model=model, train=train_config, overwrite=True),
+                  on_evaluate=report)
             return out, True
 
     def student(self, teacher: Path, full: bool) -> Path:
@@ -156,23 +164,27 @@ class _Objective:
         started = time.perf_counter()
         model, train_config = sample(trial, self.config.space, self.config.train,
                                      self.config.model_defaults)
-        run, trained = self.teacher(model, train_config)
+        trial.set_user_attr("teacher", model.model_dump(mode="json"))
+
+        def report(record: dict[str, Any]) -> None:
+            """Multi-fidelity pruning on the teacher's valid AUC, at each evaluation's step."""
+            if "valid" not in record:
+                return
+            trial.report(record["valid"]["auc"], record["step"])
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at", record["step"])
+                trial.set_user_attr("pruned_at_rows", record["samples"])
+                trial.set_user_attr("teacher_auc", record["valid"]["auc"])
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+                raise self.optuna.TrialPruned(f"pruned at step {record['step']}")
+
+        run, trained = self.teacher(model, train_config, report)
         trial.set_user_attr("teacher_seconds", time.perf_counter() - started)
         metrics = json.loads((run / "metrics.json").read_text())
         trial.set_user_attr("run", str(run))
         trial.set_user_attr("trained", trained)
-        trial.set_user_attr("teacher", model.model_dump(mode="json"))
         trial.set_user_attr("params_count", metrics.get("params"))
         trial.set_user_attr("teacher_auc", metrics["valid"]["auc"])
-        history = json.loads((run / "history.json").read_text())
-        for record in history:
-            if "valid" not in record:
-                continue
-            trial.report(record["valid"]["auc"], record["step"])
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at", record["step"])
-                trial.set_user_attr("seconds", time.perf_counter() - started)
-                raise self.optuna.TrialPruned(f"pruned at step {record['step']}")
         value = metrics["valid"]["auc"]
         if self.config.objective == "student":
             value = _valid_auc(self.student(run, full=False))
@@ -204,8 +216,12 @@ def _study(config: SearchConfig, root: Path, resume: bool, optuna: Any) -> Any:
 
 
 def _create_study(config: SearchConfig, storage: Any, optuna: Any) -> Any:
-    sampler = (optuna.samplers.RandomSampler(seed=config.seed) if config.sampler == "random"
-               else optuna.samplers.TPESampler(seed=config.seed))
+    if config.sampler == "grid":
+        sampler = optuna.samplers.GridSampler(grid(config.space), seed=config.seed)
+    elif config.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=config.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=config.seed)
     pruner = {"none": optuna.pruners.NopPruner,
               "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
               "hyperband": optuna.pruners.HyperbandPruner}[config.pruner]()
@@ -247,6 +263,8 @@ def search(config: SearchConfig | dict[str, Any] | str | Path, resume: bool = Fa
     optuna = _optuna()
     root = config.output_dir / config.name
     check_space(config.space, config.train, config.model_defaults)
+    if config.sampler == "grid":
+        grid(config.space)  # a range without grid points: one error before any trial
     if config.confirm_top and config.objective != "student":
         raise CtrDistillError("confirm_top re-trains students: it needs objective: student")
     root.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: Fewer complete trials than this: no parameter importances (they would be noise).
 MIN_IMPORTANCE_TRIALS = 4
 COLUMNS = ("trial", "state", "teacher", "params", "teacher_auc", "student_auc",
-           "confirmed_student_auc", "seconds", "pruned_at", "trained", "run")
+           "confirmed_student_auc", "seconds", "pruned_at", "pruned_at_rows", "trained", "run")
 
 
 def _row(trial: Any, confirmed: dict[int, float]) -> dict[str, Any]:
@@ -31,7 +31,8 @@ def _row(trial: Any, confirmed: dict[int, float]) -> dict[str, Any]:
             "teacher_auc": a.get("teacher_auc"), "student_auc": a.get("student_auc"),
             "confirmed_student_auc": confirmed.get(trial.number), "seconds": a.get("seconds"),
             "teacher_seconds": a.get("teacher_seconds"),
-            "pruned_at": a.get("pruned_at"), "trained": a.get("trained"), "run": a.get("run")}
+            "pruned_at": a.get("pruned_at"), "pruned_at_rows": a.get("pruned_at_rows"),
+            "trained": a.get("trained"), "run": a.get("run")}
 
 
 def _cell(value: Any) -> str:
@@ -51,8 +52,9 @@ def save_trials(trials: list[Any], confirmed: dict[int, float], root: Path
     lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in rows]
     legend = ("params: the teacher's parameters; AUCs on the valid split (student: the proxy "
               "run; confirmed: the full run); seconds: the trial's wall clock (trained: "
-              "False when it reused a teacher another trial trained); pruned_at: the teacher's "
-              "step where the pruner stopped it")
+              "False when it reused a teacher another trial trained); pruned_at, pruned_at_rows: "
+              "the teacher's step and training rows seen when the pruner stopped its training "
+              "(no run is kept)")
     with atomic_file(root / "trials.md") as tmp:
         tmp.write_text("\n".join(lines) + f"\n\n{legend}\n")
     return rows

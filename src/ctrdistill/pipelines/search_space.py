@@ -118,6 +118,27 @@ def _cast(key: str, value: Any) -> Any:
     return int(value) if key in INTEGER and isinstance(value, float) else value
 
 
+def grid(space: SearchSpace) -> dict[str, list[Any]]:
+    """Every parameter's grid points (Optuna's GridSampler): its choices, or a range's points
+    `step` apart (integers: 1 apart by default); a continuous range without a step has none."""
+    params = {k: getattr(space, k) for k in SearchSpace.model_fields
+              if k not in ("models", "model_params") and getattr(space, k) is not None}
+    params |= {f"model.{k}": v for k, v in space.model_params.items()}
+    points: dict[str, list[Any]] = {"model": list(space.models)}
+    for key, param in params.items():
+        if param.choices is not None:
+            points[key] = list(param.choices)
+            continue
+        step = param.step or (1 if key in INTEGER else None)
+        if step is None:
+            raise CtrDistillError(f"search space: sampler grid needs `choices` or a `step` for "
+                                  f"{key} (a continuous range has no grid)")
+        count = round((param.high - param.low) / step) + 1  # type: ignore[operator]
+        values = [param.low + i * step for i in range(count)]  # type: ignore[operator]
+        points[key] = [_cast(key, v) for v in values]
+    return points
+
+
 def _suggest(trial: Any, key: str, param: Param) -> Any:
     if param.choices is not None:
         return trial.suggest_categorical(key, param.choices)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,14 @@ class TrainRunConfig(StrictConfig):
 
 
 def train(config: TrainRunConfig | dict[str, Any] | str | Path, resume: bool = False,
+          on_evaluate: Callable[[dict[str, Any]], None] | None = None,
           **overrides: Any) -> Result:
     """Train `config`'s model and write its run directory.
 
     `config` is a TrainRunConfig, a mapping or a YAML path; keyword arguments override its
-    top-level keys. `resume` continues an interrupted run of the same config."""
+    top-level keys. `resume` continues an interrupted run of the same config. `on_evaluate`
+    sees every evaluation's record; an exception it raises stops the run, which writes
+    nothing."""
     config = resolve(TrainRunConfig, config, **overrides)
     data = PreparedData(config.data)
     torch.manual_seed(config.train.seed)
@@ -43,4 +47,4 @@ def train(config: TrainRunConfig | dict[str, Any] | str | Path, resume: bool = F
     return run_job(TrainJob(config.name, PlainStrategy(model), data, config.train,
                             config.output_dir / config.name, config.model_dump(mode="json"),
                             overwrite=config.overwrite, resume=resume,
-                            tracking=config.tracking))
+                            tracking=config.tracking, on_evaluate=on_evaluate))

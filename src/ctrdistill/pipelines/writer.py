@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +33,7 @@ from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import fits_on_device, resolve_device
-from ctrdistill.training.speed import inference_samples_per_second
+from ctrdistill.training.speed import batch1_latency_ms, inference_samples_per_second, model_bytes
 from ctrdistill.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class TrainJob:
     `valid`: what early stopping watches (default: the valid split); `reports`: the splits whose
     metrics are reported (default: valid and test); `loader`: the training batches (default:
     the train split, in memory or streamed as `train` says); `config`: the resolved config the
-    run directory records; `tracking`: also log the finished run there (None: off)."""
+    run directory records; `tracking`: also log the finished run there (None: off);
+    `on_evaluate`: called with every evaluation's record (`Trainer.fit`)."""
 
     name: str
     strategy: Strategy
@@ -66,6 +67,7 @@ class TrainJob:
     overwrite: bool = False
     resume: bool = False
     tracking: TrackingConfig | None = None
+    on_evaluate: Callable[[dict[str, Any]], None] | None = None
 
 
 def place(rows: ColumnData, device: torch.device) -> ColumnData:
@@ -221,15 +223,19 @@ def run_job(job: TrainJob) -> Result:
                 torch.save(state, part)
 
         trainer = Trainer(job.strategy, job.train)
-        fit = trainer.fit(loader, valid, resume=resume, checkpoint=checkpoint)
+        fit = trainer.fit(loader, valid, resume=resume, checkpoint=checkpoint,
+                          on_evaluate=job.on_evaluate)
         metrics: dict[str, Any] = {split: trainer.evaluate(rows) for split, rows in reports.items()}
         if not main:
             return Result(job.out, metrics, history=fit.history)
         served = job.strategy.served_model()
         metrics["params"] = served.num_parameters()
         metrics["train_samples_per_second"] = fit.samples_per_second
-        metrics["inference_samples_per_second"] = inference_samples_per_second(
-            served, next(iter(reports.values())))
+        report_rows = next(iter(reports.values()))
+        metrics["model_bytes"] = model_bytes(served)
+        metrics["inference_samples_per_second"] = inference_samples_per_second(served,
+                                                                               report_rows)
+        metrics["latency_ms"] = batch1_latency_ms(served, report_rows)
         metrics["steps"] = fit.steps
         metrics["stopped_early"] = fit.stopped_early
         metrics["best_step"] = fit.best["step"] if fit.best else None

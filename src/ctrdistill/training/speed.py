@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,3 +33,27 @@ def inference_samples_per_second(model: nn.Module, data: ColumnData, batch_size:
         synchronize(device)
         best = min(best, time.perf_counter() - started)
     return rows / best
+
+
+@torch.no_grad()
+def batch1_latency_ms(model: nn.Module, data: ColumnData, requests: int = 200) -> float:
+    """Median milliseconds to score one row (one request of one row, as a server sees it), over
+    `requests` different rows."""
+    model.eval()
+    device = model_device(model)
+    rows = [data.take(slice(i, i + 1)).to(device) for i in range(min(requests, len(data)))]
+    model(rows[0])  # warm-up
+    times = []
+    for row in rows:
+        synchronize(device)
+        started = time.perf_counter()
+        model(row)
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers: what serving it holds in memory."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

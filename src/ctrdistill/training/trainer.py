@@ -216,11 +216,14 @@ class Trainer:
 
     # --- fitting ------------------------------------------------------------------------------
     def fit(self, train: Loader, valid: ColumnData | None, resume: dict[str, Any] | None = None,
-            checkpoint: Checkpoint | None = None) -> FitResult:
+            checkpoint: Checkpoint | None = None,
+            on_evaluate: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
         """Train; evaluate every `eval_every_steps` and at each epoch's end; restore the best.
 
         `resume` is a state that `checkpoint` received from an earlier, interrupted fit of the
-        same strategy, config and data: the fit continues from there."""
+        same strategy, config and data: the fit continues from there. `on_evaluate` receives
+        each evaluation's record (the same on every rank) after its checkpoint; an exception it
+        raises ends the fit (a pruner stopping a trial)."""
         c = self.config
         result = FitResult()
         self._best_state: dict | None = None
@@ -244,6 +247,8 @@ class Trainer:
             at.stop = self._update(record, result, at) or at.stop
             at.evaluated_at = at.step
             save()
+            if on_evaluate is not None:
+                on_evaluate(record)
 
         with progress(total_steps, "train", "step", c.progress, initial=at.step) as bar:
             while at.epoch < c.epochs and not at.stop:

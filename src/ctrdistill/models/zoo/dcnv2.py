@@ -15,6 +15,8 @@ from ctrdistill.models.registry import register_model
 
 
 class DCNv2Config(ModelConfig):
+    width_fields = ("stacked_dnn_hidden_units", "parallel_dnn_hidden_units")
+
     name: str = "dcnv2"
     model_structure: Literal["crossnet_only", "stacked", "parallel", "stacked_parallel"] = Field(
         "parallel", description="how the cross network and the MLPs combine (see the model)")

@@ -16,6 +16,8 @@ from ctrdistill.models.registry import register_model
 class DLRMConfig(ModelConfig):
     """MLP sizes from the DLRM reference Criteo Kaggle run (bottom 512-256-64, top 512-256)."""
 
+    width_fields = ("top_mlp_units",)
+
     name: str = "dlrm"
     bottom_mlp_units: list[PositiveInt] = Field(
         default_factory=lambda: [512, 256, 64], description="hidden layers of the bottom MLP "

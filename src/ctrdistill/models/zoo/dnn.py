@@ -13,6 +13,8 @@ from ctrdistill.models.registry import register_model
 class DNNConfig(ModelConfig):
     """The BARS protocol's MLP: [400, 400, 400], ReLU, dropout 0.1, no batch norm."""
 
+    width_fields = ("hidden_units",)
+
     name: str = "dnn"
     hidden_units: list[PositiveInt] = Field(default_factory=lambda: [400, 400, 400],
                                             description="widths of the MLP's hidden layers")

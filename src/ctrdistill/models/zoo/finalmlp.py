@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field, PositiveInt, model_validator
 
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.models.base import Batch, CTRModel, ModelConfig, ModelOutput
+from ctrdistill.models.base import SIZES, Batch, CTRModel, ModelConfig, ModelOutput
 from ctrdistill.models.layers.finalmlp import FeatureGating, InteractionAggregation
 from ctrdistill.models.layers.mlp import MLP, Activation
 from ctrdistill.models.registry import register_model
@@ -14,6 +16,8 @@ from ctrdistill.models.registry import register_model
 
 class FinalMLPConfig(ModelConfig):
     """Sizes from the BARS Criteo_x4 FinalMLP run; `use_fs` defaults on (FinalMLP's gating)."""
+
+    width_fields = ("mlp1_hidden_units", "mlp2_hidden_units")
 
     name: str = "finalmlp"
     mlp1_hidden_units: list[PositiveInt] = Field(
@@ -32,6 +36,14 @@ class FinalMLPConfig(ModelConfig):
     fs2_context: list[str] = Field(default_factory=list, description="fields gating stream 2")
     num_heads: int = Field(50, ge=1, description="heads of the bilinear fusion; must divide "
                            "both streams' last widths")
+
+    @classmethod
+    def size_defaults(cls, size: str) -> dict[str, Any]:
+        """Also the gates' MLP (one layer of the first width) and as many fusion heads as divide
+        the last width, up to the default 50."""
+        widths = SIZES[size][1]
+        heads = max(h for h in range(1, 51) if widths[-1] % h == 0)
+        return super().size_defaults(size) | {"fs_hidden_units": widths[:1], "num_heads": heads}
 
     @model_validator(mode="after")
     def _check(self) -> FinalMLPConfig:

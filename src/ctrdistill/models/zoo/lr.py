@@ -12,6 +12,8 @@ from ctrdistill.models.registry import register_model
 
 
 class LRConfig(ModelConfig):
+    sizeable = False
+
     name: str = "lr"
     embedding_dim: int = Field(1, description="always 1: one weight per feature value")
 

@@ -1,0 +1,239 @@
+"""The compression experiment (issue 21): students of every named size trained alone and
+distilled from a 3-teacher ensemble, on the `criteo` synthetic preset.
+
+    python -m benchmarks.bench_compression --workdir bench_out/criteo --seeds 3
+    python -m benchmarks.bench_compression --workdir bench_out/criteo --seeds 3 --experiment cost
+    python -m benchmarks.bench_compression --workdir bench_out/criteo --seeds 3 --experiment init
+
+train: for each size (tiny, small, medium, base DNN) and seed: the student alone, distilled
+       directly and with an aux head (soft-label BCE), and directly with the best other distance
+       (picked on the validation AUC of the `small` student, seed 1). The teachers (those of
+       bench_distill, trained once) score the data once into a label store; the ensemble
+       combines them with a per-sample gate trained jointly with each student.
+cost:  parameters, bytes, inference samples/s at batch 4096 and batch-1 latency of every
+       student and teacher, timed one model at a time on one thread (run it alone on the
+       machine); the table and the AUC-against-cost plot.
+init:  the base DNN alone with xavier-normal vs PyTorch's default initialisation.
+The base student alone and distilled by BCE from the gated ensemble are the same runs as
+bench_distill's "DNN alone" and "KD from 3 teachers, gate".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+import ctrdistill as cd
+from benchmarks import bench_distill, common
+from ctrdistill.data.dataset import PreparedData
+from ctrdistill.models.base import SIZES
+from ctrdistill.storage import atomic_file
+from ctrdistill.training.speed import (
+    batch1_latency_ms,
+    inference_samples_per_second,
+    model_bytes,
+)
+
+OTHER_DISTANCES = ["mse_logits", "kl", "mse_probs"]
+ENSEMBLE = {"ensemble": "gate"}
+
+
+def size_model(size: str) -> dict:
+    return {"name": "dnn", "size": size}
+
+
+def alone(root: Path, prep: Path, size: str, seed: int) -> Path:
+    if size == "base":
+        return common.student_alone_run(root, prep, seed)
+    return common.train_run(root / "compression" / f"{size}-alone-s{seed}", prep,
+                            size_model(size), seed)
+
+
+def distilled(root: Path, prep: Path, store: Path, size: str, method: str, seed: int) -> Path:
+    if size == "base" and method == "direct-bce":  # shared with bench_distill
+        out = root / "students" / f"{bench_distill.slug('KD from 3 teachers, gate')}-s{seed}"
+        model = common.STUDENT
+    else:
+        out, model = root / "compression" / f"{size}-{method}-s{seed}", size_model(size)
+    kind, _, distance = method.partition("-")
+    return common.run_once(out, cd.distill, cd.DistillConfig(
+        name=out.name, data=prep, output_dir=out.parent, student=model, label_store=store,
+        strategy=ENSEMBLE | {"kind": kind, "distance": distance},
+        train=common.train_config(seed)))
+
+
+def teacher_runs(root: Path, prep: Path) -> dict[str, Path]:
+    return {t: common.teacher_run(root, prep, t) for t in bench_distill.TEACHERS}
+
+
+def best_other_distance(root: Path, prep: Path, store: Path) -> str:
+    scores = {}
+    for distance in OTHER_DISTANCES:
+        run = distilled(root, prep, store, "small", f"direct-{distance}", 1)
+        scores[distance] = common.run_metrics(run)["valid"]["auc"]
+    return max(scores, key=scores.get)
+
+
+def methods(root: Path, prep: Path, store: Path) -> list[str]:
+    return ["direct-bce", "aux-bce", f"direct-{best_other_distance(root, prep, store)}"]
+
+
+def experiment_train(root: Path, prep: Path, seeds: list[int]) -> dict:
+    store = common.teacher_store(root, prep, list(teacher_runs(root, prep).values()))
+    results: dict[str, dict[str, list[dict]]] = {}
+    for seed in seeds:
+        for size in SIZES:
+            runs = {"alone": alone(root, prep, size, seed)}
+            runs |= {m: distilled(root, prep, store, size, m, seed)
+                     for m in methods(root, prep, store)}
+            for method, run in runs.items():
+                results.setdefault(size, {}).setdefault(method, []).append(
+                    common.run_metrics(run)["test"] | {"run": str(run)})
+    return results
+
+
+def gap_recovered(kd: float, alone_auc: float, teacher: float) -> float:
+    return (kd - alone_auc) / (teacher - alone_auc)
+
+
+def cost(model: torch.nn.Module, test) -> dict:
+    return {"params": model.num_parameters(), "model_bytes": model_bytes(model),
+            "inference_samples_per_second": inference_samples_per_second(
+                model, test, max_rows=200_000, repeats=3),
+            "latency_ms": batch1_latency_ms(model, test, requests=500)}
+
+
+def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
+    """One thread, one model at a time. The ensemble's cost is its teachers' (run one after
+    another) plus the gate's, measured in the KD run that trained it."""
+    torch.set_num_threads(1)
+    results = json.loads((root / "compression_train.json").read_text())
+    test = PreparedData(prep).load("test")
+    rows, teachers = [], []
+    for name, run in teacher_runs(root, prep).items():
+        teachers.append(cost(cd.load_run(run).model, test))
+        rows.append({"model": f"teacher {name}", "auc": common.run_metrics(run)["test"]["auc"],
+                     **teachers[-1]})
+    ensemble_runs = results["base"]["direct-bce"]
+    ensemble_auc = [r["ensemble.auc"] for r in ensemble_runs]
+    ensemble_cost = {
+        "params": sum(t["params"] for t in teachers), "model_bytes": sum(
+            t["model_bytes"] for t in teachers),
+        "inference_samples_per_second": 1 / sum(1 / t["inference_samples_per_second"]
+                                                for t in teachers),
+        "latency_ms": sum(t["latency_ms"] for t in teachers)}
+    rows.append({"model": "teacher ensemble (gate)", "auc": sum(ensemble_auc) / len(ensemble_auc),
+                 **ensemble_cost})
+    for size, by_method in results.items():
+        alone_auc = [r["auc"] for r in by_method["alone"]]
+        for method, runs in by_method.items():
+            model = cd.load_run(Path(runs[0]["run"])).model
+            aucs = [r["auc"] for r in runs]
+            row = {"model": f"{size} {method}", "size": size, "method": method,
+                   "auc_mean_std": common.mean_std(aucs, 5),
+                   "auc": sum(aucs) / len(aucs),
+                   "logloss": common.mean_std([r["logloss"] for r in runs], 5),
+                   "calibration": common.mean_std([r["calibration"] for r in runs], 4),
+                   **cost(model, test)}
+            if method != "alone":
+                recovered = [gap_recovered(r["auc"], a, r["ensemble.auc"])
+                             for r, a in zip(runs, alone_auc, strict=True)]
+                row["gap_recovered"] = common.mean_std(recovered, 2)
+            row["cheaper_than_ensemble"] = ensemble_cost["latency_ms"] / row["latency_ms"]
+            rows.append(row)
+    with atomic_file(root / "compression.json") as tmp:
+        tmp.write_text(json.dumps(rows, indent=1))
+    plot(rows, root / "compression.png")
+    return table(rows)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | params | bytes | test AUC | test logloss | calibration | samples/s @4096 "
+             "| ms @1 | ensemble latency / this | gap recovered |", "|---|" + "---|" * 9]
+    for r in rows:
+        auc = r.get("auc_mean_std", f"{r['auc']:.5f}")
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['model_bytes']:,} | {auc} | "
+            f"{r.get('logloss', '-')} | {r.get('calibration', '-')} | "
+            f"{r['inference_samples_per_second']:,.0f} | {r['latency_ms']:.3f} | "
+            f"{r.get('cheaper_than_ensemble', 1.0):.1f}x | {r.get('gap_recovered', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    matplotlib.use("Agg")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    styles = {"alone": ("o", "-", "tab:gray"), "direct-bce": ("s", "-", "tab:blue"),
+              "aux-bce": ("^", "--", "tab:green")}
+    methods_seen = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
+    for method in methods_seen:
+        marker, line, colour = styles.get(method, ("D", ":", "tab:purple"))
+        points = [r for r in rows if r.get("method") == method]
+        ax.plot([r["latency_ms"] for r in points], [r["auc"] for r in points], marker=marker,
+                linestyle=line, color=colour, label=f"student {method}")
+        if method == "alone":
+            for r in points:
+                ax.annotate(r["size"], (r["latency_ms"], r["auc"]), textcoords="offset points",
+                            xytext=(4, -12), fontsize=8, color="tab:gray")
+    for r in rows:
+        if r["model"].startswith("teacher"):
+            ax.plot(r["latency_ms"], r["auc"], marker="*", markersize=13, linestyle="none",
+                    color="tab:red" if "ensemble" in r["model"] else "tab:orange")
+            ax.annotate(r["model"].removeprefix("teacher "), (r["latency_ms"], r["auc"]),
+                        textcoords="offset points", xytext=(-10, 7), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, ms (log scale, 1 thread)")
+    ax.set_ylabel("test AUC (mean of seeds)")
+    ax.set_title("Students alone vs distilled from the 3-teacher ensemble")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def experiment_init(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {}
+    for seed in seeds:
+        results.setdefault("xavier_normal", []).append(
+            common.run_metrics(common.student_alone_run(root, prep, seed))["test"])
+        run = common.train_run(root / "init" / f"torch-default-s{seed}", prep,
+                               common.STUDENT | {"dense_init": "torch_default"}, seed)
+        results.setdefault("torch_default", []).append(common.run_metrics(run)["test"])
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", default="bench_out/criteo")
+    parser.add_argument("--rows", type=int, default=2_500_000)
+    parser.add_argument("--experiment", choices=["train", "cost", "init"], default="train")
+    common.add_seed_arguments(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = Path(args.workdir)
+    prep = common.synthetic_dataset(root, args.rows, preset="criteo")
+    seeds = common.seed_range(args)
+    if args.experiment == "train":
+        results = experiment_train(root, prep, seeds)
+        with atomic_file(root / "compression_train.json") as tmp:
+            tmp.write_text(json.dumps(results, indent=1))
+        text = "\n".join(f"## {size}\n" + common.summarise(by_method)
+                         for size, by_method in results.items())
+    elif args.experiment == "cost":
+        text = experiment_cost(root, prep, seeds)
+    else:
+        text = common.summarise(experiment_init(root, prep, seeds))
+    (root / f"compression_{args.experiment}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
