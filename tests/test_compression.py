@@ -23,8 +23,8 @@ SMALL = {"rows": 4000, "max_vocab": 300, "chunk_rows": 1500, "seed": 3}
 
 def test_legacy_preset_reproduces_the_earlier_generator() -> None:
     """The digest was taken from the generator as it was before the presets (commit 74e66f8)."""
-    rows = pl.concat(list(generate_chunks(SynthConfig(preset="legacy", **SMALL | {"rows": 3000,
-                                                                                 "chunk_rows": 1000}))))
+    config = SynthConfig(preset="legacy", **SMALL | {"rows": 3000, "chunk_rows": 1000})
+    rows = pl.concat(list(generate_chunks(config)))
     digest = hashlib.sha256(rows.drop("p_true").write_csv().encode()).hexdigest()
     assert digest == "b896df73adcc457de2b96b7e153fd754b60108af18f7fc2558db83eb748b0b96"
     assert rows["p_true"].sum() == pytest.approx(689.419207498046, rel=1e-12)
