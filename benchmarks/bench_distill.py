@@ -2,9 +2,10 @@
 
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment kd --seeds 3
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment stopping
-    python -m benchmarks.bench_distill --workdir bench_out/criteo --preset criteo --seeds 3
+    python -m benchmarks.bench_distill --workdir bench_out/criteo --preset criteo --seeds 3 \
+        --single-teacher pnn
 
-kd:       DNN alone vs KD from one teacher (DCNv2) vs KD from a 3-teacher ensemble combined by
+kd:       DNN alone vs KD from one teacher (--single-teacher) vs KD from a 3-teacher ensemble combined by
           mean of logits, learned weights and a per-sample gate (the ensembles' own AUC too).
 stopping: early stopping on validation AUC vs on the distillation loss, with and without the
           validation split added to the student's training data.
@@ -32,7 +33,12 @@ from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
 COMBINES = ["mean_logits", "weights", "gate"]
-VARIANTS = ["KD from dcnv2"] + [f"KD from 3 teachers, {c}" for c in COMBINES]
+ENSEMBLE_VARIANTS = [f"KD from 3 teachers, {c}" for c in COMBINES]
+
+
+def variants_of(single: str) -> list[str]:
+    """The KD variants: from the single teacher `single`, and from the 3-teacher ensembles."""
+    return [f"KD from {single}", *ENSEMBLE_VARIANTS]
 
 
 def metrics_and_cost(run: Path) -> dict:
@@ -47,11 +53,12 @@ def student(root: Path, prep: Path, name: str, seed: int, **config) -> dict:
         name=out.name, data=prep, output_dir=out.parent, student=common.STUDENT, **config)))
 
 
-def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
+def experiment_kd(root: Path, prep: Path, seeds: list[int], single: str
+                  ) -> dict[str, list[dict]]:
     runs = {t: common.teacher_run(root, prep, t) for t in TEACHERS}
     results: dict[str, list[dict]] = {f"teacher {t}": [common.run_metrics(run)["test"]]
                                       for t, run in runs.items()}
-    variants = kd_variants(root, prep, runs)
+    variants = kd_variants(root, prep, runs, single)
     for seed in seeds:
         results.setdefault("DNN alone", []).append(
             metrics_and_cost(common.student_alone_run(root, prep, seed)))
@@ -67,14 +74,15 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[di
     return results
 
 
-def kd_variants(root: Path, prep: Path, runs: dict[str, Path]) -> dict[str, dict]:
-    one, three = (common.teacher_store(root, prep, [runs["dcnv2"]]),
+def kd_variants(root: Path, prep: Path, runs: dict[str, Path], single: str
+                ) -> dict[str, dict]:
+    one, three = (common.teacher_store(root, prep, [runs[single]]),
                   common.teacher_store(root, prep, list(runs.values())))
-    variants: dict[str, dict] = {"KD from dcnv2": {"label_store": one}}
+    variants: dict[str, dict] = {f"KD from {single}": {"label_store": one}}
     for combine in COMBINES:
         variants[f"KD from 3 teachers, {combine}"] = {"label_store": three,
                                                       "strategy": {"ensemble": combine}}
-    assert list(variants) == VARIANTS
+    assert list(variants) == variants_of(single)
     return variants
 
 
@@ -82,7 +90,7 @@ def slug(variant: str) -> str:
     return variant.replace(" ", "-").replace(",", "")
 
 
-def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
+def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str) -> str:
     """Inference cost at the AUC each model reached in `kd` (test split; students: mean over
     seeds, speed of the seed-1 checkpoint). Teachers of an ensemble run one after another.
 
@@ -113,7 +121,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
                  "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
                  "inference_samples_per_second": ensemble_rate})
     students = {"DNN alone": [common.student_alone_run(root, prep, s) for s in seeds]}
-    for variant in VARIANTS:
+    for variant in variants_of(single):
         students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
     for name, runs in students.items():
         params, rate = speed(runs[0])
@@ -131,8 +139,9 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def experiment_stopping(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[dict]]:
-    teacher = common.teacher_run(root, prep, "dcnv2")
+def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str
+                        ) -> dict[str, list[dict]]:
+    teacher = common.teacher_run(root, prep, single)
     stop = {"epochs": 4, "early_stop": {"patience": 0}, "eval_every_steps": 150}
     variants = {
         "stop on valid AUC": {"stop_on": "valid_auc"},
@@ -156,6 +165,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
     parser.add_argument("--preset", default="legacy", help="synthetic preset (criteo: issue 21)")
+    parser.add_argument("--single-teacher", default="dcnv2", choices=TEACHERS,
+                        help="the one teacher of `KD from ...` and of the stopping experiment "
+                        "(the strongest: dcnv2 on legacy, pnn on criteo)")
     common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -163,10 +175,10 @@ def main() -> None:
     prep = common.synthetic_dataset(root, args.rows, preset=args.preset)
     seeds = common.seed_range(args)
     if args.experiment == "cost":
-        table = experiment_cost(root, prep, seeds)
+        table = experiment_cost(root, prep, seeds, args.single_teacher)
     else:
         run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
-        results = run(root, prep, seeds)
+        results = run(root, prep, seeds, args.single_teacher)
         table = common.summarise(results)
         (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
     (root / f"distill_{args.experiment}.md").write_text(table)
