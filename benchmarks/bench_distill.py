@@ -5,8 +5,9 @@
     python -m benchmarks.bench_distill --workdir bench_out/criteo --preset criteo --seeds 3 \
         --single-teacher pnn
 
-kd:       DNN alone vs KD from one teacher (--single-teacher) vs KD from a 3-teacher ensemble combined by
-          mean of logits, learned weights and a per-sample gate (the ensembles' own AUC too).
+kd:       DNN alone vs KD from one teacher (--single-teacher) vs KD from a 3-teacher ensemble
+          combined by mean of logits, learned weights and a per-sample gate (the ensembles' own
+          AUC too).
 stopping: early stopping on validation AUC vs on the distillation loss, with and without the
           validation split added to the student's training data.
 cost:     inference samples/s of each teacher, the 3-teacher ensemble and the students, measured
