@@ -144,15 +144,18 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     assert main(["demo", "--rows", "4000", "--workdir", str(workdir)]) == 0
     rows = json.loads((workdir / "results.json").read_text())
-    assert [r["model"] for r in rows] == ["teacher: base DNN", "tiny DNN, distilled",
-                                          "tiny DNN, alone"]
+    assert [r["model"] for r in rows] == ["teacher: PNN", "small DNN, distilled",
+                                          "small DNN, alone"]
     teacher, distilled, alone = rows
     assert all({"auc_gap", "bayes_auc", "speedup", "latency_ms", "model_bytes"} <= set(r)
                for r in rows)
-    assert teacher["speedup"] == 1.0 and teacher["params"] > 4 * alone["params"]
+    assert teacher["speedup"] == 1.0 and teacher["params"] > alone["params"]
     assert distilled["params"] == alone["params"]
-    assert distilled["gap_recovered"] == pytest.approx(
-        (distilled["auc"] - alone["auc"]) / (teacher["auc"] - alone["auc"]))
+    if teacher["auc"] > alone["auc"]:  # 4,000 rows decide nothing: either may happen
+        assert distilled["gap_recovered"] == pytest.approx(
+            (distilled["auc"] - alone["auc"]) / (teacher["auc"] - alone["auc"]))
+    else:
+        assert "gap_recovered" not in distilled
     config = json.loads((workdir / "raw" / "synth.json").read_text())
     assert config["preset"] == "criteo"
     assert main(["demo", "--rows", "4000", "--workdir", str(workdir)]) == 2  # exists
