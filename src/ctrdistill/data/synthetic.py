@@ -10,7 +10,7 @@ rows for the same seed.
 
 Two presets set the knobs' defaults (any knob given explicitly wins):
 - `criteo` (the default): calibrated so that LR, FM and the DNN are ordered and spaced like on
-  BARS Criteo_x4_001 (BENCHMARKS.md, "The synthetic benchmark"). Values are masked as missing
+  BARS Criteo_x4_001 (BENCHMARKS.md §10.1). Values are masked as missing
   before the click probability is computed, and a missing value has its own effect, so p_true
   is a function of the visible features and its AUC is the true bound.
 - `legacy`: the generator every table before 2026-12-02 used, kept so they stay reproducible.
@@ -157,9 +157,15 @@ class HiddenClickModel:
         self.bias = 0.0
         self.bias = self._calibrated_bias()
 
+    def _factor_spread(self) -> float:
+        """Spread of a pairwise factor entry before the field scale: the pairwise term's size
+        does not grow with the rank or the number of field pairs."""
+        c = self.config
+        return c.pair_scale / np.sqrt(c.rank * max(c.categorical_fields - 1, 1))
+
     def _draw(self, rng: np.random.Generator) -> _Params:
         c = self.config
-        pair_scale = c.pair_scale / np.sqrt(c.rank * max(c.categorical_fields - 1, 1))
+        pair_scale = self._factor_spread()
         return _Params(
             first=[rng.normal(0, c.first_scale * s, v)
                    for v, s in zip(self.vocab_sizes, self.field_scale, strict=True)],
@@ -173,7 +179,7 @@ class HiddenClickModel:
 
     def _add_missing(self, params: _Params, rng: np.random.Generator) -> None:
         c = self.config
-        pair_scale = c.pair_scale / np.sqrt(c.rank * max(c.categorical_fields - 1, 1))
+        pair_scale = self._factor_spread()
         for j, s in enumerate(self.field_scale):
             params.first[j] = np.append(params.first[j], rng.normal(0, c.first_scale * s))
             params.factors[j] = np.vstack([params.factors[j],

@@ -1,11 +1,10 @@
-"""`ctrdistill demo`: what distillation is for, on built-in synthetic data, in about two minutes on
-2 cores.
+"""`ctrdistill demo`: what distillation is for, on built-in synthetic data.
 
 Synthesise Criteo-like rows with a known click model (the `criteo` preset, whose Bayes AUC is
-the true bound), prepare them (Criteo-x4 protocol), train a base-size DNN teacher, then a tiny
-DNN student (16 times fewer parameters) alone and distilled from the teacher, one epoch each.
-One table compares them: AUC, the Bayes AUC, serving cost, the speed-up over the teacher and the
-share of the teacher's lead the distilled student recovers.
+the true bound), prepare them (Criteo-x4 protocol), train a PNN teacher, then a small DNN
+student alone and distilled from the teacher, one epoch each. One table compares them: AUC, the
+Bayes AUC, serving cost, the speed-up over the teacher and the share of the teacher's lead the
+distilled student recovers.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 TEACHER = {"name": "pnn"}
 STUDENT = {"name": "dnn", "size": "small"}
 # On the criteo preset, matching the teacher's logits beat soft-label BCE for small students
-# (BENCHMARKS.md §10.3).
+# (BENCHMARKS.md §10.2).
 STRATEGY = {"distance": "mse_logits"}
 
 

@@ -89,6 +89,13 @@ def _teacher(params: dict[str, Any], defaults: dict[str, Any]) -> tuple[ModelCon
         {k: params[k] for k in TRAIN_KEYS if k in params}
 
 
+def _params(space: SearchSpace) -> dict[str, Param]:
+    """The space's parameters by trial name (other model fields as `model.<field>`), in order."""
+    params = {k: getattr(space, k) for k in SearchSpace.model_fields
+              if k not in ("models", "model_params") and getattr(space, k) is not None}
+    return params | {f"model.{k}": v for k, v in space.model_params.items()}
+
+
 def check_space(space: SearchSpace, train: TrainConfig, defaults: dict[str, Any]) -> None:
     """Refuse, before any trial, a family the zoo lacks, a parameter a family does not have,
     and corner points the model or train configs reject."""
@@ -102,11 +109,9 @@ def check_space(space: SearchSpace, train: TrainConfig, defaults: dict[str, Any]
         if missing:
             raise CtrDistillError(f"search space: model {name!r} has no parameter "
                                   f"{', '.join(missing)}")
-        ranges = {k: getattr(space, k) for k in SearchSpace.model_fields
-                  if k not in ("models", "model_params") and getattr(space, k) is not None}
-        ranges |= {f"model.{k}": v for k, v in space.model_params.items()}
         for corner in (0, -1):
-            point = {"model": name} | {k: _cast(k, p.corners()[corner]) for k, p in ranges.items()}
+            point = {"model": name} | {k: _cast(k, p.corners()[corner])
+                                       for k, p in _params(space).items()}
             _, overrides = _teacher(point, defaults)
             try:
                 TrainConfig.model_validate(train.model_dump() | overrides)
@@ -121,11 +126,8 @@ def _cast(key: str, value: Any) -> Any:
 def grid(space: SearchSpace) -> dict[str, list[Any]]:
     """Every parameter's grid points (Optuna's GridSampler): its choices, or a range's points
     `step` apart (integers: 1 apart by default); a continuous range without a step has none."""
-    params = {k: getattr(space, k) for k in SearchSpace.model_fields
-              if k not in ("models", "model_params") and getattr(space, k) is not None}
-    params |= {f"model.{k}": v for k, v in space.model_params.items()}
     points: dict[str, list[Any]] = {"model": list(space.models)}
-    for key, param in params.items():
+    for key, param in _params(space).items():
         if param.choices is not None:
             points[key] = list(param.choices)
             continue
@@ -152,11 +154,7 @@ def sample(trial: Any, space: SearchSpace, train: TrainConfig, defaults: dict[st
            ) -> tuple[ModelConfig, TrainConfig]:
     """One teacher (model config, train config) drawn by an Optuna trial."""
     params: dict[str, Any] = {"model": trial.suggest_categorical("model", space.models)}
-    for key in SearchSpace.model_fields:
-        value = getattr(space, key)
-        if key not in ("models", "model_params") and value is not None:
-            params[key] = _suggest(trial, key, value)
-    for key, value in space.model_params.items():
-        params[f"model.{key}"] = _suggest(trial, f"model.{key}", value)
+    for key, value in _params(space).items():
+        params[key] = _suggest(trial, key, value)
     model, overrides = _teacher(params, defaults)
     return model, TrainConfig.model_validate(train.model_dump() | overrides)
