@@ -16,8 +16,10 @@ budget, each in its own directory (no teacher shared between them, so every cost
 the student objective with TPE, random and grid samplers, and the teacher objective with TPE.
 Every student is a full one-epoch run (no proxy), so a curve's value is the student a user
 would get. For the teacher objective, the student of each teacher that was the best so far is
-distilled afterwards, and its cost adds the one student run that choice needs. Writes
-`budget.{json,md}` and `budget.png`.
+distilled afterwards, and its cost adds the one student run that choice needs. Over every
+student-objective trial (each its own teacher, a full student): teacher AUC against student AUC
+and teacher size against the gain over the student alone (experiments 1 and 2). Writes
+`budget.{json,md}`, `budget.png` and `budget_teachers.png`.
 """
 
 from __future__ import annotations
@@ -58,23 +60,48 @@ def _best_so_far(rows: list[dict], key: str, cost: str) -> list[tuple[float, flo
     return curve
 
 
+def _size_panel(ax: Any, rows: list[dict], alone: float, title: str) -> None:
+    """Teacher parameters against the student's gain over the same student alone."""
+    for family in sorted({r["config"]["name"] for r in rows}):
+        own = [r for r in rows if r["config"]["name"] == family]
+        ax.scatter([r["params"] for r in own], [r["student_auc"] - alone for r in own],
+                   label=family)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher parameters")
+    ax.set_ylabel("student valid AUC - student alone")
+    ax.set_title(title)
+    ax.legend()
+
+
 def _figure(rows: list[dict], alone: float, curves: dict[str, list], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from ctrdistill.analysis.plots import save_figure
 
     fig, (size_ax, budget_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _size_panel(size_ax, rows, alone, "teacher size vs the student's gain (proxy runs)")
+    _plot_curves(budget_ax, curves, "choosing by student AUC vs by teacher AUC")
+    save_figure(fig, path)
+
+
+def _teachers_figure(rows: list[dict], alone: float, path: Path) -> None:
+    """Every student-objective trial: teacher AUC against student AUC, and size against gain."""
+    import matplotlib.pyplot as plt
+
+    from ctrdistill.analysis.plots import save_figure
+
+    fig, (auc_ax, size_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     for family in sorted({r["config"]["name"] for r in rows}):
         own = [r for r in rows if r["config"]["name"] == family]
-        size_ax.scatter([r["params"] for r in own], [r["student_auc"] - alone for r in own],
-                        label=family)
-    size_ax.axhline(0, color="grey", lw=0.8)
-    size_ax.set_xscale("log")
-    size_ax.set_xlabel("teacher parameters")
-    size_ax.set_ylabel("student valid AUC - student alone")
-    size_ax.set_title("teacher size vs the student's gain (proxy runs)")
-    size_ax.legend()
-    _plot_curves(budget_ax, curves, "choosing by student AUC vs by teacher AUC")
+        auc_ax.scatter([r["teacher_auc"] for r in own], [r["student_auc"] for r in own],
+                       label=family)
+    auc_ax.axhline(alone, color="grey", lw=0.8, label="student alone")
+    auc_ax.set_xlabel("teacher valid AUC")
+    auc_ax.set_ylabel("distilled student valid AUC")
+    auc_ax.set_title("does the best teacher make the best student?")
+    auc_ax.legend(fontsize=8)
+    _size_panel(size_ax, rows, alone, "teacher size vs the student's gain (full runs)")
     save_figure(fig, path)
 
 
@@ -125,6 +152,8 @@ def _student_of(root: Path, prep: Path, teacher: Path) -> tuple[float, float]:
 
 
 def experiment_budget(root: Path, prep: Path, trials: int) -> None:
+    from scipy.stats import spearmanr
+
     curves: dict[str, list[tuple[float, float]]] = {}
     tables = {}
     for name, extra in STRATEGIES.items():
@@ -144,10 +173,25 @@ def experiment_budget(root: Path, prep: Path, trials: int) -> None:
                     root, prep, Path(row["run"]))
             curve.append((spent + best["student_seconds"], best["student_auc"]))
         curves[name] = curve
+    # Experiments 1 and 2 over every student-objective trial: each has its own teacher and a
+    # full (not proxy) student.
+    pooled = [r for name, rows in tables.items() if name.startswith("student") for r in rows]
+    alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
+        name="student", data=prep, output_dir=root / "alone", model=BUDGET_STUDENT,
+        train=cd.TrainConfig(**QUIET, epochs=1)))
+    alone = common.run_metrics(alone_run)["valid"]["auc"]
+    rho, p_value = spearmanr([r["teacher_auc"] for r in pooled],
+                             [r["student_auc"] for r in pooled])
+    size_rho, size_p = spearmanr([r["params"] for r in pooled],
+                                 [r["student_auc"] - alone for r in pooled])
     summary = {"trials": trials, "space": BUDGET_SPACE, "student": BUDGET_STUDENT,
+               "student_alone_valid_auc": alone, "pooled_trials": len(pooled),
+               "spearman_teacher_student": rho, "spearman_p": p_value,
+               "spearman_params_gain": size_rho, "spearman_params_p": size_p,
                "curves": curves, "trials_tables": tables}
     (root / "budget.json").write_text(json.dumps(summary, indent=1, default=str))
     _budget_figure(curves, root / "budget.png")
+    _teachers_figure(pooled, alone, root / "budget_teachers.png")
     lines = ["| strategy | trials | seconds spent | best student valid AUC | at seconds |",
              "|---|---|---|---|---|"]
     for name, curve in curves.items():
@@ -155,6 +199,9 @@ def experiment_budget(root: Path, prep: Path, trials: int) -> None:
         reached = next(s for s, a in curve if a == final)
         lines.append(f"| {name} | {len(curve)} | {curve[-1][0]:.0f} | {final:.5f} | "
                      f"{reached:.0f} |")
+    lines += ["", f"{len(pooled)} student-objective trials; student alone valid AUC "
+              f"{alone:.5f}; Spearman teacher AUC vs student AUC {rho:+.3f} (p {p_value:.3f}); "
+              f"teacher parameters vs student gain {size_rho:+.3f} (p {size_p:.3f})"]
     table = "\n".join(lines) + "\n"
     (root / "budget.md").write_text(table)
     print(table)
