@@ -5,7 +5,7 @@ by teacher AUC instead would have bought for its (smaller) budget.
 
     python -m benchmarks.bench_search --workdir bench_out/search --rows 150000 --trials 12
     python -m benchmarks.bench_search --experiment budget --workdir bench_out/search-criteo \
-        --rows 300000 --trials 16
+        --rows 300000 --trials 16 --seeds 3
 
 correlation (the first command): writes `search_summary.{json,md}` and `search.png` in the
 workdir. Sized for about 15 minutes of 2 shared CPU cores: tiny models, one teacher epoch, proxy
@@ -13,7 +13,8 @@ students of `--proxy-steps` steps, on the legacy synthetic preset.
 
 budget: on the `criteo` preset, four searches over one discrete space with the same trial
 budget, each in its own directory (no teacher shared between them, so every cost is paid):
-the student objective with TPE, random and grid samplers, and the teacher objective with TPE.
+the student objective with TPE, random and grid samplers, and the teacher objective with TPE,
+once per sampler seed (`--seeds`).
 Every student is a full one-epoch run (no proxy), so a curve's value is the student a user
 would get. For the teacher objective, the student of each teacher that was the best so far is
 distilled afterwards, and its cost adds the one student run that choice needs. Over every
@@ -62,12 +63,15 @@ def _best_so_far(rows: list[dict], key: str, cost: str) -> list[tuple[float, flo
 
 def _size_panel(ax: Any, rows: list[dict], alone: float, title: str) -> None:
     """Teacher parameters against the student's gain over the same student alone."""
+    from matplotlib.ticker import NullFormatter
+
     for family in sorted({r["config"]["name"] for r in rows}):
         own = [r for r in rows if r["config"]["name"] == family]
         ax.scatter([r["params"] for r in own], [r["student_auc"] - alone for r in own],
                    label=family)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 2e5, 3e5, ... overlap
     ax.set_xlabel("teacher parameters")
     ax.set_ylabel("student valid AUC - student alone")
     ax.set_title(title)
@@ -151,31 +155,41 @@ def _student_of(root: Path, prep: Path, teacher: Path) -> tuple[float, float]:
     return common.run_metrics(out)["valid"]["auc"], seconds
 
 
-def experiment_budget(root: Path, prep: Path, trials: int) -> None:
+def _strategy_curve(root: Path, prep: Path, extra: dict, rows: list[dict]
+                    ) -> list[tuple[float, float]]:
+    if extra["objective"] == "student":
+        return _best_so_far(rows, "student_auc", "seconds")
+    spent, best, curve = 0.0, None, []
+    for row in rows:  # the student is distilled only from the teacher finally chosen
+        spent += row["seconds"]
+        if best is None or row["teacher_auc"] > best["teacher_auc"]:
+            best = row
+            best["student_auc"], best["student_seconds"] = _student_of(
+                root, prep, Path(row["run"]))
+        curve.append((spent + best["student_seconds"], best["student_auc"]))
+    return curve
+
+
+def experiment_budget(root: Path, prep: Path, trials: int, seeds: list[int]) -> None:
+    """Every strategy once per sampler seed; seed 0's searches keep their unsuffixed names."""
     from scipy.stats import spearmanr
 
-    curves: dict[str, list[tuple[float, float]]] = {}
-    tables = {}
+    curves: dict[str, list[list[tuple[float, float]]]] = {}
+    tables: dict[str, list[dict]] = {}
     for name, extra in STRATEGIES.items():
-        slug = name.replace(", ", "-").replace(" ", "-")
-        rows = [r for r in cd.search(_budget_config(prep, root, slug, trials, **extra),
-                                     resume=True).rows if r["state"] == "COMPLETE"]
-        tables[name] = rows
-        if extra["objective"] == "student":
-            curves[name] = _best_so_far(rows, "student_auc", "seconds")
-            continue
-        spent, best, curve = 0.0, None, []
-        for row in rows:  # the student is distilled only from the teacher finally chosen
-            spent += row["seconds"]
-            if best is None or row["teacher_auc"] > best["teacher_auc"]:
-                best = row
-                best["student_auc"], best["student_seconds"] = _student_of(
-                    root, prep, Path(row["run"]))
-            curve.append((spent + best["student_seconds"], best["student_auc"]))
-        curves[name] = curve
-    # Experiments 1 and 2 over every student-objective trial: each has its own teacher and a
-    # full (not proxy) student.
-    pooled = [r for name, rows in tables.items() if name.startswith("student") for r in rows]
+        for seed in seeds:
+            slug = name.replace(", ", "-").replace(" ", "-") + (f"-seed{seed}" if seed else "")
+            rows = [r for r in cd.search(_budget_config(prep, root, slug, trials, **extra,
+                                                        seed=seed), resume=True).rows
+                    if r["state"] == "COMPLETE"]
+            tables[f"{name}, seed {seed}"] = rows
+            curves.setdefault(name, []).append(_strategy_curve(root, prep, extra, rows))
+    # Experiments 1 and 2 over the distinct teachers of the student-objective trials: each
+    # has a full (not proxy) student; searches that drew the same point trained the same
+    # teacher with the same seed, so a repeat is no new measurement.
+    distinct = {r["teacher"]: r for name, rows in tables.items() if name.startswith("student")
+                for r in rows}
+    pooled = list(distinct.values())
     alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
         name="student", data=prep, output_dir=root / "alone", model=BUDGET_STUDENT,
         train=cd.TrainConfig(**QUIET, epochs=1)))
@@ -184,24 +198,26 @@ def experiment_budget(root: Path, prep: Path, trials: int) -> None:
                              [r["student_auc"] for r in pooled])
     size_rho, size_p = spearmanr([r["params"] for r in pooled],
                                  [r["student_auc"] - alone for r in pooled])
-    summary = {"trials": trials, "space": BUDGET_SPACE, "student": BUDGET_STUDENT,
-               "student_alone_valid_auc": alone, "pooled_trials": len(pooled),
-               "spearman_teacher_student": rho, "spearman_p": p_value,
-               "spearman_params_gain": size_rho, "spearman_params_p": size_p,
-               "curves": curves, "trials_tables": tables}
+    summary = {"trials": trials, "seeds": seeds, "space": BUDGET_SPACE,
+               "student": BUDGET_STUDENT, "student_alone_valid_auc": alone,
+               "distinct_teachers": len(pooled), "spearman_teacher_student": rho,
+               "spearman_p": p_value, "spearman_params_gain": size_rho,
+               "spearman_params_p": size_p, "curves": curves, "trials_tables": tables}
     (root / "budget.json").write_text(json.dumps(summary, indent=1, default=str))
     _budget_figure(curves, root / "budget.png")
     _teachers_figure(pooled, alone, root / "budget_teachers.png")
-    lines = ["| strategy | trials | seconds spent | best student valid AUC | at seconds |",
-             "|---|---|---|---|---|"]
-    for name, curve in curves.items():
-        final = curve[-1][1]
-        reached = next(s for s, a in curve if a == final)
-        lines.append(f"| {name} | {len(curve)} | {curve[-1][0]:.0f} | {final:.5f} | "
-                     f"{reached:.0f} |")
-    lines += ["", f"{len(pooled)} student-objective trials; student alone valid AUC "
-              f"{alone:.5f}; Spearman teacher AUC vs student AUC {rho:+.3f} (p {p_value:.3f}); "
-              f"teacher parameters vs student gain {size_rho:+.3f} (p {size_p:.3f})"]
+    lines = ["| strategy | seeds x trials | seconds spent (mean) | best student valid AUC "
+             "(mean ± std) | reached at seconds (mean) |", "|---|---|---|---|---|"]
+    for name, runs in curves.items():
+        finals = [curve[-1][1] for curve in runs]
+        reached = [next(s for s, a in curve if a == curve[-1][1]) for curve in runs]
+        spent = [curve[-1][0] for curve in runs]
+        lines.append(f"| {name} | {len(runs)} x {trials} | {sum(spent) / len(spent):.0f} | "
+                     f"{common.mean_std(finals, 5)} | {sum(reached) / len(reached):.0f} |")
+    lines += ["", f"{len(pooled)} distinct teachers of the student-objective trials; student "
+              f"alone valid AUC {alone:.5f}; Spearman teacher AUC vs student AUC {rho:+.3f} "
+              f"(p {p_value:.3f}); teacher parameters vs student gain {size_rho:+.3f} "
+              f"(p {size_p:.3f})"]
     table = "\n".join(lines) + "\n"
     (root / "budget.md").write_text(table)
     print(table)
@@ -213,7 +229,16 @@ def _budget_figure(curves: dict[str, list], path: Path) -> None:
     from ctrdistill.analysis.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    _plot_curves(ax, curves, "best student found against budget (same trials each)")
+    for colour, (name, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                                    curves.items(), strict=False):
+        for k, curve in enumerate(runs):
+            ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", marker="o",
+                    ms=3, color=colour, alpha=0.8, label=name if k == 0 else None)
+    ax.set_xlabel("budget spent (s of trial wall clock)")
+    ax.set_ylabel("student valid AUC of the best teacher so far")
+    ax.set_title("best student found against budget (one line per sampler seed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
@@ -223,6 +248,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--proxy-steps", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="budget: sampler seeds per strategy (0 .. seeds-1)")
     parser.add_argument("--experiment", choices=["correlation", "budget"],
                         default="correlation")
     args = parser.parse_args()
@@ -232,7 +259,7 @@ def main() -> None:
     root = Path(args.workdir)
     if args.experiment == "budget":
         experiment_budget(root, common.synthetic_dataset(root, args.rows, preset="criteo"),
-                          args.trials)
+                          args.trials, list(range(args.seeds)))
         return
     prep = common.synthetic_dataset(root, args.rows)
     result = cd.search(_search_config(prep, root, args.trials, args.proxy_steps), resume=True)
