@@ -4,6 +4,8 @@ Bayes AUC of the split and the learnability reference (the hidden model's own fo
 same rows).
 
     python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo
+    python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo --batch-size 1024 \
+        --models dnn dcnv2 finalmlp
 
 The models train as the teachers of the other benchmarks do (`common.teacher_run`, seed 2026),
 so DCNv2 and DeepFM here are bench_distill's teachers. `--set KNOB=VALUE` overrides a generator
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--preset", default="criteo")
     parser.add_argument("--set", type=knob, action="append", default=[], dest="knobs")
     parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--batch-size", type=int, default=4096,
+                        help="another batch size trains in batch-N/ beside the default's runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     knobs = dict(args.knobs)
@@ -68,18 +72,22 @@ def main() -> None:
         root /= "tune-" + "-".join([args.preset, str(args.rows)]
                                    + [f"{k}{v}" for k, v in knobs.items()])
     prep = common.synthetic_dataset(root, args.rows, preset=args.preset, **knobs)
+    if args.batch_size != 4096:  # more steps in the one epoch: is a model under-trained?
+        root /= f"batch-{args.batch_size}"
     rows = []
     for model in args.models:
         if model == "crossfm-converged":  # the reference given every epoch it can use
             out = root / "teachers" / model
             run = common.run_once(out, cd.train, cd.TrainRunConfig(
                 name=out.name, data=prep, output_dir=out.parent,
-                model=reference_model(root / "raw"), train=common.train_config(
-                    epochs=6, early_stop={"patience": 1}, lr_plateau=None)))
+                model=reference_model(prep.parent / "raw"), train=common.train_config(
+                    epochs=6, early_stop={"patience": 1}, lr_plateau=None,
+                    batch_size=args.batch_size)))
             label = "crossfm (reference), early-stopped"
         else:
-            spec = reference_model(root / "raw") if model == "crossfm" else {"name": model}
-            run = common.train_run(root / "teachers" / model, prep, spec)
+            spec = reference_model(prep.parent / "raw") if model == "crossfm" else {"name": model}
+            run = common.train_run(root / "teachers" / model, prep, spec,
+                                   batch_size=args.batch_size)
             label = "crossfm (reference)" if model == "crossfm" else model
         rows.append(result_row(label, common.run_metrics(run)))
         print(markdown_table(rows[-1:]), flush=True)

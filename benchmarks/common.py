@@ -61,10 +61,13 @@ def train_config(seed: int = TEACHER_SEED, **extra: Any) -> cd.TrainConfig:
     return cd.TrainConfig(**(base | extra))
 
 
-def train_run(out: Path, prep: Path, model: dict[str, Any], seed: int = TEACHER_SEED) -> Path:
-    """`model` trained alone on `prep` for one epoch as the run directory `out`."""
+def train_run(out: Path, prep: Path, model: dict[str, Any], seed: int = TEACHER_SEED,
+              **train: Any) -> Path:
+    """`model` trained alone on `prep` for one epoch as the run directory `out`; `train`
+    overrides `train_config`."""
     return run_once(out, cd.train, cd.TrainRunConfig(
-        name=out.name, data=prep, output_dir=out.parent, model=model, train=train_config(seed)))
+        name=out.name, data=prep, output_dir=out.parent, model=model,
+        train=train_config(seed, **train)))
 
 
 def teacher_run(root: Path, prep: Path, name: str) -> Path:
