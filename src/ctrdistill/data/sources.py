@@ -184,6 +184,12 @@ def read_delimited(
         try:
             if names is None:
                 names = _header(block, read_options, parse_options)
+            if first and (missing := [c for c in include_columns or [] if c not in names]):
+                # Checked here, not left to read_csv: a threaded read that fails can leave
+                # Arrow's pool busy at exit, which aborts the interpreter (apache/arrow#34314).
+                message = "missing column" + "s" * (len(missing) > 1) + " " + ", ".join(
+                    f"'{c}'" for c in missing)
+                break
             table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options,
                                    convert_options)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError) as error:
