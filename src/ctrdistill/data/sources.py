@@ -187,8 +187,8 @@ def read_delimited(
             if first and (missing := [c for c in include_columns or [] if c not in names]):
                 # Checked here, not left to read_csv: a threaded read that fails can leave
                 # Arrow's pool busy at exit, which aborts the interpreter (apache/arrow#34314).
-                message = "missing column" + "s" * (len(missing) > 1) + " " + ", ".join(
-                    f"'{c}'" for c in missing)
+                message = f"missing column '{missing[0]}'" + (
+                    f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                 break
             table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options,
                                    convert_options)
