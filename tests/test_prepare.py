@@ -110,7 +110,7 @@ FORMAT_ERRORS = [
      r"expected 40, got 3"),
     ("criteo", "1" + "\tx" * 13 + "\tab" * 26 + "\n",
      r"non-numeric value in a numeric column 'I1' at data row 1 \(1-based\): 'x'"),
-    ("avazu", "id,click,hour\n1,0,14102100\n", r"missing column 'C1'"),
+    ("avazu", "id,click,hour\n1,0,14102100\n", r"missing column 'C1' \(and 20 more\)"),
     ("frappe", "1 3:1 4:1\n", r"wrong number of columns at data row 1 \(1-based\): expected 11"),
     ("frappe", "yes" + " 1:1" * 10 + "\n", r"missing or non-numeric label"),
     ("frappe", "-1" + " 1:1" * 10 + "\n2" + " 1:1" * 10 + "\n", r"label outside \{0,1\}"),
