@@ -85,7 +85,8 @@ def _figure(rows: list[dict], alone: float, curves: dict[str, list], path: Path)
 
     fig, (size_ax, budget_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     _size_panel(size_ax, rows, alone, "teacher size vs the student's gain (proxy runs)")
-    _plot_curves(budget_ax, curves, "choosing by student AUC vs by teacher AUC")
+    _plot_curves(budget_ax, {name: [curve] for name, curve in curves.items()},
+                 "choosing by student AUC vs by teacher AUC")
     save_figure(fig, path)
 
 
@@ -109,11 +110,16 @@ def _teachers_figure(rows: list[dict], alone: float, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _plot_curves(ax: Any, curves: dict[str, list], title: str) -> None:
-    """Best-so-far step curves: the budget spent against the best student found by then."""
-    for name, curve in curves.items():
-        ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", label=name,
-                marker="o", ms=3)
+def _plot_curves(ax: Any, curves: dict[str, list[list]], title: str) -> None:
+    """Best-so-far step curves, the budget spent against the best student found by then: one
+    colour per strategy, one line per run of it."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (name, runs) in zip(colours, curves.items(), strict=False):
+        for k, curve in enumerate(runs):
+            ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", marker="o",
+                    ms=3, color=colour, alpha=0.8, label=name if k == 0 else None)
     ax.set_xlabel("budget spent (s of trial wall clock)")
     ax.set_ylabel("student valid AUC of the best teacher so far")
     ax.set_title(title)
@@ -155,6 +161,30 @@ def _student_of(root: Path, prep: Path, teacher: Path) -> tuple[float, float]:
     return common.run_metrics(out)["valid"]["auc"], seconds
 
 
+def _alone_auc(root: Path, prep: Path, student: dict, train: cd.TrainConfig) -> float:
+    """Valid AUC of `student` trained on the labels alone (made once, in root/alone)."""
+    run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
+        name="student", data=prep, output_dir=root / "alone", model=student, train=train))
+    return common.run_metrics(run)["valid"]["auc"]
+
+
+def _correlations(rows: list[dict], alone: float) -> dict[str, float]:
+    """Spearman of teacher AUC against student AUC, and of teacher size against the gain."""
+    from scipy.stats import spearmanr
+
+    rho, p_value = spearmanr([r["teacher_auc"] for r in rows], [r["student_auc"] for r in rows])
+    size_rho, size_p = spearmanr([r["params"] for r in rows],
+                                 [r["student_auc"] - alone for r in rows])
+    return {"spearman_teacher_student": rho, "spearman_p": p_value,
+            "spearman_params_gain": size_rho, "spearman_params_p": size_p}
+
+
+def _correlation_line(stats: dict[str, float]) -> str:
+    return (f"Spearman teacher AUC vs student AUC {stats['spearman_teacher_student']:+.3f} "
+            f"(p {stats['spearman_p']:.3f}); teacher parameters vs student gain "
+            f"{stats['spearman_params_gain']:+.3f} (p {stats['spearman_params_p']:.3f})")
+
+
 def _strategy_curve(root: Path, prep: Path, extra: dict, rows: list[dict]
                     ) -> list[tuple[float, float]]:
     if extra["objective"] == "student":
@@ -172,8 +202,6 @@ def _strategy_curve(root: Path, prep: Path, extra: dict, rows: list[dict]
 
 def experiment_budget(root: Path, prep: Path, trials: int, seeds: list[int]) -> None:
     """Every strategy once per sampler seed; seed 0's searches keep their unsuffixed names."""
-    from scipy.stats import spearmanr
-
     curves: dict[str, list[list[tuple[float, float]]]] = {}
     tables: dict[str, list[dict]] = {}
     for name, extra in STRATEGIES.items():
@@ -190,19 +218,12 @@ def experiment_budget(root: Path, prep: Path, trials: int, seeds: list[int]) -> 
     distinct = {r["teacher"]: r for name, rows in tables.items() if name.startswith("student")
                 for r in rows}
     pooled = list(distinct.values())
-    alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
-        name="student", data=prep, output_dir=root / "alone", model=BUDGET_STUDENT,
-        train=cd.TrainConfig(**QUIET, epochs=1)))
-    alone = common.run_metrics(alone_run)["valid"]["auc"]
-    rho, p_value = spearmanr([r["teacher_auc"] for r in pooled],
-                             [r["student_auc"] for r in pooled])
-    size_rho, size_p = spearmanr([r["params"] for r in pooled],
-                                 [r["student_auc"] - alone for r in pooled])
+    alone = _alone_auc(root, prep, BUDGET_STUDENT, cd.TrainConfig(**QUIET, epochs=1))
+    stats = _correlations(pooled, alone)
     summary = {"trials": trials, "seeds": seeds, "space": BUDGET_SPACE,
                "student": BUDGET_STUDENT, "student_alone_valid_auc": alone,
-               "distinct_teachers": len(pooled), "spearman_teacher_student": rho,
-               "spearman_p": p_value, "spearman_params_gain": size_rho,
-               "spearman_params_p": size_p, "curves": curves, "trials_tables": tables}
+               "distinct_teachers": len(pooled), **stats, "curves": curves,
+               "trials_tables": tables}
     (root / "budget.json").write_text(json.dumps(summary, indent=1, default=str))
     _budget_figure(curves, root / "budget.png")
     _teachers_figure(pooled, alone, root / "budget_teachers.png")
@@ -215,9 +236,7 @@ def experiment_budget(root: Path, prep: Path, trials: int, seeds: list[int]) -> 
         lines.append(f"| {name} | {len(runs)} x {trials} | {sum(spent) / len(spent):.0f} | "
                      f"{common.mean_std(finals, 5)} | {sum(reached) / len(reached):.0f} |")
     lines += ["", f"{len(pooled)} distinct teachers of the student-objective trials; student "
-              f"alone valid AUC {alone:.5f}; Spearman teacher AUC vs student AUC {rho:+.3f} "
-              f"(p {p_value:.3f}); teacher parameters vs student gain {size_rho:+.3f} "
-              f"(p {size_p:.3f})"]
+              f"alone valid AUC {alone:.5f}; {_correlation_line(stats)}"]
     table = "\n".join(lines) + "\n"
     (root / "budget.md").write_text(table)
     print(table)
@@ -229,16 +248,7 @@ def _budget_figure(curves: dict[str, list], path: Path) -> None:
     from ctrdistill.analysis.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for colour, (name, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
-                                    curves.items(), strict=False):
-        for k, curve in enumerate(runs):
-            ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", marker="o",
-                    ms=3, color=colour, alpha=0.8, label=name if k == 0 else None)
-    ax.set_xlabel("budget spent (s of trial wall clock)")
-    ax.set_ylabel("student valid AUC of the best teacher so far")
-    ax.set_title("best student found against budget (one line per sampler seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _plot_curves(ax, curves, "best student found against budget (one line per sampler seed)")
     save_figure(fig, path)
 
 
@@ -254,8 +264,6 @@ def main() -> None:
                         default="correlation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from scipy.stats import spearmanr
-
     root = Path(args.workdir)
     if args.experiment == "budget":
         experiment_budget(root, common.synthetic_dataset(root, args.rows, preset="criteo"),
@@ -263,14 +271,10 @@ def main() -> None:
         return
     prep = common.synthetic_dataset(root, args.rows)
     result = cd.search(_search_config(prep, root, args.trials, args.proxy_steps), resume=True)
-    alone_run = common.run_once(root / "alone" / "student", cd.train, cd.TrainRunConfig(
-        name="student", data=prep, output_dir=root / "alone", model=STUDENT,
-        train=cd.TrainConfig(**QUIET, epochs=1, max_steps=args.proxy_steps)))
-    alone = common.run_metrics(alone_run)["valid"]["auc"]
+    alone = _alone_auc(root, prep, STUDENT,
+                       cd.TrainConfig(**QUIET, epochs=1, max_steps=args.proxy_steps))
     rows = [r for r in result.rows if r["state"] == "COMPLETE"]
-    rho, p_value = spearmanr([r["teacher_auc"] for r in rows], [r["student_auc"] for r in rows])
-    size_rho, size_p = spearmanr([r["params"] for r in rows],
-                                 [r["student_auc"] - alone for r in rows])
+    stats = _correlations(rows, alone)
     # The teacher objective needs no student per trial: its cost is the teacher stage, plus one
     # student run for the teacher it chooses (that trial's own student stage).
     by_teacher = _best_so_far(rows, "teacher_auc", "teacher_seconds")
@@ -279,10 +283,8 @@ def main() -> None:
     curves = {"student objective": _best_so_far(rows, "student_auc", "seconds"),
               "teacher objective (+1 student run)": [(s + extra, a) for s, a in by_teacher]}
     summary = {"rows": args.rows, "trials": len(rows), "proxy_steps": args.proxy_steps,
-               "student_alone_valid_auc": alone, "spearman_teacher_student": rho,
-               "spearman_p": p_value, "spearman_params_gain": size_rho, "spearman_params_p": size_p,
-               "best": result.metrics, "trials_table": rows,
-               "budget_curves": curves}
+               "student_alone_valid_auc": alone, **stats, "best": result.metrics,
+               "trials_table": rows, "budget_curves": curves}
     (root / "search_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     _figure(rows, alone, curves, root / "search.png")
     lines = ["| trial | teacher | params | teacher AUC | student AUC | gain over alone | "
@@ -290,9 +292,8 @@ def main() -> None:
     lines += [f"| {r['trial']} | {r['teacher']} | {r['params']:,} | {r['teacher_auc']:.5f} | "
               f"{r['student_auc']:.5f} | {r['student_auc'] - alone:+.5f} | {r['seconds']:.0f} |"
               for r in rows]
-    lines += ["", f"student alone ({args.proxy_steps} steps): valid AUC {alone:.5f}; Spearman "
-              f"teacher AUC vs student AUC {rho:+.3f} (p {p_value:.3f}); teacher parameters vs "
-              f"student gain {size_rho:+.3f} (p {size_p:.3f}); confirmed best: "
+    lines += ["", f"student alone ({args.proxy_steps} steps): valid AUC {alone:.5f}; "
+              f"{_correlation_line(stats)}; confirmed best: "
               f"{result.metrics.get('best_confirmed_student_auc')}; by teacher AUC: trial "
               f"{chosen['trial']} (student {chosen['student_auc']:.5f})"]
     table = "\n".join(lines) + "\n"
