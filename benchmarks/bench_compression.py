@@ -42,6 +42,7 @@ from ctrdistill.training.speed import (
 
 OTHER_DISTANCES = ["mse_logits", "kl", "mse_probs"]
 ENSEMBLE = {"ensemble": "gate"}
+TRAIN = {"batch_size": common.PRESET_BATCH["criteo"]}
 
 
 def size_model(size: str) -> dict:
@@ -50,9 +51,9 @@ def size_model(size: str) -> dict:
 
 def alone(root: Path, prep: Path, size: str, seed: int) -> Path:
     if size == "base":
-        return common.student_alone_run(root, prep, seed)
+        return common.student_alone_run(root, prep, seed, **TRAIN)
     return common.train_run(root / "compression" / f"{size}-alone-s{seed}", prep,
-                            size_model(size), seed)
+                            size_model(size), seed, **TRAIN)
 
 
 def distilled(root: Path, prep: Path, store: Path, size: str, method: str, seed: int) -> Path:
@@ -65,11 +66,11 @@ def distilled(root: Path, prep: Path, store: Path, size: str, method: str, seed:
     return common.run_once(out, cd.distill, cd.DistillConfig(
         name=out.name, data=prep, output_dir=out.parent, student=model, label_store=store,
         strategy=ENSEMBLE | {"kind": kind, "distance": distance},
-        train=common.train_config(seed)))
+        train=common.train_config(seed, **TRAIN)))
 
 
 def teacher_runs(root: Path, prep: Path) -> dict[str, Path]:
-    return {t: common.teacher_run(root, prep, t) for t in bench_distill.TEACHERS}
+    return {t: common.teacher_run(root, prep, t, **TRAIN) for t in bench_distill.TEACHERS}
 
 
 def best_other_distance(root: Path, prep: Path, store: Path) -> str:
@@ -225,9 +226,9 @@ def experiment_init(root: Path, prep: Path, seeds: list[int]) -> dict[str, list[
     results: dict[str, list[dict]] = {}
     for seed in seeds:
         results.setdefault("xavier_normal", []).append(
-            common.run_metrics(common.student_alone_run(root, prep, seed))["test"])
+            common.run_metrics(common.student_alone_run(root, prep, seed, **TRAIN))["test"])
         run = common.train_run(root / "init" / f"torch-default-s{seed}", prep,
-                               common.STUDENT | {"dense_init": "torch_default"}, seed)
+                               common.STUDENT | {"dense_init": "torch_default"}, seed, **TRAIN)
         results.setdefault("torch_default", []).append(common.run_metrics(run)["test"])
     return results
 

@@ -54,18 +54,18 @@ def student(root: Path, prep: Path, name: str, seed: int, **config) -> dict:
         name=out.name, data=prep, output_dir=out.parent, student=common.STUDENT, **config)))
 
 
-def experiment_kd(root: Path, prep: Path, seeds: list[int], single: str
+def experiment_kd(root: Path, prep: Path, seeds: list[int], single: str, train: dict
                   ) -> dict[str, list[dict]]:
-    runs = {t: common.teacher_run(root, prep, t) for t in TEACHERS}
+    runs = {t: common.teacher_run(root, prep, t, **train) for t in TEACHERS}
     results: dict[str, list[dict]] = {f"teacher {t}": [common.run_metrics(run)["test"]]
                                       for t, run in runs.items()}
     variants = kd_variants(root, prep, runs, single)
     for seed in seeds:
         results.setdefault("DNN alone", []).append(
-            metrics_and_cost(common.student_alone_run(root, prep, seed)))
+            metrics_and_cost(common.student_alone_run(root, prep, seed, **train)))
         for variant, config in variants.items():
-            metrics = student(root, prep, slug(variant), seed, train=common.train_config(seed),
-                              **config)
+            metrics = student(root, prep, slug(variant), seed,
+                              train=common.train_config(seed, **train), **config)
             results.setdefault(variant, []).append(metrics)
             if "3 teachers" in variant:  # the ensemble the student learned from, on test
                 combine = variant.rsplit(" ", 1)[-1]
@@ -91,7 +91,7 @@ def slug(variant: str) -> str:
     return variant.replace(" ", "-").replace(",", "")
 
 
-def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str) -> str:
+def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str, train: dict) -> str:
     """Inference cost at the AUC each model reached in `kd` (test split; students: mean over
     seeds, speed of the seed-1 checkpoint). Teachers of an ensemble run one after another.
 
@@ -110,7 +110,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str) -> st
 
     rows, teacher_speeds, teacher_params = [], [], 0
     for name in TEACHERS:
-        run = common.teacher_run(root, prep, name)
+        run = common.teacher_run(root, prep, name, **train)
         params, rate = speed(run)
         teacher_speeds.append(rate)
         teacher_params += params
@@ -121,7 +121,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str) -> st
     rows.append({"model": "teacher ensemble (gate)", "params": teacher_params,
                  "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
                  "inference_samples_per_second": ensemble_rate})
-    students = {"DNN alone": [common.student_alone_run(root, prep, s) for s in seeds]}
+    students = {"DNN alone": [common.student_alone_run(root, prep, s, **train) for s in seeds]}
     for variant in variants_of(single):
         students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
     for name, runs in students.items():
@@ -140,10 +140,12 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str
+def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str, train: dict
                         ) -> dict[str, list[dict]]:
-    teacher = common.teacher_run(root, prep, single)
-    stop = {"epochs": 4, "early_stop": {"patience": 0}, "eval_every_steps": 150}
+    teacher = common.teacher_run(root, prep, single, **train)
+    # evaluated every 614,400 rows (150 steps of 4096) whatever the batch
+    stop = {"epochs": 4, "early_stop": {"patience": 0},
+            "eval_every_steps": 150 * 4096 // train["batch_size"]}
     variants = {
         "stop on valid AUC": {"stop_on": "valid_auc"},
         "stop on distill loss": {"stop_on": "distill"},
@@ -156,7 +158,7 @@ def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str
             name = "stop-" + variant.replace(" ", "-").replace("+", "plus")
             results.setdefault(variant, []).append(student(
                 root, prep, name, seed, label_store=common.teacher_store(root, prep, [teacher]),
-                train=common.train_config(seed, **stop), **config))
+                train=common.train_config(seed, **stop | train), **config))
     return results
 
 
@@ -165,21 +167,23 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_out/synth2m")
     parser.add_argument("--rows", type=int, default=2_500_000)
     parser.add_argument("--experiment", choices=["kd", "stopping", "cost"], default="kd")
-    parser.add_argument("--preset", default="legacy", help="synthetic preset (criteo: issue 21)")
+    parser.add_argument("--preset", default="legacy", choices=list(common.PRESET_BATCH),
+                        help="synthetic preset (criteo: issue 21); it sets the batch size")
     parser.add_argument("--single-teacher", default="dcnv2", choices=TEACHERS,
                         help="the one teacher of `KD from ...` and of the stopping experiment "
-                        "(the strongest: dcnv2 on legacy, pnn on criteo)")
+                        "(the strongest: dcnv2 on legacy, deepfm on criteo)")
     common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(args.workdir)
     prep = common.synthetic_dataset(root, args.rows, preset=args.preset)
     seeds = common.seed_range(args)
+    train = {"batch_size": common.PRESET_BATCH[args.preset]}
     if args.experiment == "cost":
-        table = experiment_cost(root, prep, seeds, args.single_teacher)
+        table = experiment_cost(root, prep, seeds, args.single_teacher, train)
     else:
         run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
-        results = run(root, prep, seeds, args.single_teacher)
+        results = run(root, prep, seeds, args.single_teacher, train)
         table = common.summarise(results)
         (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
     (root / f"distill_{args.experiment}.md").write_text(table)

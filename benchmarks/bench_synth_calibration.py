@@ -1,10 +1,10 @@
 """Calibration of the synthetic benchmark against BARS Criteo_x4_001: the zoo's ordering and
-gaps over LR at 2M training rows, one epoch, embedding 16, Adam 1e-3, batch 4096, next to the
-Bayes AUC of the split and the learnability reference (the hidden model's own form fitted on the
-same rows).
+gaps over LR at 2M training rows, one epoch, embedding 16, Adam 1e-3, at the preset's benchmark
+batch (`common.PRESET_BATCH`: 1024 for `criteo`), next to the Bayes AUC of the split and the
+learnability reference (the hidden model's own form fitted on the same rows).
 
     python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo
-    python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo --batch-size 1024 \
+    python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo --batch-size 4096 \
         --models dnn dcnv2 finalmlp
 
 The models train as the teachers of the other benchmarks do (`common.teacher_run`, seed 2026),
@@ -59,11 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2_500_000, help="all rows (8:1:1 split)")
     parser.add_argument("--workdir", default="bench_out/criteo")
-    parser.add_argument("--preset", default="criteo")
+    parser.add_argument("--preset", default="criteo", choices=list(common.PRESET_BATCH))
     parser.add_argument("--set", type=knob, action="append", default=[], dest="knobs")
     parser.add_argument("--models", nargs="*", default=MODELS)
-    parser.add_argument("--batch-size", type=int, default=4096,
-                        help="another batch size trains in batch-N/ beside the default's runs")
+    parser.add_argument("--batch-size", type=int, help="default: the preset's benchmark batch; "
+                        "another batch size trains in batch-N/ beside the default's runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     knobs = dict(args.knobs)
@@ -72,8 +72,9 @@ def main() -> None:
         root /= "tune-" + "-".join([args.preset, str(args.rows)]
                                    + [f"{k}{v}" for k, v in knobs.items()])
     prep = common.synthetic_dataset(root, args.rows, preset=args.preset, **knobs)
-    if args.batch_size != 4096:  # more steps in the one epoch: is a model under-trained?
-        root /= f"batch-{args.batch_size}"
+    batch = args.batch_size or common.PRESET_BATCH[args.preset]
+    if batch != common.PRESET_BATCH[args.preset]:  # other steps in the one epoch
+        root /= f"batch-{batch}"
     rows = []
     for model in args.models:
         if model == "crossfm-converged":  # the reference given every epoch it can use
@@ -82,12 +83,12 @@ def main() -> None:
                 name=out.name, data=prep, output_dir=out.parent,
                 model=reference_model(prep.parent / "raw"), train=common.train_config(
                     epochs=6, early_stop={"patience": 1}, lr_plateau=None,
-                    batch_size=args.batch_size)))
+                    batch_size=batch)))
             label = "crossfm (reference), early-stopped"
         else:
             spec = reference_model(prep.parent / "raw") if model == "crossfm" else {"name": model}
             run = common.train_run(root / "teachers" / model, prep, spec,
-                                   batch_size=args.batch_size)
+                                   batch_size=batch)
             label = "crossfm (reference)" if model == "crossfm" else model
         rows.append(result_row(label, common.run_metrics(run)))
         print(markdown_table(rows[-1:]), flush=True)

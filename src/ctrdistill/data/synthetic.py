@@ -39,7 +39,7 @@ Preset = Literal["criteo", "legacy"]
 PRESETS: dict[str, dict[str, Any]] = {
     "criteo": {"min_vocab": 4, "max_vocab": 200_000, "zipf_exponent": 1.1, "rank": 4,
                "crosses": 6, "positive_rate": 0.25, "missing_rate": 0.05, "first_scale": 0.6,
-               "pair_scale": 1.9, "cross_scale": 0.33, "cross_pool": 13,
+               "pair_scale": 1.9, "cross_scale": 0.37, "cross_pool": 13,
                "exact_bound": True},
     "legacy": {"min_vocab": 10, "max_vocab": 1_000_000, "zipf_exponent": 1.05, "rank": 4,
                "crosses": 4, "positive_rate": 0.22, "missing_rate": 0.05, "first_scale": 0.29,
