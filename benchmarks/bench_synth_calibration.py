@@ -6,6 +6,8 @@ learnability reference (the hidden model's own form fitted on the same rows).
     python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo
     python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo --batch-size 4096 \
         --models dnn dcnv2 finalmlp
+    python -m benchmarks.bench_synth_calibration --workdir bench_out/criteo --seed 1 \
+        --models lr fm dnn
 
 The models train as the teachers of the other benchmarks do (`common.teacher_run`, seed 2026),
 so DCNv2 and DeepFM here are bench_distill's teachers. `--set KNOB=VALUE` overrides a generator
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--batch-size", type=int, help="default: the preset's benchmark batch; "
                         "another batch size trains in batch-N/ beside the default's runs")
+    parser.add_argument("--seed", type=int, default=common.TEACHER_SEED,
+                        help="training seed; another than the teachers' trains in seed-N/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     knobs = dict(args.knobs)
@@ -75,6 +79,8 @@ def main() -> None:
     batch = args.batch_size or common.PRESET_BATCH[args.preset]
     if batch != common.PRESET_BATCH[args.preset]:  # other steps in the one epoch
         root /= f"batch-{batch}"
+    if args.seed != common.TEACHER_SEED:  # the spread over training seeds, same rows
+        root /= f"seed-{args.seed}"
     rows = []
     for model in args.models:
         if model == "crossfm-converged":  # the reference given every epoch it can use
@@ -82,12 +88,12 @@ def main() -> None:
             run = common.run_once(out, cd.train, cd.TrainRunConfig(
                 name=out.name, data=prep, output_dir=out.parent,
                 model=reference_model(prep.parent / "raw"), train=common.train_config(
-                    epochs=6, early_stop={"patience": 1}, lr_plateau=None,
+                    args.seed, epochs=6, early_stop={"patience": 1}, lr_plateau=None,
                     batch_size=batch)))
             label = "crossfm (reference), early-stopped"
         else:
             spec = reference_model(prep.parent / "raw") if model == "crossfm" else {"name": model}
-            run = common.train_run(root / "teachers" / model, prep, spec,
+            run = common.train_run(root / "teachers" / model, prep, spec, args.seed,
                                    batch_size=batch)
             label = "crossfm (reference)" if model == "crossfm" else model
         rows.append(result_row(label, common.run_metrics(run)))

@@ -9,8 +9,9 @@ stale. Generation is chunked and seeded per chunk: any number of rows, bounded m
 rows for the same seed.
 
 Two presets set the knobs' defaults (any knob given explicitly wins):
-- `criteo` (the default): calibrated so that LR, FM and the DNN are ordered and spaced like on
-  BARS Criteo_x4_001 (BENCHMARKS.md §10.1). Values are masked as missing
+- `criteo` (the default): calibrated so that LR, FM, the DNN and the interaction models are
+  ordered and spaced like on BARS Criteo_x4_001 at 2M rows, one epoch, batch 1024
+  (BENCHMARKS.md §10.1). Values are masked as missing
   before the click probability is computed, and a missing value has its own effect, so p_true
   is a function of the visible features and its AUC is the true bound.
 - `legacy`: the generator every table before 2026-12-02 used, kept so they stay reproducible.
