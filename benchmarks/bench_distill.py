@@ -6,7 +6,8 @@
         --single-teacher pnn
 
 kd:       DNN alone vs KD from one teacher (--single-teacher) vs KD from a 3-teacher ensemble
-          combined by mean of logits, learned weights and a per-sample gate (the ensembles' own
+          combined by mean of logits, learned weights and a per-sample gate, trained jointly
+          with the student or fitted first on the valid split and frozen (the ensembles' own
           AUC too).
 stopping: early stopping on validation AUC vs on the distillation loss, with and without the
           validation split added to the student's training data.
@@ -33,7 +34,11 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
-COMBINES = ["mean_logits", "weights", "gate"]
+# How the 3 teachers combine. A gate trained jointly on the training rows can collapse onto the
+# teacher that fits them best; fitted on the valid split (out-of-sample logits) it cannot.
+COMBINES = {"mean_logits": {"ensemble": "mean_logits"}, "weights": {"ensemble": "weights"},
+            "gate": {"ensemble": "gate"},
+            "gate fitted on valid": {"ensemble": "gate", "gate_fit": "valid"}}
 ENSEMBLE_VARIANTS = [f"KD from 3 teachers, {c}" for c in COMBINES]
 
 
@@ -68,7 +73,7 @@ def experiment_kd(root: Path, prep: Path, seeds: list[int], single: str, train: 
                               train=common.train_config(seed, **train), **config)
             results.setdefault(variant, []).append(metrics)
             if "3 teachers" in variant:  # the ensemble the student learned from, on test
-                combine = variant.rsplit(" ", 1)[-1]
+                combine = variant.removeprefix("KD from 3 teachers, ")
                 results.setdefault(f"teacher ensemble, {combine}", []).append(
                     {k.removeprefix("ensemble."): v for k, v in metrics.items()
                      if k.startswith("ensemble.")})
@@ -80,9 +85,8 @@ def kd_variants(root: Path, prep: Path, runs: dict[str, Path], single: str
     one, three = (common.teacher_store(root, prep, [runs[single]]),
                   common.teacher_store(root, prep, list(runs.values())))
     variants: dict[str, dict] = {f"KD from {single}": {"label_store": one}}
-    for combine in COMBINES:
-        variants[f"KD from 3 teachers, {combine}"] = {"label_store": three,
-                                                      "strategy": {"ensemble": combine}}
+    for combine, strategy in COMBINES.items():
+        variants[f"KD from 3 teachers, {combine}"] = {"label_store": three, "strategy": strategy}
     assert list(variants) == variants_of(single)
     return variants
 
