@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import statistics
+from functools import partial
 from pathlib import Path
 
 import ctrdistill as cd
@@ -144,11 +145,11 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str, train
     return "\n".join(lines) + "\n"
 
 
-def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str, train: dict
-                        ) -> dict[str, list[dict]]:
+def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str, train: dict,
+                        patience: int = 0) -> dict[str, list[dict]]:
     teacher = common.teacher_run(root, prep, single, **train)
     # evaluated every 614,400 rows (150 steps of 4096) whatever the batch
-    stop = {"epochs": 4, "early_stop": {"patience": 0},
+    stop = {"epochs": 4, "early_stop": {"patience": patience},
             "eval_every_steps": 150 * 4096 // train["batch_size"]}
     variants = {
         "stop on valid AUC": {"stop_on": "valid_auc"},
@@ -160,6 +161,7 @@ def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str, t
     for seed in seeds:
         for variant, config in variants.items():
             name = "stop-" + variant.replace(" ", "-").replace("+", "plus")
+            name += f"-patience{patience}" if patience else ""
             results.setdefault(variant, []).append(student(
                 root, prep, name, seed, label_store=common.teacher_store(root, prep, [teacher]),
                 train=common.train_config(seed, **stop | train), **config))
@@ -176,6 +178,8 @@ def main() -> None:
     parser.add_argument("--single-teacher", default="dcnv2", choices=TEACHERS,
                         help="the one teacher of `KD from ...` and of the stopping experiment "
                         "(the strongest: dcnv2 on legacy, deepfm on criteo)")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stopping: evaluations without improvement before stopping")
     common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -183,14 +187,17 @@ def main() -> None:
     prep = common.synthetic_dataset(root, args.rows, preset=args.preset)
     seeds = common.seed_range(args)
     train = {"batch_size": common.PRESET_BATCH[args.preset]}
+    output = root / (f"distill_{args.experiment}"
+                     + (f"-patience{args.patience}" if args.patience else ""))
     if args.experiment == "cost":
         table = experiment_cost(root, prep, seeds, args.single_teacher, train)
     else:
-        run = {"kd": experiment_kd, "stopping": experiment_stopping}[args.experiment]
+        run = {"kd": experiment_kd, "stopping": partial(experiment_stopping,
+                                                        patience=args.patience)}[args.experiment]
         results = run(root, prep, seeds, args.single_teacher, train)
         table = common.summarise(results)
-        (root / f"distill_{args.experiment}.json").write_text(json.dumps(results, indent=1))
-    (root / f"distill_{args.experiment}.md").write_text(table)
+        output.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    output.with_suffix(".md").write_text(table)
     print(table)
 
 
