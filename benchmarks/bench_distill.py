@@ -179,7 +179,8 @@ def main() -> None:
                         help="the one teacher of `KD from ...` and of the stopping experiment "
                         "(the strongest: dcnv2 on legacy, deepfm on criteo)")
     parser.add_argument("--patience", type=int, default=0,
-                        help="stopping: evaluations without improvement before stopping")
+                        help="stopping: stop at the patience-th evaluation in a row without "
+                        "improvement (0 and 1 both stop at the first)")
     common.add_seed_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
