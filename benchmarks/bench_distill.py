@@ -3,7 +3,7 @@
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment kd --seeds 3
     python -m benchmarks.bench_distill --workdir bench_out/synth2m --experiment stopping
     python -m benchmarks.bench_distill --workdir bench_out/criteo --preset criteo --seeds 3 \
-        --single-teacher pnn
+        --single-teacher deepfm
 
 kd:       DNN alone vs KD from one teacher (--single-teacher) vs KD from a 3-teacher ensemble
           combined by mean of logits, learned weights and a per-sample gate, trained jointly
@@ -35,8 +35,8 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.training.speed import inference_samples_per_second
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
-# How the 3 teachers combine. A gate trained jointly on the training rows can collapse onto the
-# teacher that fits them best; fitted on the valid split (out-of-sample logits) it cannot.
+# How the 3 teachers combine. A gate trained jointly sees the teachers' logits on rows they
+# trained on; fitted on the valid split it sees them out of sample (BENCHMARKS.md §10.3).
 COMBINES = {"mean_logits": {"ensemble": "mean_logits"}, "weights": {"ensemble": "weights"},
             "gate": {"ensemble": "gate"},
             "gate fitted on valid": {"ensemble": "gate", "gate_fit": "valid"}}
