@@ -148,9 +148,9 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str, train
 def experiment_stopping(root: Path, prep: Path, seeds: list[int], single: str, train: dict,
                         patience: int = 0) -> dict[str, list[dict]]:
     teacher = common.teacher_run(root, prep, single, **train)
-    # evaluated every 614,400 rows (150 steps of 4096) whatever the batch
+    # evaluated every 614,400 rows (150 steps of the legacy batch) whatever the batch
     stop = {"epochs": 4, "early_stop": {"patience": patience},
-            "eval_every_steps": 150 * 4096 // train["batch_size"]}
+            "eval_every_steps": 150 * common.PRESET_BATCH["legacy"] // train["batch_size"]}
     variants = {
         "stop on valid AUC": {"stop_on": "valid_auc"},
         "stop on distill loss": {"stop_on": "distill"},

@@ -22,7 +22,6 @@ import json
 import logging
 from pathlib import Path
 
-import ctrdistill as cd
 from benchmarks import common
 from ctrdistill.analysis.report import markdown_table, result_row
 from ctrdistill.data.synthetic import HiddenClickModel, SynthConfig
@@ -84,12 +83,9 @@ def main() -> None:
     rows = []
     for model in args.models:
         if model == "crossfm-converged":  # the reference given every epoch it can use
-            out = root / "teachers" / model
-            run = common.run_once(out, cd.train, cd.TrainRunConfig(
-                name=out.name, data=prep, output_dir=out.parent,
-                model=reference_model(prep.parent / "raw"), train=common.train_config(
-                    args.seed, epochs=6, early_stop={"patience": 1}, lr_plateau=None,
-                    batch_size=batch)))
+            run = common.train_run(root / "teachers" / model, prep,
+                                   reference_model(prep.parent / "raw"), args.seed, epochs=6,
+                                   early_stop={"patience": 1}, batch_size=batch)
             label = "crossfm (reference), early-stopped"
         else:
             spec = reference_model(prep.parent / "raw") if model == "crossfm" else {"name": model}

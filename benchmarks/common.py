@@ -61,8 +61,8 @@ def run_metrics(run: Path) -> dict[str, Any]:
 def train_config(seed: int = TEACHER_SEED, **extra: Any) -> cd.TrainConfig:
     """One epoch at batch 4096 (the legacy preset's), no early stopping or plateau, quiet;
     `extra` overrides."""
-    base = {"epochs": 1, "batch_size": 4096, "early_stop": None, "lr_plateau": None,
-            "progress": False, "seed": seed}
+    base = {"epochs": 1, "batch_size": PRESET_BATCH["legacy"], "early_stop": None,
+            "lr_plateau": None, "progress": False, "seed": seed}
     return cd.TrainConfig(**(base | extra))
 
 
