@@ -7,24 +7,35 @@ is the only one that knows the verbs; the CLI only parses, calls these and print
 from ctrdistill.pipelines.analyze import CollapseConfig, collapse
 from ctrdistill.pipelines.common import Result
 from ctrdistill.pipelines.demo import demo
-from ctrdistill.pipelines.distill import DistillConfig, TeacherSpec, distill
 from ctrdistill.pipelines.evaluate import EvaluateConfig, evaluate
 from ctrdistill.pipelines.export import ExportConfig, export
-from ctrdistill.pipelines.kdef import KDEFConfig, kdef
+from ctrdistill.pipelines.fit import (
+    DistillConfig,
+    KDEFConfig,
+    MutualConfig,
+    RunConfig,
+    TrainRunConfig,
+    distill,
+    kdef,
+    mutual,
+    run,
+    train,
+)
 from ctrdistill.pipelines.label import LabelConfig, label
-from ctrdistill.pipelines.mutual import MutualConfig, mutual
+from ctrdistill.pipelines.load import Run, load_run
+from ctrdistill.pipelines.methods import MethodBuild, MethodConfig, register_method
+from ctrdistill.pipelines.methods.kd import TeacherSpec
 from ctrdistill.pipelines.predict import PredictConfig, predict
 from ctrdistill.pipelines.prepare import prepare, synth
-from ctrdistill.pipelines.run import Run, load_run
 from ctrdistill.pipelines.search import SearchConfig, search
 from ctrdistill.pipelines.serve import ServeConfig, serve
 from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
-from ctrdistill.pipelines.train import TrainRunConfig, train
 
 __all__ = [
     "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "ExportConfig",
-    "KDEFConfig", "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run",
+    "KDEFConfig", "LabelConfig", "MethodBuild", "MethodConfig", "MutualConfig", "PredictConfig",
+    "Result", "Run", "RunConfig",
     "SearchConfig", "ServeConfig", "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse",
     "demo", "distill", "evaluate", "export", "kdef", "label", "load_run", "mutual", "predict",
-    "prepare", "search", "serve", "stream", "synth", "train",
+    "prepare", "register_method", "run", "search", "serve", "stream", "synth", "train",
 ]
