@@ -74,7 +74,8 @@ def _training_verb(name: str):
     def command(args) -> None:
         import ctrdistill.pipelines as pipelines
 
-        result = getattr(pipelines, name)(_config(args.config, args.set), resume=args.resume)
+        flags = {"resume": True} if args.resume else {}
+        result = getattr(pipelines, name)(_config(args.config, args.set), **flags)
         _show(result, f"run saved to {result.path}")
 
     return command
@@ -150,7 +151,7 @@ def cmd_stream(args) -> None:
 def cmd_search(args) -> None:
     from ctrdistill.pipelines import search
 
-    result = search(_config(args.config, args.set), resume=args.resume)
+    result = search(_config(args.config, args.set), **({"resume": True} if args.resume else {}))
     print((result.path.parents[1] / "trials.md").read_text())
     print(f"best teacher (trial {result.metrics['best_trial']}, {result.metrics['objective']} "
           f"valid AUC {result.metrics['best_value']:.5f}): {result.path}")
