@@ -36,7 +36,7 @@ class ColumnData:
     def take(self, index: torch.Tensor | slice) -> Batch:
         """Rows by slice (views) or by an index tensor (index_select: much faster than [])."""
         pick = (lambda t: t[index]) if isinstance(index, slice) else (
-            lambda t: t.index_select(0, index))
+            lambda t: gather(t, index))
         return Batch.of(pick(self.cat), pick(self.num), pick(self.label), pick(self.row_id),
                         pick(self.seq) if self.seq.shape[1] else None,
                         {name: pick(values) for name, values in self.optional.items()})
@@ -89,6 +89,15 @@ class ColumnData:
             seq=torch.cat([p.seq for p in parts]), label=torch.cat([p.label for p in parts]),
             row_id=torch.cat([p.row_id for p in parts]),
             optional={k: torch.cat([p.optional[k] for p in parts]) for k in keys})
+
+
+def gather(column: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`column`'s rows at `index`; page-locked when `column` is: `index_select` alone returns
+    pageable memory, from which a "non-blocking" copy to the GPU waits."""
+    if not column.is_pinned():
+        return column.index_select(0, index)
+    out = torch.empty((len(index), *column.shape[1:]), dtype=column.dtype, pin_memory=True)
+    return torch.index_select(column, 0, index, out=out)
 
 
 def _column_array(series: pl.Series) -> np.ndarray:

@@ -32,7 +32,7 @@ from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.tracking import TRACKING_HELP, TrackingConfig
 from ctrdistill.pipelines.train import TrainRunConfig, train
-from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, config_changes, run_job
+from ctrdistill.pipelines.writer import CONFIG_FILE, TrainJob, config_changes, place, run_job
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
@@ -250,7 +250,8 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
                            stored_hidden_dim)
     if config.strategy.gate_fit == "valid" and strategy.ensemble.trainable:
         fit_gate(strategy.ensemble, splits["valid"], teachers, config.train.seed)
-    loader = BatchLoader(fit_rows, train_config.batch_size, shuffle=True, seed=train_config.seed)
+    loader = BatchLoader(place(fit_rows, resolve_device(train_config.device)),
+                         train_config.batch_size, shuffle=True, seed=train_config.seed)
     # A split the student trained on has no held-out figure to report.
     reports = {"test": splits["test"]} if config.add_valid_to_train else \
         {"valid": splits["valid"], "test": splits["test"]}
