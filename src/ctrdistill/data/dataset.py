@@ -113,7 +113,8 @@ def frame_to_columns(frame: pl.DataFrame, feature_map: FeatureMap) -> ColumnData
     def matrix(names: list[str], dtype) -> np.ndarray:
         if not names:
             return np.zeros((n, 0), dtype=dtype)
-        return frame.select(names).to_numpy().astype(dtype, copy=False)
+        # Row-major straight away: polars' default (column-major) would need a second copy.
+        return frame.select(names).to_numpy(order="c").astype(dtype, copy=False)
 
     cat = matrix([f.name for f in feature_map.categorical], np.int32)
     num = matrix([f.name for f in feature_map.numeric], np.float32)
