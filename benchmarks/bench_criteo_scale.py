@@ -16,7 +16,7 @@ and the label join see the size), and the teacher's pure scoring speed (rows/s o
 `teacher_logits` over one in-memory training shard) beside the label stage's rows/s.
 
 Per stage the JSON records the wall time, rows/s, the largest process's peak RSS (`time -v`)
-and the peak summed RSS of the stage's process tree (DDP ranks together, sampled every second).
+and the peak summed RSS of the stage's process tree (DDP ranks together, sampled every 0.5 s).
 `criteo_scale.json` is rewritten after every stage; a rerun skips the stages it records as
 finished, so an interrupted run resumes. `criteo_scale.md` holds the table at the end.
 """
@@ -90,8 +90,10 @@ def timed(argv: list[str], log: Path) -> dict[str, Any]:
         done = threading.Event()
 
         def sample() -> None:
-            while not done.wait(1.0):
+            while True:
                 peak[0] = max(peak[0], _tree_rss(process.pid))
+                if done.wait(0.5):
+                    return
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
