@@ -138,13 +138,13 @@ logging.basicConfig(level=logging.INFO, format="%(message)s")
 step = Trainer.train_step
 calls = 0
 
-def killed_once(self, batch):
+def killed_once(self, *args):
     global calls
     calls += 1
     first_attempt = os.environ["TORCHELASTIC_RESTART_COUNT"] == "0"
     if first_attempt and os.environ["RANK"] == "1" and calls == 17:
         os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, batch)
+    return step(self, *args)
 
 Trainer.train_step = killed_once
 cd.train(sys.argv[1])

@@ -35,12 +35,12 @@ import ctrdistill as cd
 step = Trainer.train_step
 calls = 0
 
-def killed_midway(self, batch):
+def killed_midway(self, *args):
     global calls
     calls += 1
     if calls == {kill}:
         os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, batch)
+    return step(self, *args)
 
 Trainer.train_step = killed_midway
 getattr(cd, sys.argv[1])(sys.argv[2])

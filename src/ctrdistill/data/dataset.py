@@ -36,7 +36,7 @@ class ColumnData:
     def take(self, index: torch.Tensor | slice) -> Batch:
         """Rows by slice (views) or by an index tensor (index_select: much faster than [])."""
         pick = (lambda t: t[index]) if isinstance(index, slice) else (
-            lambda t: t.index_select(0, index))
+            lambda t: gather(t, index))
         return Batch.of(pick(self.cat), pick(self.num), pick(self.label), pick(self.row_id),
                         pick(self.seq) if self.seq.shape[1] else None,
                         {name: pick(values) for name, values in self.optional.items()})
@@ -91,6 +91,15 @@ class ColumnData:
             optional={k: torch.cat([p.optional[k] for p in parts]) for k in keys})
 
 
+def gather(column: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`column`'s rows at `index`; page-locked when `column` is: `index_select` alone returns
+    pageable memory, from which a "non-blocking" copy to the GPU waits."""
+    if not column.is_pinned():
+        return column.index_select(0, index)
+    out = torch.empty((len(index), *column.shape[1:]), dtype=column.dtype, pin_memory=True)
+    return torch.index_select(column, 0, index, out=out)
+
+
 def _column_array(series: pl.Series) -> np.ndarray:
     if isinstance(series.dtype, pl.List | pl.Array):
         return np.stack(series.to_numpy()).astype(np.float32)
@@ -104,7 +113,8 @@ def frame_to_columns(frame: pl.DataFrame, feature_map: FeatureMap) -> ColumnData
     def matrix(names: list[str], dtype) -> np.ndarray:
         if not names:
             return np.zeros((n, 0), dtype=dtype)
-        return frame.select(names).to_numpy().astype(dtype, copy=False)
+        # Row-major straight away: polars' default (column-major) would need a second copy.
+        return frame.select(names).to_numpy(order="c").astype(dtype, copy=False)
 
     cat = matrix([f.name for f in feature_map.categorical], np.int32)
     num = matrix([f.name for f in feature_map.numeric], np.float32)

@@ -75,8 +75,10 @@ class TeacherEnsemble(nn.Module):
                 width += self.embedding.num_fields * gate_embedding_dim
             self.gate = nn.Sequential(nn.Linear(width, gate_hidden), nn.ReLU(),
                                       nn.Linear(gate_hidden, num_teachers))
-        # Running sums of the weights seen in training steps, read (and reset) by `mean_weights`.
-        self._weight_sum = torch.zeros(num_teachers)
+        # Running sums of the weights seen in training steps, read (and reset) by `mean_weights`:
+        # a buffer, so it follows the module to its device and a step never waits for a copy;
+        # not persistent, so checkpoints hold only the combiner.
+        self.register_buffer("_weight_sum", torch.zeros(num_teachers), persistent=False)
         self._weight_rows = 0
 
     @property
@@ -122,7 +124,7 @@ class TeacherEnsemble(nn.Module):
         return bce(ensemble_logit, labels) if self.trainable else None
 
     def record(self, weights: torch.Tensor) -> None:
-        self._weight_sum += weights.detach().sum(0).cpu()
+        self._weight_sum += weights.detach().sum(0)
         self._weight_rows += weights.shape[0]
 
     def mean_weights(self) -> dict[str, float]:

@@ -34,7 +34,8 @@ def exam_scores(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def peer_weights(scores: torch.Tensor) -> torch.Tensor:
     """(N, N) matrix: row i holds softmax over j != i of s_j, zero on the diagonal."""
     n = scores.shape[0]
-    masked = scores.expand(n, n).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+    masked = scores.expand(n, n).masked_fill(
+        torch.eye(n, dtype=torch.bool, device=scores.device), float("-inf"))
     return torch.softmax(masked, dim=1).nan_to_num(0.0)  # N=1: the lone row is all -inf
 
 

@@ -26,6 +26,10 @@ def resolve_device(spec: str = "auto") -> torch.device:
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
         spec = f"cuda:{os.environ['LOCAL_RANK']}"
+    elif spec.startswith("cuda:") and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        raise CtrDistillError(f"device '{spec}' under torchrun would put every process on the "
+                              "same GPU; use device: cuda (or auto): each process takes the GPU "
+                              "of its local rank")
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -69,6 +69,41 @@ class _Progress:
     bad_evals: int = 0
 
 
+def fused_kernel(optimizer: str, device: torch.device) -> bool | None:
+    """True where this torch has the fused kernel of `optimizer` for `device` (one pass over
+    all dense parameters instead of one op per tensor); None (torch's default) elsewhere:
+    torch 2.x has no fused Adagrad on CUDA, and a missing kernel fails only at the first step."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return True if key and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"aten::_fused_{optimizer}_", key) else None
+
+
+def sparse_step_unless_non_finite(optimizer: torch.optim.SparseAdam) -> None:
+    """SparseAdam's step under fp16 loss scaling, skipped where its (unscaled) gradients hold
+    an inf or NaN, as GradScaler.step skips it, but without GradScaler's host read of that flag
+    (`.item()`, a sync every step: SparseAdam takes no found-inf tensor). The rows the step
+    touches are saved and put back when the flag is set; the step count still advances."""
+    saved = []
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            param.grad = param.grad.coalesce()
+            rows = param.grad.indices()[0]
+            state = optimizer.state[param]
+            before = [t.index_select(0, rows) if t is not None else None for t in
+                      (param.detach(), state.get("exp_avg"), state.get("exp_avg_sq"))]
+            saved.append((param, rows, ~torch.isfinite(param.grad.values()).all(), before))
+    optimizer.step()
+    for param, rows, non_finite, before in saved:
+        state = optimizer.state[param]
+        for tensor, old in zip((param.detach(), state["exp_avg"], state["exp_avg_sq"]), before,
+                               strict=True):
+            new = tensor.index_select(0, rows)
+            tensor.index_copy_(0, rows, torch.where(
+                non_finite, torch.zeros_like(new) if old is None else old, new))
+
+
 def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
     """{'served': {'auc': ..}, 'peer0': {'auc': ..}} -> {'auc': .., 'peer0.auc': ..}."""
     flat = {}
@@ -125,9 +160,8 @@ class Trainer:
         if dense:
             kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
                      "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
-            # Fused kernels: one pass over all dense parameters instead of one op per tensor.
             optimizers.append(kinds[c.optimizer](dense, lr=c.lr, weight_decay=c.weight_decay,
-                                                 fused=True))
+                                                 fused=fused_kernel(c.optimizer, self.device)))
         if sparse:
             optimizers.append(torch.optim.SparseAdam(sparse, lr=c.embedding_lr or c.lr))
         self.dense_params = dense
@@ -137,16 +171,9 @@ class Trainer:
         norms = [n for n in (e.rows_sq_norm(batch) for e in self.embeddings) if n is not None]
         return torch.stack(norms).sum() if norms else None
 
-    def _rank_weight(self, batch: Batch) -> torch.Tensor:
-        """local rows * world / global rows: DDP averages the ranks' gradients, and a global
-        batch that does not split evenly would otherwise weigh its rows unequally."""
-        local = torch.tensor(float(len(batch)), device=self.device)
-        total = local.clone()
-        torch.distributed.all_reduce(total)
-        return local * self.group.world / total  # type: ignore[union-attr]
-
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns the detached loss terms (still on the device)."""
+    def train_step(self, batch: Batch, global_rows: int | None = None) -> dict[str, torch.Tensor]:
+        """One optimisation step on this rank's `batch`, a share of `global_rows` (all ranks';
+        default: an even split); returns the detached loss terms (still on the device)."""
         batch = batch.to(self.device, non_blocking=True)
         with autocast(self.device, self.config.precision):
             terms = self.forward(batch)
@@ -156,7 +183,11 @@ class Trainer:
                 if penalty is not None:
                     loss = loss + self.config.embedding_l2 * penalty
         if self.group:
-            loss = loss * self._rank_weight(batch)
+            # local rows * world / global rows: DDP averages the ranks' gradients, and a global
+            # batch that does not split evenly would otherwise weigh its rows unequally. Every
+            # rank knows the global size: no collective needed.
+            world = self.group.world
+            loss = loss * (len(batch) * world / (global_rows or len(batch) * world))
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
@@ -170,6 +201,8 @@ class Trainer:
         for optimizer in self.optimizers:
             if self.scaler is None:
                 optimizer.step()
+            elif isinstance(optimizer, torch.optim.SparseAdam):
+                sparse_step_unless_non_finite(optimizer)
             else:
                 self.scaler.step(optimizer)
         if self.scaler is not None:
@@ -269,7 +302,7 @@ class Trainer:
                         batch = batch.rows(*distributed.shard_bounds(n, self.group.rank,
                                                                      self.group.world))
                     self.strategy.start_step(at.step, at.epoch)
-                    terms = self.train_step(batch)
+                    terms = self.train_step(batch, n)
                     for key, value in terms.items():
                         at.running[key] = at.running.get(key, 0.0) + value * len(batch)
                     at.seen += n

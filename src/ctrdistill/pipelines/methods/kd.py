@@ -26,6 +26,7 @@ from ctrdistill.labels.store import LabelStore, teacher_logits
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import config_changes
+from ctrdistill.pipelines.loaders import place
 from ctrdistill.pipelines.methods import MethodBuild, MethodConfig, register_method
 from ctrdistill.rundir import RunDirectory
 from ctrdistill.strategies.ensemble import GateFitStrategy, TeacherEnsemble
@@ -225,7 +226,8 @@ class KDMethod(MethodConfig):
                                stored_hidden_dim)
         if self.strategy.gate_fit == "valid" and strategy.ensemble.trainable:
             fit_gate(strategy.ensemble, splits["valid"], teachers, run.train.seed)
-        loader = BatchLoader(fit_rows, run.train.batch_size, shuffle=True, seed=run.train.seed)
+        loader = BatchLoader(place(fit_rows, resolve_device(run.train.device)),
+                             run.train.batch_size, shuffle=True, seed=run.train.seed)
         # A split the student trained on has no held-out figure to report.
         reports = {"test": splits["test"]} if self.add_valid_to_train else \
             {"valid": splits["valid"], "test": splits["test"]}
