@@ -111,11 +111,11 @@ def cmd_export(args) -> None:
     from ctrdistill.pipelines import export
 
     result = export(run=args.run, output=args.output, format=args.format,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, inputs=args.inputs, version_dir=args.version_dir)
     m = result.metrics
     parity = m["parity_max_abs_logit_difference"]
     checked = f"; max abs logit difference to PyTorch {parity:.1e}" if parity is not None else ""
-    print(f"exported {args.run} to {args.output} ({m['format']} by {m['exporter']}{checked})")
+    print(f"exported {args.run} to {result.path} ({m['format']} by {m['exporter']}{checked})")
 
 
 def cmd_serve(args) -> None:
@@ -297,9 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("export", cmd_export, "a run's served model as a bundle for production",
               config=None)
     sub.add_argument("run", help="run directory")
-    sub.add_argument("--output", required=True, help="bundle directory to write")
-    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                     help="onnx (served by `ctrdistill serve`) or torchscript (default: onnx)")
+    sub.add_argument("--output", help="bundle directory to write")
+    sub.add_argument("--version-dir", help="instead of --output: write the next version "
+                     "(v000001/, ...) of this folder and switch its `latest` to it")
+    sub.add_argument("--format", choices=("onnx", "triton", "torchscript"), default="onnx",
+                     help="onnx (served by `ctrdistill serve`), triton (a Triton model "
+                     "repository) or torchscript")
+    sub.add_argument("--inputs", choices=("raw", "ids"), default="raw",
+                     help="the graph's inputs: raw values (default) or encoded ids")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
