@@ -1,10 +1,11 @@
 """train -> distill -> export -> serve end to end: a real distilled student (its run directory
 alone scores raw logs), its bundle served over loopback HTTP, answers checked against
-`ctrdistill predict` on the same raw rows, and every kind of bad request answered 400/422
-while the server keeps serving."""
+`ctrdistill predict` on the same raw rows, every kind of bad request answered 400/422 while
+the server keeps serving, the Prometheus metrics, and `serve` on a port already in use."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,7 +25,7 @@ import uvicorn
 import ctrdistill as cd
 from ctrdistill.cli import main
 from ctrdistill.serving import load_bundle
-from ctrdistill.serving.app import create_app
+from ctrdistill.serving.app import Settings, create_app
 from test_export import make_dataset
 
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
@@ -53,12 +54,11 @@ def flow(tmp_path_factory) -> dict[str, Path]:
             "bundle": root / "bundle"}
 
 
-@pytest.fixture(scope="module")
-def url(flow) -> Iterator[str]:
-    """The bundle served by uvicorn on a loopback port, in a thread; always shut down."""
+@contextlib.contextmanager
+def served(source: Path, **settings) -> Iterator[str]:
+    """The service of `source` by uvicorn on a loopback port, in a thread; always shut down."""
     port = free_port()
-    app = create_app(load_bundle(flow["bundle"], threads=1), max_rows=100,
-                     max_body_bytes=200_000)
+    app = create_app(source, Settings(threads=1, **settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -74,12 +74,18 @@ def url(flow) -> Iterator[str]:
         thread.join(10)
 
 
+@pytest.fixture(scope="module")
+def url(flow) -> Iterator[str]:
+    with served(flow["bundle"], max_rows=100, max_body_bytes=200_000) as address:
+        yield address
+
+
 def raw_rows(flow, n: int) -> list[dict]:
     """The first `n` raw rows as a client sends them: ids as text, numbers as numbers."""
-    columns = list(load_bundle(flow["bundle"]).columns)
-    ids = [c for c in columns if c.startswith(("C", "tags"))]
-    frame = pl.read_csv(flow["raw"], n_rows=n, schema_overrides=dict.fromkeys(ids, pl.String))
-    return frame.select(columns).to_dicts()
+    inputs = load_bundle(flow["bundle"]).inputs
+    text = [i["name"] for i in inputs if i["dtype"] == "string"]
+    frame = pl.read_csv(flow["raw"], n_rows=n, schema_overrides=dict.fromkeys(text, pl.String))
+    return frame.select(i["name"] for i in inputs).to_dicts()
 
 
 def test_the_run_directory_alone_scores_raw_logs(flow) -> None:
@@ -132,8 +138,45 @@ def test_malformed_bodies_and_the_server_survives(url: str) -> None:
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     metadata = httpx.get(f"{url}/metadata").json()
     assert metadata["model"]["name"] == "dnn"
-    assert {f["name"] for f in metadata["fields"]} >= {"C1", "tags", "I2"}
+    assert {i["name"] for i in metadata["inputs"]} >= {"C1", "tags", "I2"}
     assert "onnxruntime" in metadata["versions"] and metadata["limits"]["max_rows"] == 100
+    assert metadata["version"] is None and metadata["opset"] == 20
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line `name` (with its labels) of a Prometheus scrape."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no sample {name}")
+
+
+def test_metrics(flow, url: str) -> None:
+    before = httpx.get(f"{url}/metrics").text
+    rows = raw_rows(flow, 5)
+    assert httpx.post(f"{url}/predict", json={"rows": rows}).status_code == 200
+    assert httpx.post(f"{url}/predict", json={"rows": [{}]}).status_code == 422
+    reply = httpx.get(f"{url}/metrics")
+    assert reply.headers["content-type"].startswith("text/plain")
+    after = reply.text
+    for name, grew in (('ctrdistill_requests_total{status="200"}', 1),
+                       ('ctrdistill_requests_total{status="422"}', 1),
+                       ("ctrdistill_rows_scored_total", 5),
+                       ("ctrdistill_request_latency_seconds_count", 2)):
+        assert metric(after, name) - (metric(before, name) if name in before else 0) == grew
+    assert metric(after, 'ctrdistill_model_version{model="dnn",version=""}') == 1
+    assert "ctrdistill_reloads_total" in after
+
+
+def test_port_in_use_is_one_line(flow, capsys) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["serve", str(flow["bundle"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ctrdistill serve: error: cannot listen on "
+                                               f"127.0.0.1:{port}"), err
 
 
 def test_serve_command(flow) -> None:

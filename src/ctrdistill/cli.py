@@ -121,10 +121,10 @@ def cmd_export(args) -> None:
 def cmd_serve(args) -> None:
     from ctrdistill.pipelines import serve
 
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (Ctrl-C stops)",
-          file=sys.stderr)
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers,
-          threads=args.threads)
+          threads=args.threads, batch_delay_ms=args.batch_delay_ms,
+          on_start=lambda: print(f"serving {args.bundle} on http://{args.host}:{args.port} "
+                                 "(Ctrl-C stops)", file=sys.stderr))
 
 
 def cmd_label(args) -> None:
@@ -308,13 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
-    sub.add_argument("bundle", help="bundle directory written by export")
+    sub.add_argument("bundle", help="bundle directory written by export, or a --version-dir "
+                     "folder (its latest version, reloaded live)")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                      "127.0.0.1)")
     sub.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     sub.add_argument("--workers", type=int, default=1, metavar="N",
                      help="uvicorn worker processes (default 1)")
     sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")
+    sub.add_argument("--batch-delay-ms", type=float, default=0.0, metavar="MS",
+                     help="dynamic batching: a request waits up to MS for others (default 0: off)")
 
     add("stream", cmd_stream, "continual distillation day by day", config="required")
 
