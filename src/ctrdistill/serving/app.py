@@ -78,7 +78,8 @@ def _answer(logit: Any, probability: Any, logits: bool) -> dict[str, Any]:
     return out
 
 
-def load_served(folder: Path, version: str | None, settings: Settings) -> Served:
+def load_served(folder: Path, version: str | None, settings: Settings,
+                metrics: Metrics) -> Served:
     """Open a bundle and check it scores: a bundle that fails here is never served."""
     bundle = load_bundle(folder, settings.threads)
     if not bundle.raw:
@@ -88,8 +89,8 @@ def load_served(folder: Path, version: str | None, settings: Settings) -> Served
     # a row of missing values (and a valid time) scores, or the bundle fails here
     bundle.score(schema.feeds([{i["name"]: WARM_UP_HOUR if i.get("format") else None
                                 for i in bundle.inputs}]))
-    batcher = (Batcher(bundle.score, settings.batch_delay, settings.max_rows)
-               if settings.batch_delay > 0 else None)
+    batcher = (Batcher(bundle.score, settings.batch_delay, settings.max_rows,
+                       metrics.batches.observe) if settings.batch_delay > 0 else None)
     return Served(bundle, version, schema, _metadata(bundle, version, settings), batcher)
 
 
@@ -116,7 +117,7 @@ class Service:
         self.metrics = metrics
         self.versioned = is_versioned(self.source)
         version, folder = latest(self.source) if self.versioned else (None, self.source)
-        self.current = load_served(folder, version, settings)
+        self.current = load_served(folder, version, settings, metrics)
         self.refused: str | None = None  # the version that failed: tried again once replaced
         self._announce()
 
@@ -144,7 +145,8 @@ class Service:
         if version in (self.current.version, self.refused):
             return
         try:
-            served = await anyio.to_thread.run_sync(load_served, folder, version, self.settings)
+            served = await anyio.to_thread.run_sync(load_served, folder, version, self.settings,
+                                                    self.metrics)
         except Exception as error:
             logger.error("refused bundle version %s (%s); still serving %s", version,
                          str(error).splitlines()[0] if str(error) else type(error).__name__,

@@ -21,6 +21,7 @@ class Batcher:
     score: Callable[[Feeds], Scores]
     max_delay: float
     max_rows: int
+    observe: Callable[[int], None]  # told each batch's rows
     pending: list[tuple[Feeds, asyncio.Future[Scores]]] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -51,6 +52,7 @@ class Batcher:
     async def _run(self, batch: list[tuple[Feeds, asyncio.Future[Scores]]]) -> None:
         names = batch[0][0].keys()
         joined = {n: np.concatenate([feeds[n] for feeds, _ in batch]) for n in names}
+        self.observe(len(next(iter(joined.values()))))
         try:
             logit, probability = await anyio.to_thread.run_sync(self.score, joined)
         except Exception as error:  # every request of the batch gets the failure

@@ -26,6 +26,9 @@ class Metrics:
         self.rows = Counter("ctrdistill_rows_scored", "rows scored", registry=r)
         self.version = Gauge("ctrdistill_model_version", "1 for the bundle version served",
                              ["version", "model"], registry=r)
+        self.batches = Histogram("ctrdistill_batch_rows", "rows per onnxruntime call of the "
+                                 "dynamic batcher", buckets=(1, 2, 4, 8, 16, 32, 64, 256, 1024,
+                                                             4096), registry=r)
         self.reloads = Counter("ctrdistill_reloads", "bundle versions loaded after the first, "
                                "by result (failed: refused, the old one kept serving)",
                                ["result"], registry=r)
