@@ -4,8 +4,9 @@ csv schema with every numeric transform and a sequence field. The raw rows are t
 plus rows of unseen ids, missing values, empty strings, negative, huge and non-finite numbers
 (and, for Avazu, dates across the week and both centuries of YY).
 
-The models are freshly initialised: parity needs no training. (The 100k-row parity run is
-`python -m benchmarks.bench_raw_parity`.)"""
+The models are freshly initialised: parity needs no training. The same tests check parity at
+any size: `CTRDISTILL_PARITY_ROWS=100000 python -m pytest tests/test_raw_graph.py` makes every
+recipe's raw input that many rows (a fifth of them awkward; BENCHMARKS.md §7)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ from ctrdistill.serving.graph import preprocessing_model, raw_inputs
 from test_export import SCHEMA, save_run, tiny, write_raw
 
 FIXTURES = Path(__file__).parent / "fixtures" / "raw"
+SIZE = int(os.environ.get("CTRDISTILL_PARITY_ROWS", "0"))  # 0: the small default of each case
+EDGES = SIZE // 5 or 300  # awkward rows per case
+
+
+def sized(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` resampled to SIZE - EDGES rows when a size is asked for."""
+    return frame.sample(SIZE - EDGES, with_replacement=True, seed=0) if SIZE else frame
 NUMBERS = [None, float("nan"), float("inf"), -float("inf"), -5.0, -1.5, 0.0, 1.0, 2.0, 2.5, 7.0,
            1e6, -1e30, 1e30, 1e300, -1e300, 1e19, -1e19, 3.4e38, 3.5e38]
 TEXTS = [None, "", "zz-unseen", "NA", "0", "-1"]
@@ -60,11 +68,11 @@ def as_text(frame: pl.DataFrame, numeric: list[str]) -> pl.DataFrame:
 
 
 def csv_case(root: Path) -> tuple[Path, dict]:
-    raw = write_raw(root, 1500, 5)
+    raw = write_raw(root, SIZE - EDGES if SIZE else 1500, 5)
     frame = pl.read_csv(raw, infer_schema=False)
     numeric = ["I1", "I2", "I3", "I4"]
     frame = as_text(frame, numeric)
-    edges = edge_rows(frame.drop("label"), numeric, ["tags"], 400, 1)
+    edges = edge_rows(frame.drop("label"), numeric, ["tags"], EDGES, 1)
     frame = pl.concat([frame, edges.with_columns(pl.lit("0").alias("label"))
                        .select(frame.columns)])
     path = root / "logs.csv"
@@ -76,8 +84,8 @@ def criteo_case(root: Path) -> tuple[Path, dict]:
     frame = pl.read_csv(FIXTURES / "criteo" / "train.txt", separator="\t", has_header=False,
                         new_columns=CRITEO_COLUMNS, infer_schema=False)
     numeric = [c for c in CRITEO_COLUMNS if c.startswith("I")]
-    frame = as_text(frame, numeric)
-    frame = pl.concat([frame, edge_rows(frame.drop("label"), numeric, [], 300, 2)
+    frame = sized(as_text(frame, numeric))
+    frame = pl.concat([frame, edge_rows(frame.drop("label"), numeric, [], EDGES, 2)
                        .with_columns(pl.lit("0").alias("label")).select(CRITEO_COLUMNS)])
     path = root / "train.txt"
     frame.write_csv(path, separator="\t", include_header=False, quote_style="never")
@@ -85,8 +93,8 @@ def criteo_case(root: Path) -> tuple[Path, dict]:
 
 
 def avazu_case(root: Path) -> tuple[Path, dict]:
-    frame = pl.read_csv(FIXTURES / "avazu" / "train.csv", infer_schema=False)
-    edges = edge_rows(frame.drop("id", "click", "hour"), [], [], 300, 3)
+    frame = sized(pl.read_csv(FIXTURES / "avazu" / "train.csv", infer_schema=False))
+    edges = edge_rows(frame.drop("id", "click", "hour"), [], [], EDGES, 3)
     rng = np.random.default_rng(4)  # every weekday, leap days, YY 00-69 (20YY) and 70-99 (19YY)
     days = rng.integers(-20_000, 25_000, len(edges)).astype("datetime64[D]")
     stamps = pl.Series(days).dt.strftime("%y%m%d") + pl.Series(
@@ -99,12 +107,13 @@ def avazu_case(root: Path) -> tuple[Path, dict]:
 
 
 def synthetic_case(root: Path) -> tuple[Path, dict]:
-    write_synthetic(SynthConfig(rows=1500, seed=3), root / "synth", show_progress=False)
+    write_synthetic(SynthConfig(rows=SIZE - EDGES if SIZE else 1500, seed=3), root / "synth",
+                    show_progress=False)
     frame = pl.read_parquet(root / "synth" / "*.parquet")
     numeric = [c for c in frame.columns if c.startswith("I")]
     features = [c for c in frame.columns if c.startswith(("I", "C"))]
     edges = edge_rows(frame.select(features).with_columns(pl.col(numeric).cast(pl.Float64)),
-                      numeric, [], 300, 5)
+                      numeric, [], EDGES, 5)
     rest = frame.drop(features).head(len(edges))
     frame = pl.concat([frame.with_columns(pl.col(numeric).cast(pl.Float64)),
                        pl.concat([edges, rest], how="horizontal").select(frame.columns)])
