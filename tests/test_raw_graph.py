@@ -58,6 +58,8 @@ def edge_rows(frame: pl.DataFrame, numeric: list[str], sequence: list[str], n: i
                 else TEXTS)
         for index in np.flatnonzero(rng.random(n) < 0.5):
             values[index] = pool[rng.integers(len(pool))]
+            if values[index] == "zz-unseen":  # one of a kind: unseen where not trained on
+                values[index] += str(index)
         dtype = pl.Float64 if column in numeric else pl.String
         changed.append(pl.Series(column, values, dtype=dtype, strict=False))
     return pl.DataFrame(changed)

@@ -41,6 +41,7 @@ ML_OPSET = 2
 HOUR_COLUMN = "hour"  # Avazu's raw YYMMDDHH, from which x4 derives its time fields
 INT64_MIN = -float(2**63)
 _NO_KEY = "\x00"  # a vocabulary without values still needs one key: it never matches
+_SEP = "\x1f"  # after a vocabulary's number in the keys of the joint lookup
 
 
 @dataclass(frozen=True)
@@ -97,19 +98,11 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), names, domain=domain, **attrs))
         return names[0] if outputs == 1 else names
 
-    def lookup(self, tokens: str, vocab: dict[str, int], integer: bool) -> str:
-        """Ids of `tokens` (text, or int64 for bucketised and derived fields): OOV if unseen."""
-        if integer:  # the vocabulary's integer values (its missing token is handled apart)
-            keys = {int(v): i for v, i in vocab.items() if _is_int(v)} or {0: OOV_ID}
-            return self.op("LabelEncoder", tokens, domain=ML_DOMAIN, keys_int64s=list(keys),
-                           values_int64s=list(keys.values()), default_int64=OOV_ID)
-        keys_s = vocab or {_NO_KEY: OOV_ID}
-        return self.op("LabelEncoder", tokens, domain=ML_DOMAIN, keys_strings=list(keys_s),
-                       values_int64s=list(keys_s.values()), default_int64=OOV_ID)
-
-
-def _is_int(value: str) -> bool:
-    return value.lstrip("-").isdigit()
+    def lookup(self, tokens: str, vocab: dict[str, int]) -> str:
+        """Ids of text `tokens`: OOV if not a key of `vocab`."""
+        keys = vocab or {_NO_KEY: OOV_ID}
+        return self.op("LabelEncoder", tokens, domain=ML_DOMAIN, keys_strings=list(keys),
+                       values_int64s=list(keys.values()), default_int64=OOV_ID)
 
 
 def _missing(g: _Graph, x: str) -> str:
@@ -118,32 +111,40 @@ def _missing(g: _Graph, x: str) -> str:
                                               g.const(FLOAT32_MAX, np.float64)))
 
 
-def _numeric(g: _Graph, x: str, spec: FieldSpec, encoded: EncodedField) -> str:
-    x = g.op("Where", _missing(g, x), g.const(spec.fill, np.float64), x)
-    if spec.transform == "log1p":
-        x = g.op("Log", g.op("Add", g.op("Max", x, g.const(0.0, np.float64)),
-                             g.const(1.0, np.float64)))
-    elif spec.transform == "standardize":
-        x = g.op("Div", g.op("Sub", x, g.const(encoded.mean, np.float64)),
-                 g.const(encoded.std, np.float64))
+def _numeric(g: _Graph, x: str, specs: list[FieldSpec], fields: list[EncodedField]) -> str:
+    """(B, N) double -> the numeric block, every column at once with per-column constants."""
+    row = (1, len(specs))
+    x = g.op("Where", _missing(g, x), g.const(np.reshape([s.fill for s in specs], row),
+                                              np.float64), x)
+    log1p = [s.transform == "log1p" for s in specs]
+    if any(log1p):
+        logs = g.op("Log", g.op("Add", g.op("Max", x, g.const(0.0, np.float64)),
+                                g.const(1.0, np.float64)))
+        x = g.op("Where", g.const(np.reshape(log1p, row), bool), logs, x)
+    if any(s.transform == "standardize" for s in specs):  # (x - 0) / 1 leaves the others
+        x = g.op("Div", g.op("Sub", x, g.const(np.reshape([f.mean for f in fields], row),
+                                                np.float64)),
+                 g.const(np.reshape([f.std for f in fields], row), np.float64))
     return g.op("Cast", x, to=TensorProto.FLOAT)
 
 
-def _bucketized(g: _Graph, x: str, vocab: dict[str, int]) -> str:
+def _bucket_tokens(g: _Graph, x: str) -> str:
+    """(B, K) double -> the bucket of each value as text, "" where missing (and below Int64's
+    range, which has no bucket)."""
     missing = g.op("Or", _missing(g, x), g.op("Less", x, g.const(INT64_MIN, np.float64)))
     safe = g.op("Where", missing, g.const(0.0, np.float64), x)
     log = g.op("Log", g.op("Max", safe, g.const(1.0, np.float64)))  # only used where x > 2
     bucket = g.op("Floor", g.op("Where", g.op("Greater", safe, g.const(2.0, np.float64)),
                                 g.op("Mul", log, log), safe))
-    ids = g.lookup(g.op("Cast", bucket, to=TensorProto.INT64), vocab, integer=True)
-    return g.op("Where", missing, g.const(vocab.get(MISSING_TOKEN, OOV_ID), np.int64), ids)
+    text = g.op("Cast", g.op("Cast", bucket, to=TensorProto.INT64), to=TensorProto.STRING)
+    return g.op("Where", missing, g.const(np.array([MISSING_TOKEN]), object), text)
 
 
 def _sequence(g: _Graph, text: str, spec: FieldSpec, vocab: dict[str, int], length: int) -> str:
     """(B, 1) text -> (B, 1, length) ids: split, empty tokens dropped, cut, padded."""
     tokens = g.op("StringSplit", text, delimiter=spec.separator, outputs=2)[0]  # (B, 1, W)
     present = g.op("Not", g.op("Equal", tokens, g.const(np.array([MISSING_TOKEN]), object)))
-    ids = g.op("Where", present, g.lookup(tokens, vocab, integer=False),
+    ids = g.op("Where", present, g.lookup(tokens, vocab),
                g.const(PAD_ID, np.int64))
     # move present tokens to the front in their order: sort by (present, -position)
     width = g.op("Gather", g.op("Shape", tokens), g.const([2], np.int64))
@@ -200,6 +201,40 @@ def _vocabularies(state: PrepareState) -> dict[str, dict[str, int]]:
             for owner, v in state.encoder.vocabularies.items()}
 
 
+def _categorical(g: _Graph, state: PrepareState, vocabularies: dict[str, dict[str, int]],
+                 source: dict[str, str], derived: dict[str, str]) -> str:
+    """The categorical block (B, C) in one lookup: each field's token as text (bucketised
+    numerics and derived fields turned into text as prepare's casts do), prefixed by its
+    vocabulary's number, looked up in the union of the vocabularies."""
+    fields = state.feature_map.categorical
+    specs = {s.name: s for s in state.schema.fields}
+    bucketised = [f for f in fields if specs[f.name].kind == "numeric"]
+    tokens: dict[str, str] = {}
+    if bucketised:
+        x = g.op("Concat", *(source[f.name] for f in bucketised), axis=1)
+        text = _bucket_tokens(g, x)
+        parts = (g.op("Split", text, axis=1, num_outputs=len(bucketised),
+                      outputs=len(bucketised)) if len(bucketised) > 1 else [text])
+        tokens.update(zip([f.name for f in bucketised], parts, strict=True))
+    for f in fields:
+        column = specs[f.name].column
+        if f.name not in tokens:
+            tokens[f.name] = (g.op("Cast", derived[column], to=TensorProto.STRING)
+                              if column in derived else source[f.name])
+    owners = sorted({f.vocab or f.name for f in fields})
+    number = {owner: index for index, owner in enumerate(owners)}
+    # a recipe reading delimited text reads these spellings as missing: so does the graph
+    text_nulls = not isinstance(get_recipe(state.state.recipe), ParquetRecipe)
+    keys: dict[str, int] = {}
+    for owner in owners:
+        vocab = vocabularies.get(owner, {})
+        merged = {**(null_spellings(vocab) if text_nulls else {}), **vocab}
+        keys.update({f"{number[owner]}{_SEP}{value}": id_ for value, id_ in merged.items()})
+    prefixes = np.array([[f"{number[f.vocab or f.name]}{_SEP}" for f in fields]], dtype=object)
+    joined = g.op("Concat", *(tokens[f.name] for f in fields), axis=1)
+    return g.lookup(g.op("StringConcat", g.const(prefixes, object), joined), keys)
+
+
 def preprocessing_model(state: PrepareState, opset: int, ir_version: int | None = None,
                         prefix: str = "") -> onnx.ModelProto:
     """Raw inputs -> the blocks `categorical` (B, C) int64, `numeric` (B, N) float32 and
@@ -208,34 +243,27 @@ def preprocessing_model(state: PrepareState, opset: int, ir_version: int | None 
     g = _Graph()
     vocabularies = _vocabularies(state)
     specs = {s.name: s for s in state.schema.fields}
-    text_nulls = not isinstance(get_recipe(state.state.recipe), ParquetRecipe)
     inputs = raw_inputs(state)
     source = {f: i.name for i in inputs for f in i.fields}
     derived = (_avazu_time(g, HOUR_COLUMN) if any(i.format for i in inputs) else {})
+    fm = state.feature_map
     blocks: dict[str, list[str]] = {kind: [] for kind in BLOCKS}
-    for encoded in state.feature_map.fields:
-        spec = specs[encoded.name]
-        x = source[encoded.name]
-        vocab = vocabularies.get(encoded.vocab or encoded.name, {})
-        if encoded.kind == "numeric":
-            out = _numeric(g, x, spec, encoded)
-        elif encoded.kind == "sequence":
-            out = _sequence(g, x, spec, vocab, encoded.max_length)
-        elif spec.kind == "numeric":
-            out = _bucketized(g, x, vocab)
-        elif spec.column in derived:
-            out = g.lookup(derived[spec.column], vocab, integer=True)
-        else:
-            nulls = null_spellings(vocab) if text_nulls else {}
-            out = g.lookup(x, {**nulls, **vocab}, integer=False)
-        blocks[encoded.kind].append(out)
+    if fm.numeric:
+        x = g.op("Concat", *(source[f.name] for f in fm.numeric), axis=1)
+        blocks["numeric"] = [_numeric(g, x, [specs[f.name] for f in fm.numeric], fm.numeric)]
+    if fm.categorical:
+        blocks["categorical"] = [_categorical(g, state, vocabularies, source, derived)]
+    for seq in fm.sequence:
+        blocks["sequence"].append(_sequence(g, source[seq.name], specs[seq.name],
+                                            vocabularies.get(seq.vocab or seq.name, {}),
+                                            seq.max_length))
     outputs = []
     for kind, parts in blocks.items():
         if parts:
             g.nodes.append(helper.make_node("Concat", parts, [prefix + kind], axis=1))
             dtype = TensorProto.FLOAT if kind == "numeric" else TensorProto.INT64
-            shape: list[Any] = ["batch", len(parts)] + (
-                [state.feature_map.sequence[0].max_length] if kind == "sequence" else [])
+            shape: list[Any] = ["batch", len(fm.of_kind(kind))] + (  # type: ignore[arg-type]
+                [fm.sequence[0].max_length] if kind == "sequence" else [])
             outputs.append(helper.make_tensor_value_info(prefix + kind, dtype, shape))
     graph = helper.make_graph(
         g.nodes, "ctrdistill_preprocessing",
