@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,14 +189,15 @@ async def fire(url: str, bodies: list[bytes], concurrency: int, timeout: float
 class Server:
     """`ctrdistill serve` in its own process, one worker, onnxruntime on one thread."""
 
-    def __init__(self, source: Path, batch_delay_ms: float = 0.0) -> None:
+    def __init__(self, source: Path, log: Path, batch_delay_ms: float = 0.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(Path(cd.__file__).parents[1])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ctrdistill.cli", "serve", str(source), "--port",
-             str(self.port), "--threads", "1", "--batch-delay-ms", str(batch_delay_ms)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with log.open("ab") as stderr:  # the server's log lines (a refused version, errors)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ctrdistill.cli", "serve", str(source), "--port",
+                 str(self.port), "--threads", "1", "--batch-delay-ms", str(batch_delay_ms)],
+                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
     def __enter__(self) -> Server:
         deadline = time.monotonic() + 120
@@ -216,9 +218,18 @@ class Server:
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, body: Path, concurrency: int, seconds: float,
+        pid: int | None = None) -> dict[str, float]:
     """Run wrk (1 thread) POSTing `body`: requests/s, p50/p99 ms, non-2xx answers, socket
-    errors (connect, read, write, timeout)."""
+    errors (connect, read, write, timeout), and with the server's `pid` its CPU ms per request
+    (what a request costs whatever else runs on the machine)."""
+    cpu = cpu_seconds(pid) if pid else 0.0
     script = body.with_suffix(".lua")
     script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"'
                       f'\nlocal f = io.open("{body}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
@@ -235,6 +246,9 @@ def wrk(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, flo
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                           r"timeout (\d+)", out):
         result["socket errors"] = float(sum(int(g) for g in match.groups()))
+    if pid:
+        requests = float(re.search(r"(\d+) requests in", out).group(1))
+        result["server CPU ms/request"] = (cpu_seconds(pid) - cpu) * 1e3 / max(requests, 1)
     return result
 
 
@@ -244,7 +258,8 @@ def in_process(bundle: Path, row: dict[str, Any], calls: int) -> dict[str, float
     from ctrdistill.serving.app import Settings, load_served
     from ctrdistill.serving.metrics import Metrics
 
-    served = load_served(bundle, None, Settings(threads=1), Metrics())
+    served = load_served(bundle, None, Settings(threads=1), Metrics(),
+                         ThreadPoolExecutor(1))
     body = json.dumps({"rows": [row]}).encode()
     feeds = served.schema.feeds([row])
     bare = percentiles(lambda: served.bundle.score(feeds), calls)
@@ -259,21 +274,25 @@ def server_tables(run: Path, bundle: Path, raw_rows: list[dict[str, Any]], secon
     bodies.mkdir(exist_ok=True)
     for size in (1, 256):
         (bodies / f"rows{size}.json").write_text(json.dumps({"rows": raw_rows[:size]}))
+    load_before = os.getloadavg()[0]
     cost = in_process(bundle, raw_rows[0], calls)
     table = []
     for delay in (0.0, 1.0):
-        with Server(bundle, delay) as server:
+        with Server(bundle, root / "server.log", delay) as server:
             for size in (1, 256):
                 for concurrency in (1, 16, 64):
                     wrk(server.url, bodies / f"rows{size}.json", concurrency, 1)  # warm-up
-                    result = wrk(server.url, bodies / f"rows{size}.json", concurrency, seconds)
+                    result = wrk(server.url, bodies / f"rows{size}.json", concurrency, seconds,
+                                 server.process.pid)
                     table.append({"batching": f"{delay:g} ms" if delay else "off",
                                   "rows/request": size, "concurrency": concurrency,
                                   **{k: round(v, 3) if "ms" in k else round(v)
                                      for k, v in result.items()}})
                     print(markdown_table(table[-1:]), flush=True)
     one = table[0]
-    lines = [f"- one row, concurrency 1: p50 {one['p50 ms']:.3f} ms / p99 {one['p99 ms']:.3f} "
+    lines = [f"- load average (1 min) {load_before:.1f} before the timed runs and "
+             f"{os.getloadavg()[0]:.1f} after them, on {os.cpu_count()} cores",
+             f"- one row, concurrency 1: p50 {one['p50 ms']:.3f} ms / p99 {one['p99 ms']:.3f} "
              f"ms end to end; the bare onnxruntime call of the raw graph on that row p50 "
              f"{cost['bare p50']:.3f} / p99 {cost['bare p99']:.3f} ms: overhead "
              f"+{one['p50 ms'] - cost['bare p50']:.3f} ms p50, "
@@ -284,7 +303,7 @@ def server_tables(run: Path, bundle: Path, raw_rows: list[dict[str, Any]], secon
     if versions.exists():
         shutil.rmtree(versions)
     cd.export(run=run, version_dir=versions)
-    with Server(versions) as server:
+    with Server(versions, root / "server.log") as server:
         reload_seconds = max(seconds * 4, 30)
         result: dict[str, dict[str, float]] = {}
         load = threading.Thread(target=lambda: result.update(

@@ -5,9 +5,10 @@ object) with the raw inputs of the bundle's graph, and returns `{"probabilities"
 `"logits"` when asked). Ids are text or integers, numbers are numbers, null is a missing value;
 an id never seen in training is out-of-vocabulary, not an error. Any body gets 200 or a 4xx:
 400 (body too large, not JSON, too many rows) or 422 (a missing, unknown or wrongly typed
-field, naming the field and the 0-based row). Checking and scoring run in a worker thread, so a
-large request never blocks `/health`; with `batch_delay` > 0 concurrent requests are scored
-together (`ctrdistill.serving.batching`).
+field, naming the field and the 0-based row). Checking and scoring run in one worker thread
+(onnxruntime and numpy release the GIL; one thread keeps a worker's requests from contending),
+so a large request never blocks `/health`; with `batch_delay` > 0 concurrent requests are
+scored together (`ctrdistill.serving.batching`).
 
 Served from a folder of versions (`v000001/`, ..., `latest`), the service watches `latest` and
 switches to a new version once it has loaded and scored a row; requests in flight finish on the
@@ -24,7 +25,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +68,8 @@ class Served:
     batcher: Batcher | None
 
     def score_body(self, body: bytes) -> dict[str, Any]:
-        rows, logits = self.schema.parse(body)
-        logit, probability = self.bundle.score(self.schema.feeds(rows))
-        return _answer(logit, probability, logits)
+        feeds, logits = self.schema.feeds_of(body)
+        return _answer(*self.bundle.score(feeds), logits)
 
 
 def _answer(logit: Any, probability: Any, logits: bool) -> dict[str, Any]:
@@ -78,8 +79,8 @@ def _answer(logit: Any, probability: Any, logits: bool) -> dict[str, Any]:
     return out
 
 
-def load_served(folder: Path, version: str | None, settings: Settings,
-                metrics: Metrics) -> Served:
+def load_served(folder: Path, version: str | None, settings: Settings, metrics: Metrics,
+                executor: Executor) -> Served:
     """Open a bundle and check it scores: a bundle that fails here is never served."""
     bundle = load_bundle(folder, settings.threads)
     if not bundle.raw:
@@ -90,7 +91,7 @@ def load_served(folder: Path, version: str | None, settings: Settings,
     bundle.score(schema.feeds([{i["name"]: WARM_UP_HOUR if i.get("format") else None
                                 for i in bundle.inputs}]))
     batcher = (Batcher(bundle.score, settings.batch_delay, settings.max_rows,
-                       metrics.batches.observe) if settings.batch_delay > 0 else None)
+                       metrics.batches.observe, executor) if settings.batch_delay > 0 else None)
     return Served(bundle, version, schema, _metadata(bundle, version, settings), batcher)
 
 
@@ -117,7 +118,8 @@ class Service:
         self.metrics = metrics
         self.versioned = is_versioned(self.source)
         version, folder = latest(self.source) if self.versioned else (None, self.source)
-        self.current = load_served(folder, version, settings, metrics)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="ctrdistill-score")
+        self.current = load_served(folder, version, settings, metrics, self.executor)
         self.refused: str | None = None  # the version that failed: tried again once replaced
         self._announce()
 
@@ -146,7 +148,7 @@ class Service:
             return
         try:
             served = await anyio.to_thread.run_sync(load_served, folder, version, self.settings,
-                                                    self.metrics)
+                                                    self.metrics, self.executor)
         except Exception as error:
             logger.error("refused bundle version %s (%s); still serving %s", version,
                          str(error).splitlines()[0] if str(error) else type(error).__name__,
@@ -186,6 +188,10 @@ def create_app(source: str | Path, settings: Settings | None = None) -> FastAPI:
         yield
         if watcher is not None:
             watcher.cancel()
+        service.executor.shutdown(wait=False)
+
+    async def off_loop(work: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(service.executor, work, *args)
 
     app = FastAPI(title="ctrdistill scoring", lifespan=lifespan)
     app.state.service = service
@@ -210,10 +216,9 @@ def create_app(source: str | Path, settings: Settings | None = None) -> FastAPI:
         try:
             body = await _body(request, settings.max_body_bytes)
             if served.batcher is None:
-                out = await anyio.to_thread.run_sync(served.score_body, body)
+                out = await off_loop(served.score_body, body)
             else:
-                parsed, logits = await anyio.to_thread.run_sync(served.schema.parse, body)
-                feeds = await anyio.to_thread.run_sync(served.schema.feeds, parsed)
+                feeds, logits = await off_loop(served.schema.feeds_of, body)
                 out = _answer(*await served.batcher(feeds), logits)
             rows = len(out["probabilities"])
             response = Response(json.dumps(out), media_type="application/json")

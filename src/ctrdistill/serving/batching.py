@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-import anyio.to_thread
 import numpy as np
 
 Feeds = dict[str, np.ndarray]
@@ -22,6 +22,7 @@ class Batcher:
     max_delay: float
     max_rows: int
     observe: Callable[[int], None]  # told each batch's rows
+    executor: Executor  # where `score` runs, off the event loop
     pending: list[tuple[Feeds, asyncio.Future[Scores]]] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -54,7 +55,8 @@ class Batcher:
         joined = {n: np.concatenate([feeds[n] for feeds, _ in batch]) for n in names}
         self.observe(len(next(iter(joined.values()))))
         try:
-            logit, probability = await anyio.to_thread.run_sync(self.score, joined)
+            logit, probability = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.score, joined)
         except Exception as error:  # every request of the batch gets the failure
             for _, future in batch:
                 if not future.done():

@@ -82,6 +82,11 @@ class RequestSchema:
             raise self._bad(error) from None
         return payload["rows"], payload.get("logits", False)
 
+    def feeds_of(self, body: bytes) -> tuple[dict[str, np.ndarray], bool]:
+        """(the graph's feeds, whether logits are wanted) of a JSON body, or BadRequest."""
+        rows, logits = self.parse(body)
+        return self.feeds(rows), logits
+
     def _bad(self, error: ValidationError) -> BadRequest:
         first = error.errors(include_url=False)[0]
         kind, loc = first["type"], first["loc"]
