@@ -234,6 +234,7 @@ def wrk(url: str, body: Path, concurrency: int, seconds: float,
     script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"'
                       f'\nlocal f = io.open("{body}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency",
+                          "--timeout", "30s",
                           "-s", str(script), f"{url}/predict"], capture_output=True, text=True,
                          check=True).stdout
     result = {"requests/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),

@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import platform
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -212,14 +213,21 @@ def _model_file(config: ExportConfig, module: ServedModule, state: PrepareState,
         with torch.no_grad():
             torch.jit.trace(module, example).save(str(folder / TORCHSCRIPT_FILE))
         return TORCHSCRIPT_FILE, "torch.jit.trace", None
-    exporter, parity = export_onnx(module, feature_map, folder / ONNX_FILE, config.opset)
-    if config.graph == "raw":
-        import onnx
+    if config.graph == "ids":
+        exporter, parity = export_onnx(module, feature_map, folder / ONNX_FILE, config.opset)
+        return ONNX_FILE, exporter, parity
+    import onnx
 
-        from ctrdistill.serving.graph import raw_model
+    from ctrdistill.serving.graph import raw_model
 
-        ids_graph = onnx.load(str(folder / ONNX_FILE))
-        onnx.save(raw_model(state, ids_graph), str(folder / ONNX_FILE))
+    ids = folder / "ids-graph"  # the exporter's file (and its external weights, if any)
+    ids.mkdir()
+    exporter, parity = export_onnx(module, feature_map, ids / ONNX_FILE, config.opset)
+    merged = raw_model(state, onnx.load(str(ids / ONNX_FILE)))
+    large = sum(len(t.raw_data) for t in merged.graph.initializer) > 1 << 30  # protobuf: < 2 GB
+    onnx.save(merged, str(folder / ONNX_FILE), save_as_external_data=large,
+              location=f"{ONNX_FILE}.data")
+    shutil.rmtree(ids)
     return ONNX_FILE, exporter, parity
 
 
@@ -277,8 +285,6 @@ def export(config: ExportConfig | dict[str, Any] | str | Path | None = None,
             exporter = _bundle(config, run, state, tmp)
     if version is not None:
         set_latest(config.version_dir, version)  # type: ignore[arg-type]
-    logger.info("exported %s (%s, %s) to %s", run.model.config.name, config.format, exporter,
-                output)
     manifest = json.loads(next(output.rglob(MANIFEST_FILE)).read_text())
     return Result(output, {"format": config.format, "exporter": exporter, "graph": config.graph,
                            "version": version, "parity_max_abs_logit_difference":
