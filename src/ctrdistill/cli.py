@@ -112,20 +112,20 @@ def cmd_export(args) -> None:
     from ctrdistill.pipelines import export
 
     result = export(run=args.run, output=args.output, format=args.format,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, inputs=args.inputs, version_dir=args.version_dir)
     m = result.metrics
     parity = m["parity_max_abs_logit_difference"]
     checked = f"; max abs logit difference to PyTorch {parity:.1e}" if parity is not None else ""
-    print(f"exported {args.run} to {args.output} ({m['format']} by {m['exporter']}{checked})")
+    print(f"exported {args.run} to {result.path} ({m['format']} by {m['exporter']}{checked})")
 
 
 def cmd_serve(args) -> None:
     from ctrdistill.pipelines import serve
 
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (Ctrl-C stops)",
-          file=sys.stderr)
     serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers,
-          threads=args.threads)
+          threads=args.threads, batch_delay_ms=args.batch_delay_ms,
+          on_start=lambda: print(f"serving {args.bundle} on http://{args.host}:{args.port} "
+                                 "(Ctrl-C stops)", file=sys.stderr))
 
 
 def cmd_label(args) -> None:
@@ -298,19 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("export", cmd_export, "a run's served model as a bundle for production",
               config=None)
     sub.add_argument("run", help="run directory")
-    sub.add_argument("--output", required=True, help="bundle directory to write")
-    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                     help="onnx (served by `ctrdistill serve`) or torchscript (default: onnx)")
+    sub.add_argument("--output", help="bundle directory to write")
+    sub.add_argument("--version-dir", help="instead of --output: write the next version "
+                     "(v000001/, ...) of this folder and switch its `latest` to it")
+    sub.add_argument("--format", choices=("onnx", "triton", "torchscript"), default="onnx",
+                     help="onnx (served by `ctrdistill serve`), triton (a Triton model "
+                     "repository) or torchscript")
+    sub.add_argument("--inputs", choices=("raw", "ids"), default="raw",
+                     help="the graph's inputs: raw values (default) or encoded ids")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
 
     sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
-    sub.add_argument("bundle", help="bundle directory written by export")
+    sub.add_argument("bundle", help="bundle directory written by export, or a --version-dir "
+                     "folder (its latest version, reloaded live)")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                      "127.0.0.1)")
     sub.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     sub.add_argument("--workers", type=int, default=1, metavar="N",
                      help="uvicorn worker processes (default 1)")
     sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")
+    sub.add_argument("--batch-delay-ms", type=float, default=0.0, metavar="MS",
+                     help="dynamic batching: a request waits up to MS for others (default 0: off)")
 
     add("stream", cmd_stream, "continual distillation day by day", config="required")
 
