@@ -80,6 +80,16 @@ def atomic_file(target: Path) -> Iterator[Path]:
         raise
 
 
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a directory tree's contents; unlike shutil.copytree, the copies get the umask's
+    modes, not the source's (a world-readable source stays private under umask 077)."""
+    for folder, _, names in os.walk(source):
+        into = Path(target) / Path(folder).relative_to(source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(Path(folder) / name, into / name)
+
+
 def _sibling(target: Path, kind: str) -> Path:
     return target.parent / f".{target.name}.{kind}"
 

@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import yaml
 from matplotlib.figure import Figure
 
 from ctrdistill.analysis.plots import save_figure, whole_number_ticks
 from ctrdistill.data.dataset import PreparedData
+from ctrdistill.files import RETRAIN, read_yaml
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import MeanEnsemble
 from ctrdistill.models.layers.embedding import FeatureEmbedding
@@ -82,7 +82,7 @@ def collapse_report(run_dir: Path, data: PreparedData | Path, sample_rows: int =
     with torch.no_grad():
         hidden = {f"sub{k}": spectrum(part.encode(batch).hidden) for k, part in enumerate(parts)}
     config_file = Path(run_dir) / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    config = read_yaml(config_file, RETRAIN) if config_file.is_file() else {}
     return {
         "run": str(run_dir), "model": model.config.name,
         # Runs are compared across N within a series: the ensemble mode (kdef, naive, ...)

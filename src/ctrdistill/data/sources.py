@@ -33,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import REPLACE, reading
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _blocks(path: Path, quote_char: str | None, comment: str | None,
     quote = quote_char.encode() if quote_char else None
     utf8 = codecs.lookup(encoding).name == "utf-8"
     carry = b""
-    with pa.input_stream(str(path), compression="detect") as source:
+    with reading(path, REPLACE), pa.input_stream(str(path), compression="detect") as source:
         while True:
             block = source.read(BLOCK_BYTES)
             text = carry + block
@@ -269,12 +270,10 @@ def _arrow_message(text: str, block: bytes, read_options: pacsv.ReadOptions,
 
 def read_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pl.DataFrame]:
     check_data_file(path)
-    try:
+    with reading(path, REPLACE):
         file = pq.ParquetFile(path)
         missing = sorted(set(columns or []) - set(file.schema_arrow.names))
         if missing:
             raise CtrDistillError(f"{path}: missing columns {missing}")
         for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
             yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
-    except pa.ArrowInvalid as error:
-        raise CtrDistillError(f"{path}: {printable(str(error).strip())}") from None

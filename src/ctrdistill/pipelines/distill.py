@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import polars as pl
 import torch
-import yaml
 from pydantic import Field, model_validator
 
 from ctrdistill.analysis.plots import plot_learning_curves
@@ -26,6 +25,7 @@ from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
 from ctrdistill.data.dataset import SPLITS, ColumnData, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN, read_yaml
 from ctrdistill.labels.store import LabelStore, teacher_logits
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
@@ -128,7 +128,7 @@ def _teachers(config: DistillConfig, resume: bool) -> list[tuple[str, Path]]:
                              overwrite=config.overwrite, tracking=config.tracking)
         out = run.output_dir / name
         if (out / CONFIG_FILE).is_file() and not config.overwrite:
-            changed = config_changes(yaml.safe_load((out / CONFIG_FILE).read_text()),
+            changed = config_changes(read_yaml(out / CONFIG_FILE, RETRAIN),
                                      run.model_dump(mode="json"))
             if changed:
                 raise CtrDistillError(f"{out} exists with another config (differs in: "

@@ -3,7 +3,6 @@ evaluate or score prepared data."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-import yaml
 
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN, read_json, read_yaml
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.writer import CONFIG_FILE
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -54,13 +53,13 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The resolved config the run was trained with ({} for a bare checkpoint)."""
         file = self.path / CONFIG_FILE
-        return yaml.safe_load(file.read_text()) if file.is_file() else {}
+        return read_yaml(file, RETRAIN) if file.is_file() else {}
 
     @property
     def metrics(self) -> dict[str, Any]:
         """metrics.json: per-split metrics, parameters, speeds ({} for a bare checkpoint)."""
         file = self.path / "metrics.json"
-        return json.loads(file.read_text()) if file.is_file() else {}
+        return read_json(file, RETRAIN) if file.is_file() else {}
 
     def _rows(self, data: PreparedData | str | Path, split: str):
         prepared = data if isinstance(data, PreparedData) else PreparedData(data)
@@ -88,7 +87,7 @@ class Run:
     @property
     def prepare_state(self) -> PrepareState:
         """The fitted preprocessing copied into the run (`prepare/`): encodes new raw logs."""
-        return PrepareState.load(self.path)
+        return PrepareState.load(self.path, RETRAIN)
 
     @torch.no_grad()
     def score_blocks(self, blocks: dict[str, np.ndarray]) -> np.ndarray:

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN, read_json, reading
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.models.registry import ModelSpec, model_config
 from ctrdistill.pipelines.common import Result, resolve
@@ -117,7 +118,8 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _valid_auc(run: Path) -> float:
-    return float(json.loads((run / "metrics.json").read_text())["valid"]["auc"])
+    with reading(run / "metrics.json", RETRAIN):
+        return float(read_json(run / "metrics.json", RETRAIN)["valid"]["auc"])
 
 
 class _Objective:
@@ -133,7 +135,7 @@ class _Objective:
         out = self.root / "teachers" / f"{model.name}-{key}"
         with _lock(out):
             if (out / "metrics.json").is_file():
-                for record in json.loads((out / "history.json").read_text()):
+                for record in read_json(out / "history.json", RETRAIN):
                     report(record)
                 return out, False
             train(TrainRunConfig(name=out.name, data=self.config.data, output_dir=out.parent,
@@ -180,7 +182,7 @@ class _Objective:
 
         run, trained = self.teacher(model, train_config, report)
         trial.set_user_attr("teacher_seconds", time.perf_counter() - started)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = read_json(run / "metrics.json", RETRAIN)
         trial.set_user_attr("run", str(run))
         trial.set_user_attr("trained", trained)
         trial.set_user_attr("params_count", metrics.get("params"))

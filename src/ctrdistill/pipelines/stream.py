@@ -40,6 +40,7 @@ from ctrdistill.config import StrictConfig
 from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RESTART, load_torch, read_json, reading
 from ctrdistill.labels.store import LabelStore, write_labels
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import Result, resolve
@@ -138,7 +139,7 @@ class _Stream:
     def restore(self) -> None:
         if not self.state_path.is_file():
             return
-        state = torch.load(self.state_path, weights_only=True)
+        state = load_torch(self.state_path, RESTART)
         self.teacher.load_trained_state(state["teacher"])
         self.student.load_trained_state(state["student"])
         for optimizer, saved in zip(self.teacher_trainer.optimizers, state["teacher_optim"],
@@ -211,7 +212,8 @@ def day_sources(data: PreparedData, days: list[int], eval_split: str,
 
 def _saved_days(out: Path) -> int:
     state = out / "state.pt"
-    return len(torch.load(state, weights_only=True)["history"]) if state.is_file() else 0
+    with reading(state, RESTART):
+        return len(load_torch(state, RESTART)["history"]) if state.is_file() else 0
 
 
 def _remove_stream(out: Path) -> None:
@@ -240,7 +242,7 @@ def _start_or_resume(config: StreamConfig, out: Path) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
-    changed = config_changes(json.loads(saved_path.read_text()),
+    changed = config_changes(read_json(saved_path, RESTART),
                              json.loads(config.model_dump_json()))
     if not changed:
         return

@@ -24,6 +24,7 @@ from ctrdistill.data.encode import copy_state
 from ctrdistill.data.loader import BatchLoader, Loader, StreamingLoader
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RESTART, RETRAIN, load_torch, read_yaml, reading
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result
 from ctrdistill.pipelines.tracking import TrackingConfig, log_run
@@ -144,17 +145,13 @@ def _resume_state(partial: Path, job: TrainJob) -> dict[str, Any] | None:
         if job.resume:
             logger.info("run %s: nothing to resume, starting afresh", job.name)
         return None
-    saved = yaml.safe_load((partial / CONFIG_FILE).read_text())
+    saved = read_yaml(partial / CONFIG_FILE, RESTART)
     changed = config_changes(saved, job.config)
     if changed:
         raise CtrDistillError(f"{job.out}: the interrupted run was started with another config "
                               f"(differs in: {', '.join(changed)}); resume with the same config "
                               "or start afresh without --resume")
-    try:
-        return torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as error:  # a torn or foreign file: say so, do not guess
-        raise CtrDistillError(f"{state_file}: unreadable resume state ({type(error).__name__}); "
-                              "start afresh without --resume") from None
+    return load_torch(state_file, RESTART)
 
 
 def save_models(directory: Path, strategy: Strategy, feature_map: FeatureMap) -> None:
@@ -174,7 +171,8 @@ def save_model_dir(directory: Path, model: CTRModel, feature_map: FeatureMap) ->
 def trained_on(run_dir: Path) -> str | None:
     """The training-rows fingerprint of the data a finished run trained on (None: unknown)."""
     path = Path(run_dir) / DATA_FILE
-    return json.loads(path.read_text())["train_fingerprint"] if path.is_file() else None
+    with reading(path, RETRAIN):
+        return json.loads(path.read_text())["train_fingerprint"] if path.is_file() else None
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import polars as pl
 
 from ctrdistill.data.encode import STATE_DIR, PrepareState
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import REEXPORT, read_json, reading
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -66,7 +66,9 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     manifest_file = path / MANIFEST_FILE
     if not manifest_file.is_file():
         raise CtrDistillError(f"{path}: not an export bundle ({MANIFEST_FILE} is missing)")
-    manifest = json.loads(manifest_file.read_text())
+    manifest = read_json(manifest_file, REEXPORT)
+    with reading(manifest_file, REEXPORT):
+        model_file = path / manifest["model_file"]
     if manifest.get("format") != "onnx":
         raise CtrDistillError(f"{path}: a {manifest.get('format')} bundle; serving needs an "
                               "ONNX one (ctrdistill export RUN --format onnx)")
@@ -74,6 +76,7 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path / manifest["model_file"]), options,
-                                   providers=["CPUExecutionProvider"])
-    return Bundle(path, manifest, PrepareState.load(path / STATE_DIR), session)
+    with reading(model_file, REEXPORT):
+        session = ort.InferenceSession(str(model_file), options,
+                                       providers=["CPUExecutionProvider"])
+    return Bundle(path, manifest, PrepareState.load(path / STATE_DIR, REEXPORT), session)
