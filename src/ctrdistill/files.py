@@ -32,14 +32,15 @@ RESTART = "start afresh without --resume"
 T = TypeVar("T")
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+# (what happened, what to do) by errno; strerror's words ("File exists") mislead here
 _HINTS = {
-    errno.EACCES: "check its permissions or choose another path",
-    errno.EPERM: "check its permissions or choose another path",
-    errno.EROFS: "choose a writable path",
-    errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
-    errno.EEXIST: "it exists and is not a directory: choose another path",
-    errno.EISDIR: "it is a directory: give a file path",
-    errno.ENOENT: "check the path",
+    errno.EACCES: ("permission denied", "check its permissions or choose another path"),
+    errno.EPERM: ("operation not permitted", "check its permissions or choose another path"),
+    errno.EROFS: ("read-only file system", "choose a writable path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", "choose another path"),
+    errno.EEXIST: ("exists and is not a directory", "choose another path"),
+    errno.EISDIR: ("is a directory", "give a file path"),
+    errno.ENOENT: ("no such file or directory", "check the path"),
 }
 _REFUSALS = _DISK_FULL | set(_HINTS)
 
@@ -107,12 +108,12 @@ def os_failure(error: BaseException, path: str | Path | None = None) -> CtrDisti
         if code is None:
             continue
         name = getattr(cause, "filename", None) or path
-        where = f" writing {name}" if code in _DISK_FULL and name else f": {name}" if name else ""
         if code in _DISK_FULL:
+            where = f" writing {name}" if name else ""
             return CtrDistillError(f"no space left on the device{where}: free space or choose "
                                    "another path")
-        hint = _HINTS.get(code, "check the path and the device")
-        return CtrDistillError(f"{os.strerror(code).lower()}{where} ({hint})")
+        what, hint = _HINTS.get(code, (os.strerror(code).lower(), "check the path and device"))
+        return CtrDistillError(f"{name}: {what} ({hint})" if name else f"{what} ({hint})")
     return None
 
 
@@ -125,7 +126,8 @@ def disk_full(error: BaseException, directory: Path) -> bool:
         stats = os.statvfs(directory)
     except OSError:
         return False
-    return isinstance(error, Exception) and stats.f_bavail == 0
+    return (isinstance(error, Exception) and not isinstance(error, CtrDistillError)
+            and stats.f_bavail == 0)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
