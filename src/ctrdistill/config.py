@@ -8,10 +8,10 @@ import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from ctrdistill.errors import CtrDistillError
 
@@ -22,6 +22,18 @@ class StrictConfig(BaseModel):
     """Base of every config: unknown keys are rejected, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _plain_name(value: str) -> str:
+    if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{value!r} is not a plain name: it names a directory under "
+                         "output_dir, so no path separators, no '..', not empty")
+    return value
+
+
+# A name that becomes one directory under output_dir (runs, teachers, streams, searches):
+# a path in it would write outside output_dir.
+Name = Annotated[str, AfterValidator(_plain_name)]
 
 
 def _step(annotation: Any, part: Any) -> Any:

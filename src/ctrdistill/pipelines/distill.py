@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from ctrdistill.analysis.plots import plot_learning_curves
 from ctrdistill.analysis.report import result_row, save_table
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
 from ctrdistill.data.dataset import SPLITS, ColumnData, PreparedData
 from ctrdistill.data.loader import BatchLoader
@@ -53,7 +53,7 @@ class TeacherSpec(StrictConfig):
 
     run: Path | None = Field(None, description="a finished run directory")
     model: ModelSpec | None = Field(None, description="a zoo model to train as the teacher")
-    name: str | None = Field(None, description="default: the run's directory name, or "
+    name: Name | None = Field(None, description="default: the run's directory name, or "
                              "teacher<k>-<model>")
     train: dict[str, Any] = Field(default_factory=dict,
                                   description="overrides of the top-level train config")
@@ -66,7 +66,7 @@ class TeacherSpec(StrictConfig):
 
 
 class DistillConfig(StrictConfig):
-    name: str = Field(description="the student run's name")
+    name: Name = Field(description="the student run's name")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
     teachers: list[TeacherSpec] = Field(default_factory=list, description="the teachers: "

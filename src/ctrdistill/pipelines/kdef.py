@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.ensembles import KDEFModel, default_backbone
 from ctrdistill.models.registry import ModelSpec
@@ -21,7 +21,7 @@ from ctrdistill.training.config import TrainConfig
 
 
 class KDEFConfig(StrictConfig):
-    name: str = Field(description="the run's name")
+    name: Name = Field(description="the run's name")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
     backbone: ModelSpec = Field(default_factory=default_backbone,

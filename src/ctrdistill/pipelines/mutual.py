@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from pydantic import Field, model_validator
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.models.base import CTRModel
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class MutualConfig(StrictConfig):
     """Peers trained from scratch (`peers`) and/or fine-tuned from run directories (`peer_runs`)."""
 
-    name: str = Field(description="the run's name")
+    name: Name = Field(description="the run's name")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
     peers: list[ModelSpec] = Field(default_factory=list, description="peers trained from scratch")

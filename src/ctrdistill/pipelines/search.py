@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.files import RETRAIN, read_json, reading
 from ctrdistill.models.base import ModelConfig
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 class SearchConfig(StrictConfig):
     """A teacher search: the space, the fixed student, the objective and the budget."""
 
-    name: str = Field(description="the search's directory under output_dir")
+    name: Name = Field(description="the search's directory under output_dir")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("searches"), description="where search directories go")
     space: SearchSpace = Field(description="what a teacher may be")

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.analysis.report import markdown_table
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
@@ -77,7 +77,7 @@ class DayTrainConfig(TrainConfig):
 
 
 class StreamConfig(StrictConfig):
-    name: str = Field(description="the stream's directory under output_dir")
+    name: Name = Field(description="the stream's directory under output_dir")
     data: Path = Field(description="a prepared dataset with a day column and warmup_days + 2 "
                        "days or more, each in every split (a random split) or in one split "
                        "(a day split)")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.registry import ModelSpec, build_model
 from ctrdistill.pipelines.common import Result, resolve
@@ -22,7 +22,7 @@ from ctrdistill.training.config import TrainConfig
 class TrainRunConfig(StrictConfig):
     """One model trained on hard labels, saved as `output_dir/name/`."""
 
-    name: str = Field(description="the run's name: its directory under output_dir")
+    name: Name = Field(description="the run's name: its directory under output_dir")
     data: Path = Field(description="a prepared dataset (ctrdistill prepare)")
     output_dir: Path = Field(Path("runs"), description="where run directories go")
     model: ModelSpec = Field(description="the zoo model and its hyperparameters")
