@@ -185,6 +185,13 @@ def read_delimited(
         try:
             if names is None:
                 names = _header(block, read_options, parse_options)
+                twice = sorted({n for n in names if names.count(n) > 1
+                                and (include_columns is None or n in include_columns)})
+                if twice:  # PyArrow would silently read the first of them
+                    message = (f"the header names column '{printable(twice[0])}' "
+                               f"{names.count(twice[0])} times; which one is meant is unclear: "
+                               "rename the others")
+                    break
             if first and (missing := [c for c in include_columns or [] if c not in names]):
                 # Checked here, not left to read_csv: a threaded read that fails can leave
                 # Arrow's pool busy at exit, which aborts the interpreter (apache/arrow#34314).
