@@ -12,6 +12,7 @@ import sys
 import threading
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import os_failure
 from ctrdistill.training.memory import keep_freed_memory
 from ctrdistill.version import __version__
 
@@ -405,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except CtrDistillError as error:
         print(f"ctrdistill {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        refused = os_failure(error)  # disk full, permission denied, ...: one line too
+        if refused is None:
+            raise
+        print(f"ctrdistill {args.verb}: error: {refused}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         by_sigterm = interrupt.args == (signal.SIGTERM,)

@@ -18,18 +18,6 @@ from ctrdistill.errors import CtrDistillError
 T = TypeVar("T", bound=BaseModel)
 
 
-def _plain_name(value: str) -> str:
-    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
-        raise ValueError(f"'{value}' is not a plain name: it becomes a directory name, so it "
-                         "may not be empty, '.' or '..', or hold a path separator")
-    return value
-
-
-#: The name of something written under an output directory (a run, a teacher, a store, a
-#: study): one path component, so it cannot escape that directory.
-Name = Annotated[str, AfterValidator(_plain_name)]
-
-
 class StrictConfig(BaseModel):
     """Base of every config: unknown keys are rejected, values are validated on assignment."""
 
@@ -57,6 +45,18 @@ class StrictConfig(BaseModel):
         """The key path of an error as the user wrote it (a config that accepts a flat
         spelling of nested keys shows them flat)."""
         return loc
+
+
+def _plain_name(value: str) -> str:
+    if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{value!r} is not a plain name: it names a directory under "
+                         "output_dir, so no path separators, no '..', not empty")
+    return value
+
+
+# A name that becomes one directory under output_dir (runs, teachers, streams, searches):
+# a path in it would write outside output_dir.
+Name = Annotated[str, AfterValidator(_plain_name)]
 
 
 def _step(annotation: Any, part: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RESTART, RETRAIN, load_torch, read_json, read_yaml
 from ctrdistill.storage import RESUME_STATE, atomic_directory, atomic_file, partial_directory
 
 SERVED = "served"
@@ -90,12 +90,7 @@ class RunDirectory:
         file = self.path / name
         if not file.is_file():
             return default
-        try:
-            text = file.read_text()
-            return yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text)
-        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as error:
-            raise CtrDistillError(f"{file}: unreadable ({type(error).__name__}); the run is "
-                                  "damaged: train it again") from None
+        return (read_yaml if name.endswith(".yaml") else read_json)(file, RETRAIN)
 
     def config(self) -> dict[str, Any]:
         """The resolved config the run was trained with ({} for a bare checkpoint)."""
@@ -152,14 +147,7 @@ class RunDirectory:
             torch.save(state, tmp)
 
     def load_resume_state(self) -> dict[str, Any]:
-        import torch
-
-        try:
-            return torch.load(self.resume_state, map_location="cpu", weights_only=True)
-        except Exception as error:  # a torn or foreign file: say so, do not guess
-            raise CtrDistillError(f"{self.resume_state}: unreadable resume state "
-                                  f"({type(error).__name__}); start afresh without resume"
-                                  ) from None
+        return load_torch(self.resume_state, RESTART)
 
     @classmethod
     @contextmanager

@@ -36,6 +36,7 @@ from ctrdistill.config import StrictConfig
 from ctrdistill.data.encode import BLOCKS, STATE_DIR, PrepareState, copy_state
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import disk_full
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.load import blocks_batch, load_run
@@ -174,6 +175,8 @@ def export_onnx(module: ServedModule, feature_map: FeatureMap, path: Path,
             _onnx(module, example, path, opset, dynamo)
             difference = _parity(path, module, check)
         except Exception as error:  # an exporter's failure: try the next one
+            if disk_full(error, path.parent):
+                raise  # the disk's, not the exporter's: atomic_directory says so in one line
             failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             logger.info("onnx export with %s failed (%s)", exporter, failure)
             continue

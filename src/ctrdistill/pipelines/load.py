@@ -17,6 +17,7 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN
 from ctrdistill.models.base import CTRModel
 from ctrdistill.rundir import RunDirectory
 from ctrdistill.training.checkpoint import load_checkpoint
@@ -88,7 +89,7 @@ class Run:
     @property
     def prepare_state(self) -> PrepareState:
         """The fitted preprocessing copied into the run (`prepare/`): encodes new raw logs."""
-        return PrepareState.load(self.path)
+        return PrepareState.load(self.path, RETRAIN)
 
     @torch.no_grad()
     def score_blocks(self, blocks: dict[str, np.ndarray]) -> np.ndarray:

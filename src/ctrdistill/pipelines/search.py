@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ctrdistill.config import Name, StrictConfig
+from ctrdistill.data.dataset import PreparedData
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.models.registry import ModelSpec, model_config
@@ -34,6 +35,7 @@ from ctrdistill.pipelines.label import label
 from ctrdistill.pipelines.search_plots import save_plots, save_trials
 from ctrdistill.pipelines.search_space import SearchSpace, check_space, grid, sample
 from ctrdistill.rundir import RunDirectory
+from ctrdistill.storage import built_in_place
 from ctrdistill.strategies.factory import KDOptions
 from ctrdistill.training.config import TrainConfig
 
@@ -254,6 +256,44 @@ def _link_best(root: Path, run: Path) -> Path:
     return link
 
 
+def _trained_some(root: Path) -> bool:
+    """Whether a failed search trained a teacher (kept: a rerun with --resume reuses it)."""
+    return any(RunDirectory(run).is_finished() for run in root.glob("teachers/*"))
+
+
+class _NoUserErrorTraceback(logging.Filter):
+    """Drops Optuna's report of a trial that a CtrDistillError stopped: the traceback, then
+    its 'Trial N failed with value None.'"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], CtrDistillError):
+            self.dropped = True
+            return False
+        if self.dropped and "failed with value" in record.getMessage():
+            self.dropped = False
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _one_line_for_user_errors() -> Iterator[None]:
+    """Optuna logs a failed trial's traceback; a user mistake is reported once, in one line,
+    when it reaches the caller."""
+    quiet = _NoUserErrorTraceback()
+    handlers = list(logging.getLogger("optuna").handlers)  # a logger's own filter would miss
+    for handler in handlers:  # the records of its children (optuna.study._optimize)
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
 def search(config: SearchConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Search teachers until the study holds `trials` finished trials or `seconds` pass.
 
@@ -268,17 +308,19 @@ def search(config: SearchConfig | dict[str, Any] | str | Path, **overrides: Any)
         grid(config.space)  # a range without grid points: one error before any trial
     if config.confirm_top and config.objective != "student":
         raise CtrDistillError("confirm_top re-trains students: it needs objective: student")
-    root.mkdir(parents=True, exist_ok=True)
-    study = _study(config, root, config.resume, optuna)
+    PreparedData(config.data)  # missing or damaged: one line, before the study exists
     objective = _Objective(config, root, optuna)
-    callbacks = []
-    if config.trials is not None:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        callbacks.append(optuna.study.MaxTrialsCallback(config.trials, states=states))
-    left = None if config.trials is None else config.trials - len(_finished(study, optuna))
-    if left is None or left > 0:
-        study.optimize(objective, n_trials=left, timeout=config.seconds, callbacks=callbacks,
-                       catch=())
+    with built_in_place(root, keep=_trained_some), _one_line_for_user_errors():
+        root.mkdir(parents=True, exist_ok=True)
+        study = _study(config, root, config.resume, optuna)
+        callbacks = []
+        if config.trials is not None:
+            states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            callbacks.append(optuna.study.MaxTrialsCallback(config.trials, states=states))
+        left = None if config.trials is None else config.trials - len(_finished(study, optuna))
+        if left is None or left > 0:
+            study.optimize(objective, n_trials=left, timeout=config.seconds,
+                           callbacks=callbacks, catch=())
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise CtrDistillError(f"search {config.name}: no trial completed (all pruned or "

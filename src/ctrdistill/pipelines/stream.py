@@ -40,6 +40,7 @@ from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RESTART, load_torch, read_json
 from ctrdistill.labels.store import LabelStore, write_labels
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
@@ -149,7 +150,7 @@ class _Stream:
     def restore(self) -> None:
         if not self.state_path.is_file():
             return
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        state = load_torch(self.state_path, RESTART)
         self.teacher_trainer.load_learner_state(state["teacher"])
         self.student_trainer.load_learner_state(state["student"])
         self.history, self.next_step = state["history"], state["next_step"]
@@ -219,8 +220,7 @@ def day_sources(data: PreparedData, days: list[int], eval_split: str,
 
 def _saved_days(out: Path) -> int:
     state = out / "state.pt"
-    return len(torch.load(state, map_location="cpu", weights_only=True)["history"]) \
-        if state.is_file() else 0
+    return len(load_torch(state, RESTART)["history"]) if state.is_file() else 0
 
 
 def _remove_stream(out: Path) -> None:
@@ -249,7 +249,7 @@ def _start_or_resume(config: StreamConfig, out: Path) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
-    changed = config_changes(json.loads(saved_path.read_text()),
+    changed = config_changes(read_json(saved_path, RESTART),
                              json.loads(config.model_dump_json()))
     if not changed:
         return

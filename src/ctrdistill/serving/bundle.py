@@ -6,7 +6,6 @@ Opening and scoring either needs onnxruntime and numpy only."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import REEXPORT, read_json, reading
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -56,11 +56,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     manifest_file = Path(path) / MANIFEST_FILE
     if not manifest_file.is_file():
         raise CtrDistillError(f"{path}: not an export bundle ({MANIFEST_FILE} is missing)")
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except (OSError, ValueError) as error:
-        raise CtrDistillError(f"{manifest_file}: unreadable ({error}); export the bundle "
-                              "again") from None
+    manifest = read_json(manifest_file, REEXPORT)
     if not isinstance(manifest, dict):
         raise CtrDistillError(f"{manifest_file}: not a bundle manifest; export the bundle again")
     return manifest
@@ -79,11 +75,8 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path / str(manifest.get("model_file"))), options,
+    model_file = path / str(manifest.get("model_file"))
+    with reading(model_file, REEXPORT):  # onnxruntime raises its own types for a damaged file
+        session = ort.InferenceSession(str(model_file), options,
                                        providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own types for a damaged file
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CtrDistillError(f"{path}: the model file cannot be loaded ({first}); export the "
-                              "bundle again") from None
     return Bundle(path, manifest, session)
