@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ctrdistill.pipelines.distill import DistillConfig, TeacherSpec
-from ctrdistill.pipelines.kdef import KDEFConfig
-from ctrdistill.pipelines.mutual import MutualConfig
-from ctrdistill.pipelines.train import TrainRunConfig
 
 from ctrdistill.cli import main
 from ctrdistill.config import validate_config
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.pipelines.fit import DistillConfig, KDEFConfig, MutualConfig, TrainRunConfig
+from ctrdistill.pipelines.methods.kd import TeacherSpec
 from ctrdistill.pipelines.search import SearchConfig
 from ctrdistill.pipelines.stream import StreamConfig
 
