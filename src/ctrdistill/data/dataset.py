@@ -11,10 +11,8 @@ import polars as pl
 import torch
 
 from ctrdistill.data.batch import DAY, GROUP, Batch
-from ctrdistill.data.schema import FEATURE_MAP_FILE, FeatureMap
+from ctrdistill.data.schema import FEATURE_MAP_FILE, SPLITS, FeatureMap
 from ctrdistill.errors import CtrDistillError, unknown_name
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass

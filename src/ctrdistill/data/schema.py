@@ -27,6 +27,8 @@ from ctrdistill.errors import CtrDistillError
 PAD_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
+# Here rather than in dataset.py so that `prepare` names the splits without importing torch.
+SPLITS = ("train", "valid", "test")
 
 FieldKind = Literal["categorical", "numeric", "sequence"]
 NumericTransform = Literal["none", "log1p", "bucketize", "standardize"]
