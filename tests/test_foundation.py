@@ -10,6 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from ctrdistill import evaluate, predict
 from ctrdistill.config import validate_config
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader, StreamingLoader
@@ -22,7 +23,6 @@ from ctrdistill.data.synthetic import (
 )
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.registry import build_model
-from ctrdistill.pipelines import evaluate, predict
 from ctrdistill.pipelines.train import TrainRunConfig
 from ctrdistill.pipelines.train import train as run_train
 from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
