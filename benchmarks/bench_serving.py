@@ -42,8 +42,9 @@ import ctrdistill as cd
 from benchmarks import common
 from ctrdistill.data.encode import PrepareState, copy_state
 from ctrdistill.models.ensembles import PeerEnsemble
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.serving import load_bundle
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from ctrdistill.training.checkpoint import save_checkpoint
 
 BATCHES = (1, 16, 256)
 STUDENTS = {"student-dnn-small": {"name": "dnn", "embedding_dim": 16, "hidden_units": [64, 32]},
@@ -66,7 +67,7 @@ def ensemble_run(out: Path, prep: Path, teachers: list[Path]) -> Path:
         runs = [cd.load_run(t, "cpu") for t in teachers]
         model = PeerEnsemble.of(runs[0].feature_map, [r.model for r in runs])
         out.mkdir(parents=True)
-        save_checkpoint(out / CHECKPOINT_FILE, model, runs[0].feature_map)
+        save_checkpoint(RunDirectory(out).checkpoint(), model, runs[0].feature_map)
         copy_state(prep, out)
     return out
 

@@ -27,9 +27,10 @@ from ctrdistill.models import build_model, model_names
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import KDEFModel, PeerEnsemble
 from ctrdistill.pipelines.export import PARITY_TOLERANCE, sample_blocks
-from ctrdistill.pipelines.run import load_run
+from ctrdistill.pipelines.load import load_run
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.serving import load_bundle
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from ctrdistill.training.checkpoint import save_checkpoint
 
 # Every encoding prepare has: ids with OOV (min count 2) and a shared vocabulary, a sequence,
 # and numerics log1p'd, standardised, bucketised and left as they are.
@@ -70,7 +71,7 @@ def make_dataset(root: Path) -> tuple[Path, Path]:
 def save_run(directory: Path, model: CTRModel, feature_map: FeatureMap, dataset: Path) -> Path:
     """A run directory as the run writer leaves it, for what export and predict read."""
     directory.mkdir(parents=True)
-    save_checkpoint(directory / CHECKPOINT_FILE, model, feature_map)
+    save_checkpoint(RunDirectory(directory).checkpoint(), model, feature_map)
     copy_state(dataset, directory)
     return directory
 
@@ -142,7 +143,7 @@ def test_bundle_is_self_contained(data, tmp_path: Path) -> None:
     assert [i["name"] for i in manifest["inputs"]] == ["categorical", "numeric", "sequence"]
     assert manifest["checkpoint_sha256"] and manifest["versions"]["torch"]
     # the run may go: the bundle alone scores, and loading it imports no torch
-    (run / CHECKPOINT_FILE).unlink()
+    RunDirectory(run).checkpoint().unlink()
     script = ("import sys, polars as pl, ctrdistill.serving as s; "
               f"b = s.load_bundle({str(bundle)!r}); "
               "f = pl.DataFrame({c: pl.Series([None], dtype=t) for c, t in b.columns.items()}); "

@@ -30,7 +30,8 @@ from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelOutput
 from ctrdistill.models.registry import build_model
-from ctrdistill.pipelines.distill import distill, fit_gate
+from ctrdistill.pipelines.fit import distill
+from ctrdistill.pipelines.methods.kd import fit_gate
 from ctrdistill.strategies.ensemble import TeacherEnsemble, teacher_outputs
 from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
 from ctrdistill.strategies.losses import distill_distance
@@ -368,7 +369,7 @@ def test_early_stop_on_distillation_loss(data):
 def test_stop_on_distill_needs_early_stopping(prepared):
     from ctrdistill.config import validate_config
     from ctrdistill.errors import CtrDistillError
-    from ctrdistill.pipelines.distill import DistillConfig
+    from ctrdistill.pipelines.fit import DistillConfig
 
     base = {"name": "x", "data": str(prepared), "teachers": [{"model": {"name": "lr"}}]}
     off = {"early_stop": None, "lr_plateau": None}
@@ -452,17 +453,17 @@ def test_teachers_trained_by_distill_are_reused_and_a_changed_config_refused(
     """A rerun of a distill whose student did not finish (here: interrupted) loads the teachers
     it trained instead of training them again, whatever the student; a teacher config that
     changed is refused rather than silently mixed with the old teacher."""
-    distill_module = sys.modules["ctrdistill.pipelines.distill"]
+    kd_module = sys.modules["ctrdistill.pipelines.methods.kd"]
     train = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
     config = {"name": "kd", "data": str(prepared), "output_dir": str(tmp_path),
               "teachers": [{"model": TINY, "name": "dnn4"}], "student": TINY,
               "strategy": {"ensemble": "mean_logits"}, "train": train}
 
-    def interrupted(job):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(distill_module, "run_job", interrupted)
+        patch.setattr(kd_module, "kd_strategy", interrupted)  # after the teachers
         with pytest.raises(KeyboardInterrupt):
             distill(config)
     teacher = tmp_path / "kd-teachers" / "dnn4"

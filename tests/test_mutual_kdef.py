@@ -352,12 +352,13 @@ def test_independent_subnetworks_own_their_embeddings(tmp_path):
 
 def test_kdef_backbone_defaults_to_identical_dnns(tmp_path):
     from ctrdistill.config import validate_config
-    from ctrdistill.pipelines.kdef import KDEFConfig
+    from ctrdistill.pipelines.fit import KDEFConfig
 
     config = validate_config(KDEFConfig, {"name": "k", "data": str(tmp_path)})
-    assert config.backbone.name == "dnn" and config.backbone.hidden_units == [400, 400, 400]
-    model = KDEFModel.build(config.backbone, make_feature_map(), 2)
-    assert model.subnetworks[0].config == model.subnetworks[1].config == config.backbone
+    backbone = config.method.backbone
+    assert backbone.name == "dnn" and backbone.hidden_units == [400, 400, 400]
+    model = KDEFModel.build(backbone, make_feature_map(), 2)
+    assert model.subnetworks[0].config == model.subnetworks[1].config == backbone
 
 
 def _evaluated_every_time(run: Path, outputs: list[str]) -> list[dict]:

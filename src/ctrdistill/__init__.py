@@ -16,7 +16,6 @@ Library code logs through `logging` (logger "ctrdistill") and never prints.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 from ctrdistill.version import __version__
@@ -32,16 +31,16 @@ _EXPORTS: dict[str, str] = {
     "PrepareConfig": "ctrdistill.data.prepare",
     "prepare": _VERBS + "prepare",
     "TrainConfig": "ctrdistill.training.config",
-    "TrainRunConfig": _VERBS + "train",
-    "train": _VERBS + "train",
+    "TrainRunConfig": _VERBS + "fit",
+    "train": _VERBS + "fit",
     "KDOptions": "ctrdistill.strategies.factory",
-    "DistillConfig": _VERBS + "distill",
-    "TeacherSpec": _VERBS + "distill",
-    "distill": _VERBS + "distill",
-    "MutualConfig": _VERBS + "mutual",
-    "mutual": _VERBS + "mutual",
-    "KDEFConfig": _VERBS + "kdef",
-    "kdef": _VERBS + "kdef",
+    "DistillConfig": _VERBS + "fit",
+    "TeacherSpec": _VERBS + "methods.kd",
+    "distill": _VERBS + "fit",
+    "MutualConfig": _VERBS + "fit",
+    "mutual": _VERBS + "fit",
+    "KDEFConfig": _VERBS + "fit",
+    "kdef": _VERBS + "fit",
     "LabelConfig": _VERBS + "label",
     "label": _VERBS + "label",
     "StreamConfig": _VERBS + "stream",
@@ -61,11 +60,11 @@ _EXPORTS: dict[str, str] = {
     "DemoConfig": _VERBS + "demo",
     "demo": _VERBS + "demo",
     "Result": _VERBS + "common",
-    "Run": _VERBS + "run",
-    "load_run": _VERBS + "run",
+    "Run": _VERBS + "load",
+    "load_run": _VERBS + "load",
     "Bundle": "ctrdistill.serving",
     "load_bundle": "ctrdistill.serving",
-    # one run, many methods
+    # one run, many methods (docs/api.md)
     "RunConfig": _VERBS + "fit",
     "run": _VERBS + "fit",
     "register_method": _VERBS + "methods",
@@ -85,15 +84,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-
-def _present(module: str) -> bool:
-    """Whether `module` is in this installation (a file check: nothing is imported)."""
-    path = Path(__file__).parent.joinpath(*module.split(".")[1:])
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
-
-
-# Reserved names whose module is not there (yet) are left out of `import *`.
-__all__ = ["__version__", *(name for name, module in _EXPORTS.items() if _present(module))]
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

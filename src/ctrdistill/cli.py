@@ -43,7 +43,8 @@ class Verb:
     line: Line
     example: str
     table: bool = True  # print the result's rows as a table
-    keywords: dict[str, str] = field(default_factory=dict)  # switches passed to the function
+    keywords: dict[str, str] = field(default_factory=dict)  # switches passed to the function,
+    # for a function argument that is not a config key (search's resume)
     switches: dict[str, str] = field(default_factory=dict)  # switches only the line reads
     aliases: dict[str, str] = field(default_factory=dict)  # extra flag name -> config key
     processes: bool = False  # --nproc/--max-restarts (torchrun)
@@ -85,7 +86,6 @@ def _searched(result: Any, config: Any, args: argparse.Namespace) -> str:
             f"{m['best_value']:.5f}): {result.path}")
 
 
-RESUME = {"resume": "continue an interrupted run of the same config from its last checkpoint"}
 
 #: Every verb, in the order of the flow (`analyze collapse` is a verb under a group).
 VERBS: dict[str, Verb] = {
@@ -100,23 +100,21 @@ VERBS: dict[str, Verb] = {
         "ctrdistill prepare --recipe synthetic --input data/raw --output data/synth "
         "--protocol x4"),
     "train": Verb(
-        "train one model on hard labels", "ctrdistill.pipelines.train", "train", "TrainRunConfig",
+        "train one model on hard labels", "ctrdistill.pipelines.fit", "train", "TrainRunConfig",
         CONFIG_FILE, _run_saved, "ctrdistill train configs/train_dnn.yaml --set train.epochs=2",
-        keywords=RESUME, processes=True),
+        processes=True),
     "distill": Verb(
         "distil frozen teachers (an ensemble, optionally gated) into a student",
-        "ctrdistill.pipelines.distill", "distill", "DistillConfig", CONFIG_FILE, _run_saved,
+        "ctrdistill.pipelines.fit", "distill", "DistillConfig", CONFIG_FILE, _run_saved,
         "ctrdistill distill configs/distill_example.yaml --set strategy.ensemble=mean_logits",
-        keywords=RESUME, processes=True),
+        processes=True),
     "mutual": Verb(
-        "mutual learning between peers", "ctrdistill.pipelines.mutual", "mutual", "MutualConfig",
-        CONFIG_FILE, _run_saved, "ctrdistill mutual configs/mutual_example.yaml",
-        keywords=RESUME, processes=True),
+        "mutual learning between peers", "ctrdistill.pipelines.fit", "mutual", "MutualConfig",
+        CONFIG_FILE, _run_saved, "ctrdistill mutual configs/mutual_example.yaml", processes=True),
     "kdef": Verb(
-        "KDEF ensemble of sub-networks on a shared embedding", "ctrdistill.pipelines.kdef", "kdef",
+        "KDEF ensemble of sub-networks on a shared embedding", "ctrdistill.pipelines.fit", "kdef",
         "KDEFConfig", CONFIG_FILE, _run_saved,
-        "ctrdistill kdef configs/kdef_example.yaml --set num_subnetworks=2",
-        keywords=RESUME, processes=True),
+        "ctrdistill kdef configs/kdef_example.yaml --set num_subnetworks=2", processes=True),
     "analyze collapse": Verb(
         "embedding/representation collapse spectra", "ctrdistill.pipelines.analyze",
         "collapse", "CollapseConfig", "runs", _collapsed,

@@ -239,6 +239,19 @@ def save_state(folder: Path, recipe: str, options: dict[str, Any], protocol: str
     (folder / STATE_FILE).write_text(state.model_dump_json(indent=2, by_alias=True))
 
 
+def state_problem(dataset: Path) -> str | None:
+    """What keeps a dataset's saved preprocessing from being copied into a run (None: nothing,
+    or data prepared before the state was saved), so a run can refuse before it trains."""
+    dataset = Path(dataset)
+    if not (dataset / STATE_FILE).is_file():
+        return None
+    missing = [name for name in (FEATURE_MAP_FILE, VOCAB_DIR) if not (dataset / name).exists()]
+    if missing:
+        return (f"{dataset}: the prepared dataset lacks {' and '.join(missing)} (its fitted "
+                "preprocessing is incomplete); prepare it again")
+    return None
+
+
 def copy_state(dataset: Path, target: Path) -> bool:
     """Copy a dataset's state into `target/prepare/`; False (nothing copied) for data prepared
     before the state was saved."""

@@ -29,10 +29,11 @@ from ctrdistill.data.dataset import ColumnData, PreparedData, frame_to_columns, 
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import teacher_outputs
 from ctrdistill.training import distributed
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import collect
 
@@ -142,7 +143,7 @@ class LabelStore:
 
 
 def _teacher_entry(run: Path, teacher: CTRModel) -> dict[str, Any]:
-    checkpoint = run / CHECKPOINT_FILE if run.is_dir() else run
+    checkpoint = RunDirectory(run).checkpoint() if run.is_dir() else run
     return {"run": str(run), "checkpoint_sha256": file_sha256(checkpoint),
             "model": teacher.config.name, "hidden_dim": teacher.hidden_dim}
 

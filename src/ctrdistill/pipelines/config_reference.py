@@ -21,17 +21,19 @@ from ctrdistill.data.synthetic import PRESETS, SynthConfig
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.pipelines.analyze import CollapseConfig
 from ctrdistill.pipelines.demo import DemoConfig
-from ctrdistill.pipelines.distill import DistillConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
 from ctrdistill.pipelines.export import ExportConfig
-from ctrdistill.pipelines.kdef import KDEFConfig
+from ctrdistill.pipelines.fit import RunConfig
 from ctrdistill.pipelines.label import LabelConfig
-from ctrdistill.pipelines.mutual import MutualConfig
+from ctrdistill.pipelines.methods import MethodConfig
+from ctrdistill.pipelines.methods.kd import KDMethod
+from ctrdistill.pipelines.methods.kdef import KDEFMethod
+from ctrdistill.pipelines.methods.mutual import MutualMethod
+from ctrdistill.pipelines.methods.plain import PlainMethod
 from ctrdistill.pipelines.predict import PredictConfig
 from ctrdistill.pipelines.search import SearchConfig
 from ctrdistill.pipelines.serve import ServeConfig
 from ctrdistill.pipelines.stream import StreamConfig
-from ctrdistill.pipelines.train import TrainRunConfig
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.config import TrainConfig
 
@@ -41,12 +43,15 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("prepare", PrepareConfig, "`ctrdistill prepare`, `cd.prepare`"),
     ("train options", TrainConfig, "the `train:` block of train, distill, stream (teacher and "
      "student), mutual and kdef"),
-    ("train", TrainRunConfig, "`ctrdistill train`, `cd.train`"),
-    ("distill", DistillConfig, "`ctrdistill distill`, `cd.distill`"),
+    ("run", RunConfig, "every training run: `ctrdistill train|distill|mutual|kdef`, `cd.run`, "
+     "`cd.train`, ...; the method's keys go under `method:` with its `kind`, or at the top "
+     "level of the verb's config"),
+    ("method plain (train)", PlainMethod, "`ctrdistill train`, `cd.train`"),
+    ("method kd (distill)", KDMethod, "`ctrdistill distill`, `cd.distill`"),
+    ("method mutual", MutualMethod, "`ctrdistill mutual`, `cd.mutual`"),
+    ("method kdef", KDEFMethod, "`ctrdistill kdef`, `cd.kdef`"),
     ("label", LabelConfig, "`ctrdistill label`, `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
-    ("mutual", MutualConfig, "`ctrdistill mutual`, `cd.mutual`"),
-    ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
     ("evaluate", EvaluateConfig, "`ctrdistill evaluate`, `cd.evaluate`"),
     ("predict", PredictConfig, "`ctrdistill predict`, `cd.predict`"),
@@ -146,6 +151,10 @@ def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozen
         description = (field.description or "").replace("\n", " ")
         nested = _models(field.annotation)
         shared = bool(nested) and all(issubclass(m, TrainConfig) for m in nested)
+        if nested and all(issubclass(m, MethodConfig) for m in nested):
+            yield Key(path, "mapping", default_text(field, name),
+                      f"{description}; keys per method in the sections below")
+            continue
         if is_model or shared:
             link = MODELS_LINK if is_model else TRAIN_LINK
             description = f"{description}; {link}" if description else link

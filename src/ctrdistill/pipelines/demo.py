@@ -22,9 +22,8 @@ from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.fit import DistillConfig, TrainRunConfig, distill, train
 from ctrdistill.pipelines.prepare import prepare, synth
-from ctrdistill.pipelines.train import TrainRunConfig, train
 from ctrdistill.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -32,10 +32,9 @@ from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.run import blocks_batch, load_run
+from ctrdistill.pipelines.load import blocks_batch, load_run
 from ctrdistill.serving.bundle import MANIFEST_FILE, ONNX_FILE, TORCHSCRIPT_FILE, outputs_of
 from ctrdistill.storage import atomic_directory
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE
 from ctrdistill.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -210,7 +209,7 @@ def export(config: ExportConfig | dict[str, Any] | str | Path | None = None,
                 torch.jit.trace(module, example).save(str(tmp / TORCHSCRIPT_FILE))
             exporter, model_file = "torch.jit.trace", TORCHSCRIPT_FILE
         copy_state(run.path / STATE_DIR, tmp)
-        checkpoint = run.path / CHECKPOINT_FILE
+        checkpoint = run.directory.checkpoint()
         manifest = {
             "format_version": 1, "format": config.format, "model_file": model_file,
             "exporter": exporter, "opset": config.opset if config.format == "onnx" else None,

@@ -29,11 +29,11 @@ from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.models.registry import ModelSpec, model_config
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.fit import DistillConfig, TrainRunConfig, distill, train
 from ctrdistill.pipelines.label import label
 from ctrdistill.pipelines.search_plots import save_plots, save_trials
 from ctrdistill.pipelines.search_space import SearchSpace, check_space, grid, sample
-from ctrdistill.pipelines.train import TrainRunConfig, train
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.strategies.factory import KDOptions
 from ctrdistill.training.config import TrainConfig
 
@@ -117,7 +117,7 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _valid_auc(run: Path) -> float:
-    return float(json.loads((run / "metrics.json").read_text())["valid"]["auc"])
+    return float(RunDirectory(run).metrics()["valid"]["auc"])
 
 
 class _Objective:
@@ -132,8 +132,8 @@ class _Objective:
         key = _key(self.config.data, model, train_config)
         out = self.root / "teachers" / f"{model.name}-{key}"
         with _lock(out):
-            if (out / "metrics.json").is_file():
-                for record in json.loads((out / "history.json").read_text()):
+            if RunDirectory(out).is_finished():
+                for record in RunDirectory(out).history():
                     report(record)
                 return out, False
             train(TrainRunConfig(name=out.name, data=self.config.data, output_dir=out.parent,
@@ -154,7 +154,7 @@ class _Objective:
         train_config = c.student_train if full else TrainConfig.model_validate(
             c.student_train.model_dump() | c.proxy)
         with _lock(out):
-            if not (out / "metrics.json").is_file():
+            if not RunDirectory(out).is_finished():
                 distill(DistillConfig(name=name, data=c.data, output_dir=out.parent,
                                       label_store=store, student=c.student, strategy=c.strategy,
                                       train=train_config, overwrite=True))
@@ -180,7 +180,7 @@ class _Objective:
 
         run, trained = self.teacher(model, train_config, report)
         trial.set_user_attr("teacher_seconds", time.perf_counter() - started)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = RunDirectory(run).metrics()
         trial.set_user_attr("run", str(run))
         trial.set_user_attr("trained", trained)
         trial.set_user_attr("params_count", metrics.get("params"))

@@ -10,8 +10,7 @@ from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import build_model
-
-CHECKPOINT_FILE = "checkpoint.pt"
+from ctrdistill.rundir import RunDirectory
 
 
 def save_checkpoint(path: Path, model: CTRModel, feature_map: FeatureMap) -> None:
@@ -26,7 +25,7 @@ def load_checkpoint(path: Path, feature_map: FeatureMap | None = None) -> tuple[
     """Rebuild the model; refuse a feature map that differs from the one it was trained on."""
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_FILE
+        path = RunDirectory(path).checkpoint()
     if not path.is_file():
         raise CtrDistillError(f"checkpoint not found: {path}")
     try:
