@@ -20,13 +20,11 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from conftest import labels_batch
+from conftest import labels_batch, prepare_synthetic
 from ctrdistill.cli import main
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelOutput
 from ctrdistill.models.registry import build_model
@@ -168,13 +166,8 @@ def test_aux_loss_matches_hand_computation():
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kd")
-    raw, prep = root / "raw", root / "prep"
-    write_synthetic(SynthConfig(rows=6000, max_vocab=500, chunk_rows=6000), raw,
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4"),
-            show_progress=False)
-    return prep
+    return prepare_synthetic(tmp_path_factory.mktemp("kd"), rows=6000, max_vocab=500,
+                             chunk_rows=6000)
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,7 @@ def test_tied_parameters_stay_tied_in_every_saved_state(prepared, tmp_path, monk
     state = torch.load(run.strategy_state, weights_only=True)
     tables = [v for k, v in state.items() if k.endswith("table.weight")]
     assert len(tables) > 1 and all(t.data_ptr() == tables[0].data_ptr() for t in tables)
+    assert list(run.checkpoints()) == ["served", "sub0", "sub1", "sub2", "sub3"]
 
     # The resume state holds the table once in each of its two snapshots (current and best),
     # beside Adam's two moments of every parameter: 4x the parameters (12x with the copies).

@@ -43,8 +43,6 @@ class Verb:
     line: Line
     example: str
     table: bool = True  # print the result's rows as a table
-    keywords: dict[str, str] = field(default_factory=dict)  # switches passed to the function,
-    # for a function argument that is not a config key (search's resume)
     switches: dict[str, str] = field(default_factory=dict)  # switches only the line reads
     aliases: dict[str, str] = field(default_factory=dict)  # extra flag name -> config key
     processes: bool = False  # --nproc/--max-restarts (torchrun)
@@ -152,8 +150,7 @@ VERBS: dict[str, Verb] = {
         "choose a teacher under a budget (Optuna): the objective is the teacher's or the "
         "distilled student's valid AUC", "ctrdistill.pipelines.search", "search",
         "SearchConfig", CONFIG_FILE, _searched,
-        "ctrdistill search configs/search_example.yaml --set trials=12", table=False,
-        keywords={"resume": "continue the search's study (study.db) where it stopped"}),
+        "ctrdistill search configs/search_example.yaml --set trials=12", table=False),
     "demo": Verb(
         "the whole flow on built-in synthetic data", "ctrdistill.pipelines.demo", "demo",
         "DemoConfig", None,
@@ -196,7 +193,7 @@ def _add_verb_arguments(sub: argparse.ArgumentParser, name: str, verb: Verb) -> 
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. train.epochs=3")
     add_flags(sub, _config_class(verb), positional=verb.positional, aliases=verb.aliases)
-    for switch, text in (verb.keywords | verb.switches).items():
+    for switch, text in verb.switches.items():
         sub.add_argument(f"--{switch}", action="store_true", help=text)
     sub.add_argument("--quiet", action="store_true",
                      help="log warnings and errors only, and draw no progress bars")
@@ -257,8 +254,7 @@ def execute(args: argparse.Namespace) -> None:
     config = _config(args, getattr(module, verb.config))
     if verb.before is not None and _rank() == 0:
         print(verb.before(config), file=sys.stderr)
-    result = getattr(module, verb.function)(
-        config, **{k: getattr(args, k) for k in verb.keywords})
+    result = getattr(module, verb.function)(config)
     if _rank() != 0:
         return
     if verb.table and result.rows:

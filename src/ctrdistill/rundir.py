@@ -56,6 +56,15 @@ class RunDirectory:
         """The servable checkpoint of `output` (the served model by default)."""
         return self.path / (self.CHECKPOINT if output == SERVED else f"checkpoint-{output}.pt")
 
+    def checkpoints(self) -> dict[str, Path]:
+        """Every saved checkpoint by output: the served one, then each member's (peer0, peer1,
+        ... of mutual; sub0, ... of KDEF) in order."""
+        members = {p.name.removeprefix("checkpoint-").removesuffix(".pt"): p
+                   for p in self.path.glob("checkpoint-*.pt")}
+        order = sorted(members, key=lambda name: (name.rstrip("0123456789"),
+                                                  int(name[len(name.rstrip("0123456789")):] or 0)))
+        return {SERVED: self.checkpoint(), **{name: members[name] for name in order}}
+
     @property
     def curves(self) -> Path:
         return self.path / self.CURVES

@@ -23,13 +23,15 @@ from ctrdistill.pipelines.analyze import CollapseConfig
 from ctrdistill.pipelines.demo import DemoConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
 from ctrdistill.pipelines.export import ExportConfig
-from ctrdistill.pipelines.fit import RunConfig
+from ctrdistill.pipelines.fit import (
+    DistillConfig,
+    KDEFConfig,
+    MutualConfig,
+    RunConfig,
+    TrainRunConfig,
+)
 from ctrdistill.pipelines.label import LabelConfig
-from ctrdistill.pipelines.methods import MethodConfig
-from ctrdistill.pipelines.methods.kd import KDMethod
-from ctrdistill.pipelines.methods.kdef import KDEFMethod
-from ctrdistill.pipelines.methods.mutual import MutualMethod
-from ctrdistill.pipelines.methods.plain import PlainMethod
+from ctrdistill.pipelines.methods import MethodConfig, method_class
 from ctrdistill.pipelines.predict import PredictConfig
 from ctrdistill.pipelines.search import SearchConfig
 from ctrdistill.pipelines.serve import ServeConfig
@@ -43,13 +45,16 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("prepare", PrepareConfig, "`ctrdistill prepare`, `cd.prepare`"),
     ("train options", TrainConfig, "the `train:` block of train, distill, stream (teacher and "
      "student), mutual and kdef"),
-    ("run", RunConfig, "every training run: `ctrdistill train|distill|mutual|kdef`, `cd.run`, "
-     "`cd.train`, ...; the method's keys go under `method:` with its `kind`, or at the top "
-     "level of the verb's config"),
-    ("method plain (train)", PlainMethod, "`ctrdistill train`, `cd.train`"),
-    ("method kd (distill)", KDMethod, "`ctrdistill distill`, `cd.distill`"),
-    ("method mutual", MutualMethod, "`ctrdistill mutual`, `cd.mutual`"),
-    ("method kdef", KDEFMethod, "`ctrdistill kdef`, `cd.kdef`"),
+    ("run", RunConfig, "every training run, `cd.run`: the base keys and `method: {kind: ...}` "
+     "with the method's keys (the sections below list them per verb)"),
+    ("train", TrainRunConfig, "`ctrdistill train`, `cd.train`: method `plain`, its keys at the "
+     "top level"),
+    ("distill", DistillConfig, "`ctrdistill distill`, `cd.distill`: method `kd`, its keys at "
+     "the top level"),
+    ("mutual", MutualConfig, "`ctrdistill mutual`, `cd.mutual`: method `mutual`, its keys at "
+     "the top level"),
+    ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`: method `kdef`, its keys at the top "
+     "level"),
     ("label", LabelConfig, "`ctrdistill label`, `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
@@ -137,12 +142,22 @@ def _same_as_train(model: type[BaseModel]) -> frozenset[str]:
                                                               base[n].description))
 
 
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The keys of `model` as a user writes them: a verb's run config with its method's keys at
+    the top level."""
+    kind = getattr(model, "verb_kind", None)
+    if kind is None:
+        return dict(model.model_fields)
+    base = {n: f for n, f in model.model_fields.items() if n != "method"}
+    return base | {n: f for n, f in method_class(kind).model_fields.items() if n != "kind"}
+
+
 def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset()
          ) -> Iterator[Key]:
     """Every key of `model` (but `skip`), depth first: nested configs as `parent.key`, list
     items as `parent[].key`; zoo models link to docs/models.md and train blocks to the train
     options section instead of repeating them."""
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model).items():
         if name in skip:
             continue
         path = prefix + (field.alias or name)
@@ -153,7 +168,7 @@ def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozen
         shared = bool(nested) and all(issubclass(m, TrainConfig) for m in nested)
         if nested and all(issubclass(m, MethodConfig) for m in nested):
             yield Key(path, "mapping", default_text(field, name),
-                      f"{description}; keys per method in the sections below")
+                      f"{description}; each method's keys are in its verb's section")
             continue
         if is_model or shared:
             link = MODELS_LINK if is_model else TRAIN_LINK

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-from ctrdistill.analysis.plots import plot_learning_curves
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import PreparedData
@@ -246,6 +245,8 @@ def _fit(config: RunConfig, data: PreparedData, build: MethodBuild,
             save_checkpoint(tmp.checkpoint(output), model, data.feature_map)
         copy_state(data.path, tmp.path)  # the run alone can then score raw logs and be exported
         tmp.save_state(tmp.strategy_state, strategy.trained_state())
+        from ctrdistill.analysis.plots import plot_learning_curves  # matplotlib: only now
+
         plot_learning_curves({name: history}, tmp.curves, best_steps={name: metrics["best_step"]},
                              **(build.curves or {}))
         tmp.write_results(rows, markdown_table(rows))

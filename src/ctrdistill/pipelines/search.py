@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.models.registry import ModelSpec, model_config
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 class SearchConfig(StrictConfig):
     """A teacher search: the space, the fixed student, the objective and the budget."""
 
-    name: str = Field(description="the search's directory under output_dir")
+    name: Name = Field(description="the search's directory under output_dir")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("searches"), description="where search directories go")
     space: SearchSpace = Field(description="what a teacher may be")
@@ -76,6 +76,8 @@ class SearchConfig(StrictConfig):
         "at each evaluation (step = rungs)")
     seed: int | None = Field(None, description="the sampler's seed (give each worker its own, "
                              "or none)")
+    resume: bool = Field(False, description="continue the study in the search directory (a "
+                         "new search refuses to reuse one)")
     storage: str | None = Field(None, description="an Optuna RDB URL shared by workers "
                                 "(default: sqlite:///<search dir>/study.db)")
     heartbeat_seconds: int = Field(60, ge=1, description="a trial whose worker is silent for "
@@ -252,13 +254,12 @@ def _link_best(root: Path, run: Path) -> Path:
     return link
 
 
-def search(config: SearchConfig | dict[str, Any] | str | Path, resume: bool = False,
-           **overrides: Any) -> Result:
+def search(config: SearchConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Search teachers until the study holds `trials` finished trials or `seconds` pass.
 
     Returns the best teacher's run directory (ready as `teachers: [{run: ...}]` of distill),
-    the trials table as rows, and the best values as metrics. `resume` continues the study in
-    the search directory; workers sharing a `storage` split the trials between them."""
+    the trials table as rows, and the best values as metrics. `resume: true` continues the study
+    in the search directory; workers sharing a `storage` split the trials between them."""
     config = resolve(SearchConfig, config, **overrides)
     optuna = _optuna()
     root = config.output_dir / config.name
@@ -268,7 +269,7 @@ def search(config: SearchConfig | dict[str, Any] | str | Path, resume: bool = Fa
     if config.confirm_top and config.objective != "student":
         raise CtrDistillError("confirm_top re-trains students: it needs objective: student")
     root.mkdir(parents=True, exist_ok=True)
-    study = _study(config, root, resume, optuna)
+    study = _study(config, root, config.resume, optuna)
     objective = _Objective(config, root, optuna)
     callbacks = []
     if config.trials is not None:

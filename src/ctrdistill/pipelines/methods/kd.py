@@ -63,7 +63,8 @@ class TeacherSpec(StrictConfig):
 
 @register_method
 class KDMethod(MethodConfig):
-    kind: Literal["kd"] = "kd"
+    kind: Literal["kd"] = Field(
+        "kd", description="the method: a student distilled from teachers or a label store")
     teachers: list[TeacherSpec] = Field(default_factory=list, description="the teachers: "
                                         "finished runs or models trained first")
     label_store: Path | None = Field(

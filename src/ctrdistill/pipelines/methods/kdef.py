@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 @register_method
 class KDEFMethod(MethodConfig):
-    kind: Literal["kdef"] = "kdef"
+    kind: Literal["kdef"] = Field(
+        "kdef", description="the method: a KDEF ensemble of sub-networks or its baselines")
     backbone: ModelSpec = Field(default_factory=default_backbone,
                                 description="every sub-network's model (default: DNN)")
     num_subnetworks: int = Field(4, ge=1, description="N, the number of sub-networks")

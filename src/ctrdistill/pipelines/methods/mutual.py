@@ -35,7 +35,8 @@ def load_peers(run_dirs: list[Path], feature_map: FeatureMap) -> list[CTRModel]:
 class MutualMethod(MethodConfig):
     """Peers trained from scratch (`peers`) and/or fine-tuned from run directories (`peer_runs`)."""
 
-    kind: Literal["mutual"] = "mutual"
+    kind: Literal["mutual"] = Field(
+        "mutual", description="the method: peers trained together with the mutual-learning term")
     peers: list[ModelSpec] = Field(default_factory=list, description="peers trained from scratch")
     peer_runs: list[Path] = Field(default_factory=list,
                                   description="finished runs fine-tuned as peers")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @register_method
 class PlainMethod(MethodConfig):
-    kind: Literal["plain"] = "plain"
+    kind: Literal["plain"] = Field(
+        "plain", description="the method: one model trained on hard labels")
     model: ModelSpec = Field(description="the zoo model and its hyperparameters")
 
     def build(self, run: RunConfig, data: PreparedData) -> MethodBuild:
