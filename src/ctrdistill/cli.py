@@ -252,7 +252,7 @@ def execute(args: argparse.Namespace) -> None:
     verb = VERBS[args.verb_name]
     module = importlib.import_module(verb.module)
     config = _config(args, getattr(module, verb.config))
-    if verb.before is not None and _rank() == 0:
+    if verb.before is not None and _rank() == 0 and not args.quiet:
         print(verb.before(config), file=sys.stderr)
     result = getattr(module, verb.function)(config)
     if _rank() != 0:
