@@ -172,7 +172,7 @@ def test_stopped_command_leaves_no_partial_output(tmp_path: Path, monkeypatch, c
             (tmp / "part.parquet").write_text("half")
             os.kill(os.getpid(), signum)
 
-    monkeypatch.setattr(cli, "cmd_synth", stopped_midway)
+    monkeypatch.setattr(cli, "execute", stopped_midway)
     assert main(["synth", "--output", str(target)]) == 128 + signum
     assert list(tmp_path.iterdir()) == []
     assert f"interrupted ({signum.name})" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from ctrdistill import evaluate, predict
 from ctrdistill.config import validate_config
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader, StreamingLoader
@@ -23,7 +24,6 @@ from ctrdistill.data.synthetic import (
 )
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.registry import build_model
-from ctrdistill.pipelines import evaluate, predict
 from ctrdistill.pipelines.common import resolve
 from ctrdistill.pipelines.fit import TrainRunConfig
 from ctrdistill.pipelines.fit import train as run_train

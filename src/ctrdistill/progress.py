@@ -64,10 +64,20 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """`--quiet`: no progress bar in this process, whatever the callers ask."""
+    global _quiet
+    _quiet = quiet
+
+
 @contextmanager
 def progress(
     total: int | None, description: str, unit: str, enabled: bool = True, initial: int = 0
 ) -> Iterator[Any]:
+    enabled = enabled and not _quiet
     if not sys.stderr.isatty():
         lines = LogLines(total, description, unit, initial) if enabled else \
             LogLines(total, description, unit, initial, interval=float("inf"))

@@ -12,11 +12,9 @@ import pyarrow.parquet as pq
 import torch
 
 from ctrdistill.data.batch import DAY, GROUP, Batch
-from ctrdistill.data.schema import FEATURE_MAP_FILE, FeatureMap
+from ctrdistill.data.schema import FEATURE_MAP_FILE, SPLITS, FeatureMap
 from ctrdistill.errors import CtrDistillError, unknown_name
 from ctrdistill.files import PREPARE, read_parquet, reading
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass

@@ -28,6 +28,8 @@ from ctrdistill.files import PREPARE, read_model
 PAD_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
+# Here rather than in dataset.py so that `prepare` names the splits without importing torch.
+SPLITS = ("train", "valid", "test")
 
 FieldKind = Literal["categorical", "numeric", "sequence"]
 NumericTransform = Literal["none", "log1p", "bucketize", "standardize"]

@@ -20,6 +20,7 @@ from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.synthetic import PRESETS, SynthConfig
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.pipelines.analyze import CollapseConfig
+from ctrdistill.pipelines.demo import DemoConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
 from ctrdistill.pipelines.export import ExportConfig
 from ctrdistill.pipelines.fit import (
@@ -40,8 +41,8 @@ from ctrdistill.training.config import TrainConfig
 
 #: (section title, config class, how it is used): one table each, in the order of the flow.
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("synth", SynthConfig, "`ctrdistill synth --config`, `cd.synth`"),
-    ("prepare", PrepareConfig, "`ctrdistill prepare --config`, `cd.prepare`"),
+    ("synth", SynthConfig, "`ctrdistill synth`, `cd.synth`"),
+    ("prepare", PrepareConfig, "`ctrdistill prepare`, `cd.prepare`"),
     ("train options", TrainConfig, "the `train:` block of train, distill, stream (teacher and "
      "student), mutual and kdef"),
     ("run", RunConfig, "every training run, `cd.run`: the base keys and `method: {kind: ...}` "
@@ -54,14 +55,15 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "the top level"),
     ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`: method `kdef`, its keys at the top "
      "level"),
-    ("label", LabelConfig, "`ctrdistill label` (flags), `cd.label`"),
+    ("label", LabelConfig, "`ctrdistill label`, `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
-    ("evaluate", EvaluateConfig, "`ctrdistill evaluate` (flags), `cd.evaluate`"),
-    ("predict", PredictConfig, "`ctrdistill predict` (flags), `cd.predict`"),
-    ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse` (flags), `cd.collapse`"),
-    ("export", ExportConfig, "`ctrdistill export` (flags), `cd.export`"),
-    ("serve", ServeConfig, "`ctrdistill serve` (flags), `cd.serve`"),
+    ("evaluate", EvaluateConfig, "`ctrdistill evaluate`, `cd.evaluate`"),
+    ("predict", PredictConfig, "`ctrdistill predict`, `cd.predict`"),
+    ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse`, `cd.collapse`"),
+    ("export", ExportConfig, "`ctrdistill export`, `cd.export`"),
+    ("serve", ServeConfig, "`ctrdistill serve`, `cd.serve`"),
+    ("demo", DemoConfig, "`ctrdistill demo`, `cd.demo`"),
 ]
 MODELS_LINK = "a zoo model: `{name: ..., ...}`, keys per model in [models.md](models.md)"
 TRAIN_LINK = "keys in [train options](#train-options)"
@@ -189,10 +191,11 @@ def _cell(text: str) -> str:
 def render() -> str:
     lines = ["# Config reference", "",
              "Every key of every verb's config: YAML keys, `--set KEY=VALUE` paths, and keyword "
-             "arguments of the Python functions. Generated from the config classes by "
-             "`python -m ctrdistill.pipelines.config_reference docs/config.md`; do not edit by "
-             "hand. Model keys (`model:`, `student:`, `backbone:`, ...) are in "
-             "[models.md](models.md).", ""]
+             "arguments of the Python functions; a top-level key holding a value or a list of "
+             "values is also a flag of its verb (`output_dir` is `--output-dir`). Generated from "
+             "the config classes by `python -m ctrdistill.pipelines.config_reference "
+             "docs/config.md`; do not edit by hand. Model keys (`model:`, `student:`, "
+             "`backbone:`, ...) are in [models.md](models.md).", ""]
     for title, model, used in SECTIONS:
         lines += [f"## {title}", "", f"`{model.__name__}`: {used}.", "",
                   "| key | type | default | meaning |", "|---|---|---|---|"]

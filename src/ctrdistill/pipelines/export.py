@@ -137,20 +137,31 @@ def _signature(feature_map: FeatureMap) -> dict[str, Any]:
                         for n in ("logit", "probability")]}
 
 
+def _no_torchvision(record: logging.LogRecord) -> bool:
+    """The dynamo exporter warns once per torchvision op when torchvision is absent; the models
+    use none of them."""
+    return not record.getMessage().startswith("torchvision is not installed")
+
+
 def _onnx(module: ServedModule, example: tuple[torch.Tensor, ...], path: Path, opset: int,
           dynamo: bool) -> None:
     names, outputs = module.inputs, ["logit", "probability"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' advice on their own internals
-        if dynamo:
-            batch = torch.export.Dim("batch", min=1, max=1 << 24)
-            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=opset,
-                              input_names=names, output_names=outputs, verbose=False,
-                              dynamic_shapes=(tuple({0: batch} for _ in example),))
-        else:
-            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
-                              input_names=names, output_names=outputs,
-                              dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    registration.addFilter(_no_torchvision)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporters' advice on their own internals
+            if dynamo:
+                batch = torch.export.Dim("batch", min=1, max=1 << 24)
+                torch.onnx.export(module, example, str(path), dynamo=True, opset_version=opset,
+                                  input_names=names, output_names=outputs, verbose=False,
+                                  dynamic_shapes=(tuple({0: batch} for _ in example),))
+            else:
+                torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=outputs,
+                                  dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+    finally:
+        registration.removeFilter(_no_torchvision)
 
 
 def _parity(path: Path, module: ServedModule, blocks: dict[str, np.ndarray]) -> float:
