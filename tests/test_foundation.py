@@ -244,7 +244,7 @@ def test_checkpoint_refuses_a_refitted_vocabulary_of_the_same_size(tmp_path: Pat
 
 
 def test_failed_run_leaves_nothing_behind(prepared: Path, tmp_path: Path, monkeypatch) -> None:
-    def fail(self, batch):
+    def fail(self, *batch):
         raise CtrDistillError("failed at the first step")
 
     monkeypatch.setattr(Trainer, "train_step", fail)
