@@ -1,5 +1,6 @@
 """The package's imports point down its layers: data -> models -> strategies -> training ->
-(labels, analysis) -> continuous -> pipelines -> cli. An import against them fails here, naming the file."""
+(labels, analysis) -> continuous -> pipelines -> cli. An import against them fails here, naming
+the file."""
 
 from __future__ import annotations
 

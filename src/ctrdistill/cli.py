@@ -52,6 +52,19 @@ def cmd_synth(args) -> None:
     from ctrdistill.pipelines import synth
 
     raw = _with_flags(_config(args.config, args.set), args, ("rows", "days", "drift", "seed"))
+    if args.landing:
+        from ctrdistill.pipelines.follow import synth_landing
+
+        result = synth_landing(raw, landing=args.landing, partitions=args.partitions,
+                               rows_per_partition=args.rows_per_partition,
+                               new_ids_rate=args.new_ids_rate,
+                               interval_seconds=args.interval_seconds)
+        print(f"landed {args.partitions} partitions of {args.rows_per_partition:,} rows in "
+              f"{args.landing}")
+        return
+    if not args.output:
+        raise CtrDistillError("synth needs --output DIR (a dataset) or --landing DIR (partitions "
+                              "as a live source writes them)")
     result = synth(raw, output=args.output)
     print(f"wrote {result.metrics['rows']:,} synthetic rows to {args.output}")
 
@@ -147,6 +160,18 @@ def cmd_stream(args) -> None:
     _show(result, f"stream saved to {result.path}")
 
 
+def cmd_follow(args) -> None:
+    from ctrdistill.pipelines.follow import describe_status, follow, read_status
+
+    if args.status:
+        print(describe_status(read_status(args.status)))
+        return
+    if not args.config:
+        raise CtrDistillError("follow needs a CONFIG (or --status DIR)")
+    result = follow(_config(args.config, args.set), once=args.once)
+    print(describe_status(result.metrics))
+
+
 def cmd_search(args) -> None:
     from ctrdistill.pipelines import search
 
@@ -200,6 +225,7 @@ EXAMPLES = {
     "evaluate": "ctrdistill evaluate runs/dnn --data data/synth --split test --json",
     "predict": "ctrdistill predict runs/dnn --data data/synth --output scores.parquet",
     "stream": "ctrdistill stream configs/stream_example.yaml",
+    "follow": "ctrdistill follow configs/follow_example.yaml --once",
     "label": "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
     "search": "ctrdistill search configs/search_example.yaml --set trials=12",
     "demo": "ctrdistill demo --rows 100000 --workdir /tmp/demo",
@@ -233,7 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = add("synth", cmd_synth, "generate the synthetic benchmark (raw Parquet)")
-    sub.add_argument("--output", required=True, help="directory for the raw Parquet files")
+    sub.add_argument("--output", help="directory for the raw Parquet files")
+    sub.add_argument("--landing", help="instead of --output: write partitions into this landing "
+                     "zone one after another, as a live source would (for `follow`)")
+    sub.add_argument("--partitions", type=int, default=4, help="with --landing: partitions")
+    sub.add_argument("--rows-per-partition", type=int, default=100_000,
+                     help="with --landing: rows per partition")
+    sub.add_argument("--new-ids-rate", type=float, default=0.0,
+                     help="with --landing: fraction of each field's ids first appearing in a "
+                     "later partition")
+    sub.add_argument("--interval-seconds", type=float, default=0.0,
+                     help="with --landing: wait between partitions")
     sub.add_argument("--rows", type=int, help="rows to generate (default: the config's rows)")
     sub.add_argument("--days", type=int, help="days the rows span (default: the config's days)")
     sub.add_argument("--drift", type=float,
@@ -312,6 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")
 
     add("stream", cmd_stream, "continual distillation day by day", config="required")
+
+    sub = add("follow", cmd_follow, "continuous distillation from logs arriving in a landing "
+              "zone", config=None)
+    sub.add_argument("config", nargs="?", help="YAML config")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. export_every=4")
+    sub.add_argument("--once", action="store_true",
+                     help="process the partitions that have landed, then stop")
+    sub.add_argument("--status", metavar="DIR", help="print the status of a follow directory")
 
     sub = add("label", cmd_label, "score data once with teacher runs into a label store",
               config=None)

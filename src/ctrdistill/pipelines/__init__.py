@@ -21,6 +21,7 @@ from ctrdistill.pipelines.fit import (
     run,
     train,
 )
+from ctrdistill.pipelines.follow import FollowConfig, follow
 from ctrdistill.pipelines.label import LabelConfig, label
 from ctrdistill.pipelines.load import Run, load_run
 from ctrdistill.pipelines.methods import MethodBuild, MethodConfig, register_method
@@ -33,9 +34,11 @@ from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
 
 __all__ = [
     "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "ExportConfig",
-    "KDEFConfig", "LabelConfig", "MethodBuild", "MethodConfig", "MutualConfig", "PredictConfig",
+    "FollowConfig", "KDEFConfig", "LabelConfig", "MethodBuild", "MethodConfig", "MutualConfig",
+    "PredictConfig",
     "Result", "Run", "RunConfig",
     "SearchConfig", "ServeConfig", "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse",
-    "demo", "distill", "evaluate", "export", "kdef", "label", "load_run", "mutual", "predict",
+    "demo", "distill", "evaluate", "export", "follow", "kdef", "label", "load_run", "mutual",
+    "predict",
     "prepare", "register_method", "run", "search", "serve", "stream", "synth", "train",
 ]
