@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import fsspec
 from pydantic import Field
@@ -59,7 +59,7 @@ class LandingConfig(StrictConfig):
         "quiet: once none of its files changed for quiet_seconds")
     marker: str = Field("_SUCCESS", description="the completion marker's file name")
     quiet_seconds: float = Field(60.0, ge=0, description="with complete_when: quiet")
-    storage_options: dict[str, str] = Field(
+    storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options of the URL's filesystem (e.g. "
         "endpoint_url for an S3-compatible store)")
 

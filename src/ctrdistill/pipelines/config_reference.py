@@ -23,6 +23,7 @@ from ctrdistill.pipelines.analyze import CollapseConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
 from ctrdistill.pipelines.export import ExportConfig
 from ctrdistill.pipelines.fit import RunConfig
+from ctrdistill.pipelines.follow import FollowConfig
 from ctrdistill.pipelines.label import LabelConfig
 from ctrdistill.pipelines.methods import MethodConfig
 from ctrdistill.pipelines.methods.kd import KDMethod
@@ -51,6 +52,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("method kdef", KDEFMethod, "`ctrdistill kdef`, `cd.kdef`"),
     ("label", LabelConfig, "`ctrdistill label` (flags), `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
+    ("follow", FollowConfig, "`ctrdistill follow`, `cd.follow`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
     ("evaluate", EvaluateConfig, "`ctrdistill evaluate` (flags), `cd.evaluate`"),
     ("predict", PredictConfig, "`ctrdistill predict` (flags), `cd.predict`"),

@@ -382,7 +382,9 @@ def follow(config: FollowConfig | dict[str, Any] | str | Path, once: bool = Fals
             for partition in new:
                 follower.process(source, partition)
                 status = _status(follower, source, out)
-            if once or not new:
+                logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
+                            status["partitions_waiting"], status["oldest_waiting_age_seconds"])
+            if not new:
                 status = _status(follower, source, out)
             if once:
                 break
