@@ -166,6 +166,16 @@ def test_another_config_with_committed_partitions_is_refused(prepared, landing, 
         follow(config, once=True)
 
 
+def test_synth_cli_lands_partitions(tmp_path, capsys):
+    assert main(["synth", "--landing", str(tmp_path), "--partitions", "2",
+                 "--rows-per-partition", "500", "--drift", "0.1", "--new-ids-rate", "0.2",
+                 "--set", "categorical_fields=4", "--set", "numeric_fields=2"]) == 0
+    assert "landed 2 partitions of 500 rows" in capsys.readouterr().out
+    frame = pl.read_parquet(tmp_path / partition_name(1) / "part-0.parquet")
+    assert frame.height == 500 and frame["day"].unique().to_list() == [1]
+    assert main(["synth", "--partitions", "2"]) == 2  # neither --output nor --landing
+
+
 def test_synthetic_landing_has_late_ids_and_markers(tmp_path):
     names = write_landing(SynthConfig(**SYNTH), tmp_path, 4, 2000, new_ids_rate=0.5)
     assert names == sorted(names) and all((tmp_path / n / MARKER).is_file() for n in names)
@@ -238,7 +248,7 @@ def test_sigkill_then_restart_equals_an_uninterrupted_run(prepared, landing, ref
 def test_follow_keeps_up_with_partitions_landing_while_it_runs(prepared, tmp_path, capsys):
     zone, out = tmp_path / "zone", tmp_path / "runs"
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(_config(prepared, zone, out, export_every=2)))
+    path.write_text(yaml.safe_dump(_config(prepared, zone, out, export_every=0)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     process = subprocess.Popen([sys.executable, "-m", "ctrdistill", "follow", str(path)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -263,7 +273,7 @@ def test_follow_keeps_up_with_partitions_landing_while_it_runs(prepared, tmp_pat
     assert main(["follow", "--status", str(out / "f")]) == 0
     shown = capsys.readouterr().out
     assert f"committed: 2 partition(s), last {partition_name(1)}" in shown
-    assert "waiting: 0 complete, 0 incomplete" in shown and "bundle versions: 1" in shown
+    assert "waiting: 0 complete, 0 incomplete" in shown and "bundle versions: 0" in shown
     assert pl.read_parquet(out / "f" / "metrics.parquet")["auc"].is_finite().all()
 
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -48,7 +48,8 @@ class Source(Protocol):
 
     def waiting(self) -> list[Partition]: ...
 
-    def local(self, partition: Partition) -> Iterator[list[Path]]: ...
+    def local(self, partition: Partition) -> AbstractContextManager[list[Path]]:
+        """The partition's files as local paths while the context is open."""
 
 
 class LandingConfig(StrictConfig):
