@@ -4,6 +4,7 @@ student, trained into the teacher and exported, each committed exactly once."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from ctrdistill.continuous.synthetic import MARKER, partition_name, write_landin
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
-from ctrdistill.pipelines.follow import STATE, follow
+from ctrdistill.pipelines.follow import STATE, _Follower, follow
 
 SYNTH = {"max_vocab": 300, "numeric_fields": 3, "categorical_fields": 6, "seed": 5}
 TRAIN = {"epochs": 1, "batch_size": 512, "progress": False, "lr": 0.005, "threads": 1}
@@ -164,6 +165,34 @@ def test_another_config_with_committed_partitions_is_refused(prepared, landing, 
                      teacher={"name": "dnn", "embedding_dim": 8, "hidden_units": [16]})
     with pytest.raises(CtrDistillError, match="teacher"):
         follow(config, once=True)
+
+
+def test_an_unhealthy_teacher_without_a_healthy_version_labels_nothing(
+        prepared, landing, reference, tmp_path, caplog):
+    teacher = pl.read_parquet(reference / "metrics.parquet").filter(model="teacher")["auc"]
+    assert teacher[1] < 0.5 <= teacher[2]  # the guard below trips on partition 1 only
+    with caplog.at_level(logging.WARNING, "ctrdistill"):
+        follow(_config(prepared, landing, tmp_path, teacher_guard={"min_auc": 0.5}), once=True)
+    assert "no healthy version yet, students skip this partition" in caplog.text
+    state = _state(tmp_path / "f")
+    assert [p["day"] for p in state["store"]["partitions"].values()] == [2]
+    metrics = pl.read_parquet(tmp_path / "f" / "metrics.parquet").filter(model="teacher")
+    assert metrics["teacher_healthy"].to_list() == [True, False, True]
+    assert metrics["distilled"].to_list() == [False, False, True]
+    assert (tmp_path / "f" / "metrics.png").is_file()
+
+
+def test_students_distil_from_the_last_healthy_teacher(prepared, landing, reference, tmp_path,
+                                                        monkeypatch):
+    verdicts = iter([None, "broken on purpose"])
+    monkeypatch.setattr(_Follower, "_health_problem", lambda self, metrics: next(verdicts))
+    follow(_config(prepared, landing, tmp_path, teacher_guard={"min_auc": 0.0}), once=True)
+    store = LabelStore(tmp_path / "f" / "labels")
+    assert len(store.teacher_versions) == 1  # partition 2 labelled by partition 1's teacher
+    assert [p["teacher_version"] for p in store.partitions("train")] == [0, 0]
+    expected = LabelStore(reference / "labels")
+    assert store.frame("train", [1]).equals(expected.frame("train", [1]))
+    assert not store.frame("train", [2]).equals(expected.frame("train", [2]))
 
 
 def test_synth_cli_lands_partitions(tmp_path, capsys):

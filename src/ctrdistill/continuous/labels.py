@@ -59,15 +59,18 @@ def label_partition(store: Path, manifest: dict[str, Any], teacher: CTRModel,
     file = f"partitions/p{index:06d}.parquet"
     with atomic_file(store / file) as tmp:
         labels.write_parquet(tmp)
-    manifest["teacher_versions"].append({
-        "teachers": [{"run": f"teacher trained through {trained_through}",
-                      "checkpoint_sha256": parameters_sha256(teacher),
-                      "model": teacher.config.name, "hidden_dim": teacher.hidden_dim}],
-        "created": _now()})
+    sha = parameters_sha256(teacher)
+    versions = manifest["teacher_versions"]
+    known = [i for i, v in enumerate(versions) if v["teachers"][0]["checkpoint_sha256"] == sha]
+    if not known:  # a teacher that labelled before (the last healthy one) keeps its version
+        versions.append({
+            "teachers": [{"run": f"teacher trained through {trained_through}",
+                          "checkpoint_sha256": sha, "model": teacher.config.name,
+                          "hidden_dim": teacher.hidden_dim}], "created": _now()})
     manifest["partitions"][name] = {
         "split": SPLIT, "day": index, "file": file, "rows": len(labels),
         "row_ids": row_ids_digest(rows.row_id.numpy()),
-        "teacher_version": len(manifest["teacher_versions"]) - 1, "created": _now()}
+        "teacher_version": known[0] if known else len(versions) - 1, "created": _now()}
     publish(store, manifest)
     return manifest
 

@@ -27,6 +27,11 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path) -> Path:
         auc_ax.plot(part["index"], part["auc"], marker="o", ms=3,
                     label=f"{model} ({part['role'][0]})")
     data = frame.unique("index", keep="first", maintain_order=True)
+    if "teacher_healthy" in frame.columns:
+        unhealthy = data.filter(~pl.col("teacher_healthy"))["index"].to_list()
+        for n, index in enumerate(unhealthy):
+            auc_ax.axvspan(index - 0.5, index + 0.5, color="tab:red", alpha=0.12, lw=0,
+                           label=None if n else "teacher unhealthy (not distilled from)")
     if "bayes_auc" in frame.columns:
         auc_ax.plot(data["index"], data["bayes_auc"], "k--", lw=1, label="Bayes AUC")
     auc_ax.set_ylabel("progressive AUC (before training)")

@@ -24,6 +24,7 @@ directory) and bundles/NAME/.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import logging
@@ -52,6 +53,7 @@ from ctrdistill.data.loader import BatchLoader
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore, file_sha256
+from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model
 from ctrdistill.pipelines.common import Result, config_changes, resolve
 from ctrdistill.pipelines.export import export
@@ -86,6 +88,14 @@ class StudentConfig(StrictConfig):
                                 "stored teacher labels (as in distill)")
 
 
+class TeacherGuard(StrictConfig):
+    min_auc: float | None = Field(None, ge=0, le=1, description="the teacher is unhealthy on a "
+                                  "partition where its progressive AUC is below this")
+    behind_students_for: int | None = Field(
+        None, ge=1, description="... or below the best student's for this many partitions in "
+        "a row")
+
+
 class FollowConfig(StrictConfig):
     name: Name = Field(description="the follow directory under output_dir")
     output_dir: Path = Field(Path("runs"), description="where the follow directory goes")
@@ -98,6 +108,9 @@ class FollowConfig(StrictConfig):
                                    "before it labels any (students start after them)")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig,
                                   description="training on each partition (every model)")
+    teacher_guard: TeacherGuard | None = Field(
+        None, description="while the teacher is unhealthy, students distil from its last "
+        "healthy version (or wait for one); None: always from the current teacher")
     export_every: int = Field(0, ge=0, description="export every student every K partitions "
                               "(0: never)")
     export_format: Literal["onnx", "torchscript"] = Field("onnx", description="bundle format")
@@ -137,7 +150,8 @@ class _Follower:
         torch.manual_seed(config.train.seed)
         hidden = any(s.strategy.needs_hidden for s in config.students.values())
         self.state: dict[str, Any] = {
-            "processed": [], "metrics": [], "exports": 0,
+            "processed": [], "metrics": [], "exports": 0, "healthy": True, "behind": 0,
+            "healthy_teacher": {},
             "store": empty_manifest(feature_map, config.landing.path, hidden)}
 
     @property
@@ -221,9 +235,10 @@ class _Follower:
         metrics: list[dict[str, Any]] = []
         timed("evaluate", lambda: metrics.extend(
             self._evaluate(rows, index, partition.name, oov_rates(frame, self.prepared))))
-        distilled = index >= self.config.warmup_partitions
-        if distilled:
-            timed("label", lambda: self._label(rows, index, partition.name))
+        labeller = self._labeller(metrics) if index >= self.config.warmup_partitions else None
+        distilled = labeller is not None
+        if labeller is not None:
+            timed("label", lambda: self._label(labeller, rows, index, partition.name))
             store = LabelStore(self.store)
             for name in sorted(self.config.students):
                 student = self.config.students[name]
@@ -236,6 +251,7 @@ class _Follower:
             self.state["exports"] += 1
         for record in metrics:
             record["distilled"] = distilled
+            record["teacher_healthy"] = self.state["healthy"]
         entry |= {"status": "done", "rows": len(rows), "committed": time.time(),
                   "rows_per_second": {stage: len(rows) / max(s, 1e-9)
                                       for stage, s in seconds.items()}}
@@ -249,9 +265,46 @@ class _Follower:
                         f"{r['model']} {r['auc']:.4f}" for r in metrics if r is not teacher))
         return entry
 
-    def _label(self, rows: ColumnData, index: int, name: str) -> None:
-        previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
+    def _labeller(self, metrics: list[dict[str, Any]]) -> CTRModel | None:
+        """The teacher that labels this partition: the current one while it is healthy, else
+        the last healthy version (None, and the students wait, if there was none)."""
         teacher = self.trainers[TEACHER].strategy.served_model()
+        problem = self._health_problem(metrics)
+        was_healthy, self.state["healthy"] = self.state["healthy"], problem is None
+        if problem is None:
+            if not was_healthy:
+                logger.warning("the teacher is healthy again: students distil from it")
+            self.state["healthy_teacher"] = {k: v.detach().cpu().clone()
+                                             for k, v in teacher.state_dict().items()}
+            return teacher
+        saved = self.state["healthy_teacher"]
+        logger.warning("teacher unhealthy (%s): %s", problem,
+                       "students distil from its last healthy version" if saved
+                       else "no healthy version yet, students skip this partition")
+        if not saved:
+            return None
+        fallback = copy.deepcopy(teacher)
+        fallback.load_state_dict(saved)
+        return fallback
+
+    def _health_problem(self, metrics: list[dict[str, Any]]) -> str | None:
+        """Why the teacher is unhealthy on this partition's progressive validation, or None."""
+        guard = self.config.teacher_guard
+        auc = {r["model"]: r["auc"] for r in metrics}
+        teacher = auc.pop(TEACHER)
+        best = max(auc.values())
+        self.state["behind"] = self.state["behind"] + 1 if teacher < best else 0
+        if guard is None:
+            return None
+        if guard.min_auc is not None and not teacher >= guard.min_auc:
+            return f"AUC {teacher:.4f} below min_auc {guard.min_auc}"
+        if guard.behind_students_for and self.state["behind"] >= guard.behind_students_for:
+            return (f"AUC {teacher:.4f} below the best student's {best:.4f} for "
+                    f"{self.state['behind']} partition(s)")
+        return None
+
+    def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
+        previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
         self.state["store"] = label_partition(self.store, self.state["store"], teacher,
                                               previous, rows, index, name)
 
