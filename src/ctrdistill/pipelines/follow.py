@@ -119,7 +119,8 @@ class FollowConfig(StrictConfig):
         "kept in status.json) and go on, or stop with its error")
     poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
                                 "zone when nothing is new")
-    overwrite: bool = Field(False, description="remove the follow directory and start afresh")
+    overwrite: bool = Field(False, description="remove the follow directory and start afresh "
+                            "(at every start: a restarted process then does not resume)")
 
 
 #: Keys that may change between runs of one follow directory (they do not shape its models).
