@@ -35,7 +35,7 @@ from ctrdistill.strategies.ensemble import teacher_outputs
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.device import resolve_device
-from ctrdistill.training.inference import collect
+from ctrdistill.training.inference import collect, model_device
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -158,7 +158,7 @@ def teacher_logits(teachers: list[CTRModel], rows: ColumnData, batch_size: int =
         logits, vectors = teacher_outputs(batch, teachers, hidden)
         return ({LOGITS: logits} | ({} if vectors is None else {HIDDEN: vectors})), {}
 
-    values = collect(outputs, rows, batch_size)[0]
+    values = collect(outputs, rows, batch_size, model_device(teachers[0]))[0]
     return values[LOGITS], values.get(HIDDEN)
 
 
