@@ -30,7 +30,7 @@ import numpy as np
 
 import ctrdistill as cd
 from benchmarks import common
-from ctrdistill.analysis.plots import plt, save_figure
+from ctrdistill.analysis.plots import pyplot, save_figure
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.rundir import RunDirectory
 from ctrdistill.training.metrics import auc
@@ -95,6 +95,7 @@ def experiment_restart(root: Path, prep: Path, arms: list[Arm], rows: int,
             lines.append(f"| {label(arm)} | {peer} | {len(per_seed)} | {' | '.join(cells)} | "
                          f"{common.mean_std(change, 3)}% | {gain} |")
 
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(PEERS), figsize=(5 * len(PEERS), 3.6), sharey=True)
     for ax, peer in zip(axes, PEERS, strict=True):
         for arm, per_seed in results.items():

@@ -31,7 +31,7 @@ import numpy as np
 
 import ctrdistill as cd
 from benchmarks import common
-from ctrdistill.analysis.plots import plt, save_figure
+from ctrdistill.analysis.plots import pyplot, save_figure
 from ctrdistill.training.metrics import auc, sigmoid
 
 BACKBONE = {"name": "dnn", "embedding_dim": 16, "hidden_units": [256, 256]}
@@ -101,6 +101,7 @@ SCALING_PANELS = (  # (panel title, [(summary key, line style)], y label)
 
 def plot_scaling(groups: dict[tuple[str, int], list[dict]], path: Path) -> None:
     """AUC and information abundance against N, naive vs KDEF (mean ± std over seeds)."""
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     single = groups.get(("single MLP", 1))
     sizes = sorted({n for _, n in groups})
@@ -137,6 +138,7 @@ def plot_gains(rows: list[dict], path: Path) -> None:
     """Relative AUC gain of every peer and ensemble per group, against each baseline."""
     labels = sorted({(r["group"], r["peer"]) for r in rows},
                     key=lambda gp: (len(gp[0]), gp[0], gp[1] == "ensemble", gp[1]))
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(labels)), 4.5))
     bars = [bar for bar in GAIN_BARS if any(r["start"] == bar[0] for r in rows)]
     width = 0.8 / len(bars)

@@ -22,6 +22,7 @@ SKIPPED = {
 #: What makes the README's commands small enough for the test suite (text -> replacement).
 SUBSTITUTIONS = {
     "--rows 1000000": "--rows 3000",
+    "--rows-per-partition 20000": "--rows-per-partition 1000",
     # The Kaggle Criteo file is a download; the test fixture has its format.
     "--input train.txt": f"--input {ROOT / 'tests' / 'fixtures' / 'raw' / 'criteo' / 'train.txt'}",
 }

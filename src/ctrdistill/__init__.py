@@ -43,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "kdef": _VERBS + "fit",
     "LabelConfig": _VERBS + "label",
     "label": _VERBS + "label",
+    "FollowConfig": _VERBS + "follow",
+    "follow": _VERBS + "follow",
     "StreamConfig": _VERBS + "stream",
     "stream": _VERBS + "stream",
     "SearchConfig": _VERBS + "search",

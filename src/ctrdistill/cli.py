@@ -48,6 +48,9 @@ class Verb:
     aliases: dict[str, str] = field(default_factory=dict)  # extra flag name -> config key
     processes: bool = False  # --nproc/--max-restarts (torchrun)
     before: Callable[[Any], str] | None = None
+    #: `--NAME VALUE` options that do something else instead of running the verb (no config
+    #: needed): name -> (help, function of the value returning the line to print)
+    instead: dict[str, tuple[str, Callable[[str], str]]] = field(default_factory=dict)
 
 
 def _run_saved(result: Any, config: Any, args: argparse.Namespace) -> str:
@@ -72,6 +75,25 @@ def _exported(result: Any, config: Any, args: argparse.Namespace) -> str:
     return f"exported {config.run} to {config.output} ({m['format']} by {m['exporter']}{checked})"
 
 
+def _synthesised(result: Any, config: Any, args: argparse.Namespace) -> str:
+    if config.landing is not None:
+        return (f"landed {result.metrics['partitions']} partitions of "
+                f"{config.rows_per_partition:,} rows in {result.path}")
+    return f"wrote {result.metrics['rows']:,} synthetic rows to {result.path}"
+
+
+def _follow_status(directory: str) -> str:
+    from ctrdistill.pipelines.follow import describe_status, read_status
+
+    return describe_status(read_status(directory))
+
+
+def _followed(result: Any, config: Any, args: argparse.Namespace) -> str:
+    from ctrdistill.pipelines.follow import describe_status
+
+    return describe_status(result.metrics)
+
+
 def _labelled(result: Any, config: Any, args: argparse.Namespace) -> str:
     m = result.metrics
     return (f"label store {config.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
@@ -90,8 +112,7 @@ def _searched(result: Any, config: Any, args: argparse.Namespace) -> str:
 VERBS: dict[str, Verb] = {
     "synth": Verb(
         "generate the synthetic benchmark (raw Parquet)", "ctrdistill.pipelines.prepare",
-        "synth", "SynthConfig", None,
-        lambda r, c, a: f"wrote {r.metrics['rows']:,} synthetic rows to {r.path}",
+        "synth", "SynthCommand", None, _synthesised,
         "ctrdistill synth --output data/raw --rows 1000000 --days 10 --drift 0.05"),
     "prepare": Verb(
         "encode raw logs into Parquet shards with vocabularies", "ctrdistill.pipelines.prepare",
@@ -142,6 +163,13 @@ VERBS: dict[str, Verb] = {
         "continual distillation day by day", "ctrdistill.pipelines.stream", "stream",
         "StreamConfig", CONFIG_FILE, lambda r, c, a: f"stream saved to {r.path}",
         "ctrdistill stream configs/stream_example.yaml"),
+    "follow": Verb(
+        "continuous distillation from a landing zone: each new partition validated, labelled "
+        "once, distilled into every student, trained into the teacher, exported every K",
+        "ctrdistill.pipelines.follow", "follow", "FollowConfig", CONFIG_FILE, _followed,
+        "ctrdistill follow configs/follow_example.yaml --once", table=False,
+        instead={"status": ("print where the follow directory DIR stands (lag, rows/s per "
+                            "stage, last committed partition) and exit", _follow_status)}),
     "label": Verb(
         "score data once with teacher runs into a label store", "ctrdistill.pipelines.label",
         "label", "LabelConfig", "teachers", _labelled,
@@ -188,7 +216,7 @@ def _add_verb_arguments(sub: argparse.ArgumentParser, name: str, verb: Verb) -> 
     from ctrdistill.flags import add_flags
 
     if verb.positional == CONFIG_FILE:
-        sub.add_argument(CONFIG_FILE, help="YAML config")
+        sub.add_argument(CONFIG_FILE, help="YAML config", nargs="?" if verb.instead else None)
     else:
         sub.add_argument("--config", help="YAML config (flags override it)")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -196,6 +224,8 @@ def _add_verb_arguments(sub: argparse.ArgumentParser, name: str, verb: Verb) -> 
     add_flags(sub, _config_class(verb), positional=verb.positional, aliases=verb.aliases)
     for switch, text in verb.switches.items():
         sub.add_argument(f"--{switch}", action="store_true", help=text)
+    for option, (text, _) in verb.instead.items():
+        sub.add_argument(f"--{option}", metavar="DIR", dest=f"instead_{option}", help=text)
     sub.add_argument("--quiet", action="store_true",
                      help="log warnings and errors only, and draw no progress bars")
     if verb.processes:
@@ -251,6 +281,14 @@ def _config(args: argparse.Namespace, config_class: Any) -> Any:
 def execute(args: argparse.Namespace) -> None:
     """Run the parsed verb and print its table and result line (rank 0 only)."""
     verb = VERBS[args.verb_name]
+    for option, (_, function) in verb.instead.items():
+        value = getattr(args, f"instead_{option}")
+        if value is not None:
+            print(function(value))
+            return
+    if verb.positional == CONFIG_FILE and verb.instead and args.config is None:
+        raise CtrDistillError(f"{args.verb_name} needs a CONFIG (or --"
+                              f"{' / --'.join(verb.instead)} DIR)")
     module = importlib.import_module(verb.module)
     config = _config(args, getattr(module, verb.config))
     if verb.before is not None and _rank() == 0 and not args.quiet:

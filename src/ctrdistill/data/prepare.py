@@ -187,7 +187,7 @@ def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
     return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
 
 
-def _check_label(frame: pl.DataFrame, label: str, source: Path, first_row: int) -> pl.Series:
+def check_label(frame: pl.DataFrame, label: str, source: Path, first_row: int) -> pl.Series:
     """The label as Float32 0/1; rows are reported 1-based, counted over the whole input."""
     values = frame[label].cast(pl.Float32, strict=False)
     if values.null_count():
@@ -251,7 +251,7 @@ def _chunks(config: PrepareConfig, plan: _Plan,
         frame, counts = without_non_finite(frame, plan.schema)
         if non_finite is not None:
             non_finite.update(counts)
-        label = _check_label(frame, plan.schema.label, config.input, first_row)
+        label = check_label(frame, plan.schema.label, config.input, first_row)
         frame = frame.with_columns(
             label.alias("__label"),
             pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
@@ -346,14 +346,16 @@ def _feature_map(plan: _Plan, vocabularies: dict[str, pl.DataFrame],
                       vocab_digests={o: vocabulary_digest(v) for o, v in vocabularies.items()})
 
 
-def _encode(frame: pl.DataFrame, plan: _Plan, encoder: Encoder) -> pl.DataFrame:
+def encoded_rows(frame: pl.DataFrame, schema: Schema, encoder: Encoder) -> pl.DataFrame:
+    """The prepared rows of a checked raw chunk (with `row_id` and `__label`): what prepare
+    writes, and what `follow` trains on."""
     exprs = [pl.col("row_id"), pl.col("__label").alias("label"), *encoder.exprs]
-    if plan.schema.group:
-        exprs.append(pl.col(plan.schema.group).cast(pl.String).hash(seed=0)
+    if schema.group:
+        exprs.append(pl.col(schema.group).cast(pl.String).hash(seed=0)
                      .reinterpret(signed=True).alias("group"))
-    if plan.schema.day:
-        exprs.append(pl.col(plan.schema.day).cast(pl.Int32).alias("day"))
-    exprs += [pl.col(c).cast(pl.Float64).alias(c) for c in plan.schema.passthrough]
+    if schema.day:
+        exprs.append(pl.col(schema.day).cast(pl.Int32).alias("day"))
+    exprs += [pl.col(c).cast(pl.Float64).alias(c) for c in schema.passthrough]
     return frame.select(exprs)
 
 
@@ -417,7 +419,7 @@ def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
         writer = _ShardWriter(tmp, config.shard_rows)
         with progress(fitted.rows, "prepare: encode", "rows", show_progress) as bar:
             for frame in _chunks(config, plan):
-                encoded = _encode(frame, plan, encoder)
+                encoded = encoded_rows(frame, plan.schema, encoder)
                 split_of = frame["__split"]
                 for index, split in enumerate(SPLITS):
                     writer.add(split, encoded.filter(split_of == index))

@@ -30,6 +30,7 @@ from ctrdistill.pipelines.fit import (
     RunConfig,
     TrainRunConfig,
 )
+from ctrdistill.pipelines.follow import FollowConfig
 from ctrdistill.pipelines.label import LabelConfig
 from ctrdistill.pipelines.methods import MethodConfig, method_class
 from ctrdistill.pipelines.predict import PredictConfig
@@ -57,6 +58,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "level"),
     ("label", LabelConfig, "`ctrdistill label`, `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
+    ("follow", FollowConfig, "`ctrdistill follow`, `cd.follow`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
     ("evaluate", EvaluateConfig, "`ctrdistill evaluate`, `cd.evaluate`"),
     ("predict", PredictConfig, "`ctrdistill predict`, `cd.predict`"),

@@ -15,6 +15,10 @@ LATEST = "latest"
 _VERSION = re.compile(r"v(\d{6})")
 
 
+def version_name(number: int) -> str:
+    return f"v{number:06d}"
+
+
 def is_versioned(root: Path) -> bool:
     return (Path(root) / LATEST).is_file()
 
@@ -24,7 +28,7 @@ def next_version(root: Path) -> str:
     root = Path(root)
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := _VERSION.fullmatch(p.name))
                ] if root.is_dir() else []
-    return f"v{max(numbers, default=0) + 1:06d}"
+    return version_name(max(numbers, default=0) + 1)
 
 
 def latest(root: Path) -> tuple[str, Path]:

@@ -1,0 +1,485 @@
+"""`ctrdistill follow`: continuous distillation from logs that keep arriving in a landing zone.
+
+For each new complete partition, in order: encode it with the prepared dataset's fitted
+preprocessing; progressive validation (the teacher and every student score it before training
+on it: AUC, logloss, calibration, OOV rate per field, into `metrics.parquet` and
+`metrics.png`); the teacher, trained through the previous partition, labels it once into the
+label store (a new teacher version per partition); every student trains on it from the stored
+labels; the teacher trains on it; every `export_every` partitions each student becomes a new
+bundle version `bundles/NAME/v000001/` with `latest` switched to it. The first
+`warmup_partitions` train the teacher only.
+
+Exactly once: a partition's work ends with one atomic write of `state.pt` (learner states of
+the teacher and every student, the label store's manifest, the processed-partition log,
+metrics): that rename is the commit. Whatever was written for a partition before its commit
+(label file, bundle) is rewritten identically when the partition is redone after a crash, and
+what is derived from the state after it (store manifest, metrics, plot, status) is rewritten
+from it on restart. A partition that fails to parse is quarantined (committed with its error)
+unless `on_bad_partition: stop`.
+
+Layout of `output_dir/name/`: config.json, state.pt, status.json, metrics.parquet,
+metrics.png, labels/ (the label store), students/NAME/ (the last exported student as a run
+directory) and bundles/NAME/.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+import torch
+from pydantic import Field
+
+from ctrdistill.config import Name, StrictConfig
+from ctrdistill.continuous.encode import encode_files, oov_rates
+from ctrdistill.continuous.labels import empty_manifest, label_partition, publish
+from ctrdistill.continuous.report import plot_metrics, write_metrics
+from ctrdistill.continuous.source import DirectorySource, LandingConfig, Partition, Source
+from ctrdistill.continuous.synthetic import write_landing
+from ctrdistill.data.dataset import ColumnData, frame_to_columns
+from ctrdistill.data.encode import PrepareState, copy_state
+from ctrdistill.data.loader import BatchLoader
+from ctrdistill.data.synthetic import SynthConfig
+from ctrdistill.errors import CtrDistillError
+from ctrdistill.labels.store import LabelStore, file_sha256
+from ctrdistill.models.base import CTRModel
+from ctrdistill.models.registry import ModelSpec, build_model
+from ctrdistill.pipelines.common import Result, config_changes, resolve
+from ctrdistill.pipelines.export import export
+from ctrdistill.pipelines.stream import DayTrainConfig
+from ctrdistill.rundir import RunDirectory
+from ctrdistill.serving.bundle import MANIFEST_FILE
+from ctrdistill.serving.versions import set_latest, version_name
+from ctrdistill.storage import atomic_file
+from ctrdistill.strategies.factory import KDOptions, kd_strategy
+from ctrdistill.strategies.plain import PlainStrategy
+from ctrdistill.training import distributed
+from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+STATE = "state.pt"
+STATUS = "status.json"
+TEACHER = "teacher"
+#: What a follow directory may hold, and so what `overwrite` may remove.
+FOLLOW_FILES = frozenset({"config.json", STATE, STATUS, "metrics.parquet", "metrics.png",
+                          "labels", "students", "bundles", ".lock"})
+#: Errors of reading and encoding a partition's files: the partition is quarantined.
+PARSE_ERRORS = (CtrDistillError, pl.exceptions.PolarsError, pa.ArrowException, OSError,
+                ValueError)
+#: Metrics of progressive validation kept per model (those the data allows).
+KEPT = ("auc", "logloss", "calibration", "gauc", "bayes_auc", "auc_gap")
+
+
+class StudentConfig(StrictConfig):
+    model: ModelSpec = Field(description="any zoo model and size")
+    strategy: KDOptions = Field(default_factory=KDOptions, description="how it learns from the "
+                                "stored teacher labels (as in distill)")
+
+
+class TeacherGuard(StrictConfig):
+    min_auc: float | None = Field(None, ge=0, le=1, description="the teacher is unhealthy on a "
+                                  "partition where its progressive AUC is below this")
+    behind_students_for: int | None = Field(
+        None, ge=1, description="... or below the best student's for this many partitions in "
+        "a row")
+
+
+class FollowConfig(StrictConfig):
+    name: Name = Field(description="the follow directory under output_dir")
+    output_dir: Path = Field(Path("runs"), description="where the follow directory goes")
+    landing: LandingConfig = Field(description="where the raw logs arrive")
+    data: Path = Field(description="a prepared dataset: its fitted preprocessing encodes the "
+                       "arriving logs (they are in its recipe's format)")
+    teacher: ModelSpec = Field(description="the teacher, trained partition by partition")
+    students: dict[Name, StudentConfig] = Field(min_length=1, description="students by name")
+    warmup_partitions: int = Field(1, ge=1, description="partitions the teacher trains on "
+                                   "before it labels any (students start after them)")
+    train: DayTrainConfig = Field(default_factory=DayTrainConfig,
+                                  description="training on each partition (every model)")
+    teacher_guard: TeacherGuard | None = Field(
+        None, description="while the teacher is unhealthy, students distil from its last "
+        "healthy version (or wait for one); None: always from the current teacher")
+    export_every: int = Field(0, ge=0, description="export every student every K partitions "
+                              "(0: never)")
+    export_format: Literal["onnx", "torchscript"] = Field("onnx", description="bundle format")
+    on_bad_partition: Literal["quarantine", "stop"] = Field(
+        "quarantine", description="a partition that fails to parse: quarantine it (logged, "
+        "kept in status.json) and go on, or stop with its error")
+    poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
+                                "zone when nothing is new")
+    overwrite: bool = Field(False, description="remove the follow directory and start afresh "
+                            "(at every start: a restarted process then does not resume)")
+    once: bool = Field(False, description="process what has landed and stop (for cron or "
+                       "Airflow); otherwise keep following")
+
+
+#: Keys that may change between runs of one follow directory (they do not shape its models).
+OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
+               "export_format", "landing", "once")
+
+
+class _Follower:
+    """The teacher, the students and the committed state across partitions."""
+
+    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path) -> None:
+        self.config = config
+        self.prepared = prepared
+        self.out = out
+        feature_map = prepared.feature_map
+        torch.manual_seed(config.train.seed)
+        teacher = PlainStrategy(build_model(config.teacher, feature_map))
+        self.trainers = {TEACHER: Trainer(teacher, config.train)}
+        hidden_dim = teacher.served_model().hidden_dim
+        # Each student's initial weights depend on its name alone, not on the order or the
+        # set of students in the config (YAML writers may sort keys).
+        for name in sorted(config.students):
+            student = config.students[name]
+            torch.manual_seed(config.train.seed + zlib.crc32(name.encode()))
+            strategy = kd_strategy(student.strategy, build_model(student.model, feature_map),
+                                   [], 1, feature_map, stored_hidden_dim=hidden_dim)
+            self.trainers[name] = Trainer(strategy, config.train)
+        torch.manual_seed(config.train.seed)
+        hidden = any(s.strategy.needs_hidden for s in config.students.values())
+        self.state: dict[str, Any] = {
+            "processed": [], "metrics": [], "exports": 0, "healthy": True, "behind": 0,
+            "healthy_teacher": {},
+            "store": empty_manifest(feature_map, config.landing.path, hidden)}
+
+    @property
+    def store(self) -> Path:
+        return self.out / "labels"
+
+    @property
+    def done(self) -> set[str]:
+        return {p["name"] for p in self.state["processed"]}
+
+    # --- commit and restart -------------------------------------------------------------------
+    def commit(self) -> None:
+        """The one atomic write that makes a partition's work happen."""
+        state = dict(self.state, learners={name: trainer.learner_state()
+                                           for name, trainer in self.trainers.items()})
+        with atomic_file(self.out / STATE) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self) -> None:
+        path = self.out / STATE
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for name, trainer in self.trainers.items():
+                trainer.load_learner_state(state["learners"][name])
+            self.state = {k: v for k, v in state.items() if k != "learners"}
+        self.publish()
+
+    def publish(self) -> None:
+        """What is derived from the committed state: store manifest, metrics and plot."""
+        self.store.mkdir(parents=True, exist_ok=True)
+        (self.store / "partitions").mkdir(exist_ok=True)
+        publish(self.store, self.state["store"])
+        if self.state["metrics"]:
+            write_metrics(self.state["metrics"], self.out / "metrics.parquet")
+            plot_metrics(self.state["metrics"], self.out / "metrics.png")
+
+    # --- one partition ------------------------------------------------------------------------
+    def _fit(self, name: str, rows: ColumnData, index: int) -> None:
+        loader = BatchLoader(rows, self.config.train.batch_size,
+                             seed=self.config.train.seed + index)
+        self.trainers[name].fit(loader, None)
+
+    def _evaluate(self, rows: ColumnData, index: int, name: str,
+                  oov: dict[str, float]) -> list[dict[str, Any]]:
+        records = []
+        for model, trainer in self.trainers.items():
+            metrics = trainer.evaluate(rows)
+            records.append({"partition": name, "index": index, "model": model,
+                            "role": TEACHER if model == TEACHER else "student",
+                            "rows": len(rows), **{k: metrics[k] for k in KEPT if k in metrics},
+                            "oov_rate": sum(oov.values()) / max(len(oov), 1),
+                            **{f"oov.{field}": rate for field, rate in oov.items()}})
+        return records
+
+    def process(self, source: Source, partition: Partition) -> dict[str, Any]:
+        """Do the partition's work and commit it; returns its entry in the processed log."""
+        index = len(self.state["processed"])
+        entry: dict[str, Any] = {"name": partition.name, "index": index}
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            with source.local(partition) as files:
+                frame = encode_files(self.prepared, files)
+        except PARSE_ERRORS as error:
+            message = " ".join(str(error).split()) or type(error).__name__
+            if self.config.on_bad_partition == "stop":
+                raise CtrDistillError(f"partition {partition.name}: {message}") from None
+            logger.warning("partition %s quarantined: %s", partition.name, message)
+            entry |= {"status": "quarantined", "error": message, "committed": time.time()}
+            self.state["processed"].append(entry)
+            self.commit()
+            return entry
+        rows = frame_to_columns(frame, self.prepared.feature_map)
+        seconds["encode"] = time.perf_counter() - start
+
+        def timed(stage: str, work) -> None:
+            began = time.perf_counter()
+            work()
+            seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - began
+
+        metrics: list[dict[str, Any]] = []
+        timed("evaluate", lambda: metrics.extend(
+            self._evaluate(rows, index, partition.name, oov_rates(frame, self.prepared))))
+        labeller = self._labeller(metrics) if index >= self.config.warmup_partitions else None
+        distilled = labeller is not None
+        if labeller is not None:
+            timed("label", lambda: self._label(labeller, rows, index, partition.name))
+            store = LabelStore(self.store)
+            for name in sorted(self.config.students):
+                student = self.config.students[name]
+                joined = store.join(rows, "train", [index], hidden=student.strategy.needs_hidden)
+                timed("students", lambda n=name, r=joined: self._fit(n, r, index))
+        timed("teacher", lambda: self._fit(TEACHER, rows, index))
+        every = self.config.export_every
+        if distilled and every and (index + 1) % every == 0:
+            timed("export", lambda: self._export(self.state["exports"] + 1))
+            self.state["exports"] += 1
+        for record in metrics:
+            record["distilled"] = distilled
+            record["teacher_healthy"] = self.state["healthy"]
+        entry |= {"status": "done", "rows": len(rows), "committed": time.time(),
+                  "rows_per_second": {stage: len(rows) / max(s, 1e-9)
+                                      for stage, s in seconds.items()}}
+        self.state["processed"].append(entry)
+        self.state["metrics"].extend(metrics)
+        self.commit()
+        self.publish()
+        teacher = next(r for r in metrics if r["model"] == TEACHER)
+        logger.info("partition %s (%d rows): teacher AUC %.4f before training; %s", partition.name,
+                    len(rows), teacher["auc"], ", ".join(
+                        f"{r['model']} {r['auc']:.4f}" for r in metrics if r is not teacher))
+        return entry
+
+    def _labeller(self, metrics: list[dict[str, Any]]) -> CTRModel | None:
+        """The teacher that labels this partition: the current one while it is healthy, else
+        the last healthy version (None, and the students wait, if there was none)."""
+        teacher = self.trainers[TEACHER].strategy.served_model()
+        problem = self._health_problem(metrics)
+        was_healthy, self.state["healthy"] = self.state["healthy"], problem is None
+        if problem is None:
+            if not was_healthy:
+                logger.warning("the teacher is healthy again: students distil from it")
+            self.state["healthy_teacher"] = {k: v.detach().cpu().clone()
+                                             for k, v in teacher.state_dict().items()}
+            return teacher
+        saved = self.state["healthy_teacher"]
+        logger.warning("teacher unhealthy (%s): %s", problem,
+                       "students distil from its last healthy version" if saved
+                       else "no healthy version yet, students skip this partition")
+        if not saved:
+            return None
+        fallback = copy.deepcopy(teacher)
+        fallback.load_state_dict(saved)
+        return fallback
+
+    def _health_problem(self, metrics: list[dict[str, Any]]) -> str | None:
+        """Why the teacher is unhealthy on this partition's progressive validation, or None."""
+        guard = self.config.teacher_guard
+        auc = {r["model"]: r["auc"] for r in metrics}
+        teacher = auc.pop(TEACHER)
+        best = max(auc.values())
+        self.state["behind"] = self.state["behind"] + 1 if teacher < best else 0
+        if guard is None:
+            return None
+        if guard.min_auc is not None and not teacher >= guard.min_auc:
+            return f"AUC {teacher:.4f} below min_auc {guard.min_auc}"
+        if guard.behind_students_for and self.state["behind"] >= guard.behind_students_for:
+            return (f"AUC {teacher:.4f} below the best student's {best:.4f} for "
+                    f"{self.state['behind']} partition(s)")
+        return None
+
+    def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
+        previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
+        self.state["store"] = label_partition(self.store, self.state["store"], teacher,
+                                              previous, rows, index, name)
+
+    def _export(self, number: int) -> None:
+        """Every student as bundle version `number`; one already exported from the same
+        parameters (a partition redone after a crash) is kept."""
+        version = version_name(number)
+        for name in sorted(self.config.students):
+            run = RunDirectory(self.out / "students" / name)
+            model = self.trainers[name].strategy.served_model()
+            with atomic_file(run.checkpoint()) as tmp:
+                save_checkpoint(tmp, model, self.prepared.feature_map)
+            if not (run.path / "prepare").is_dir():
+                copy_state(self.config.data, run.path)
+            root = self.out / "bundles" / name
+            target = root / version
+            if not _same_bundle(target, run.checkpoint()):
+                with torch.random.fork_rng(devices=[]):  # exporting must not move the RNG
+                    export(run=run.path, output=target, format=self.config.export_format,
+                           overwrite=True)
+            set_latest(root, version)
+            logger.info("exported %s as %s", name, target)
+
+
+def _same_bundle(bundle: Path, checkpoint: Path) -> bool:
+    manifest = bundle / MANIFEST_FILE
+    return manifest.is_file() and json.loads(manifest.read_text()).get(
+        "checkpoint_sha256") == file_sha256(checkpoint)
+
+
+# --- the directory ----------------------------------------------------------------------------
+def _lock(out: Path) -> int:
+    """Hold the follow directory's lock (dropped by the kernel when the process dies)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CtrDistillError(f"another follow process is running in {out}") from None
+    return fd
+
+
+def _committed(out: Path) -> int:
+    path = out / STATE
+    return len(torch.load(path, map_location="cpu", weights_only=True)["processed"]) \
+        if path.is_file() else 0
+
+
+def _start_or_resume(config: FollowConfig, out: Path) -> None:
+    """Empty `out` for a fresh start (overwrite), keep it to resume (the same models and
+    data), or refuse (another config with committed partitions)."""
+    if config.overwrite and out.exists():
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in FOLLOW_FILES and not p.name.startswith("."))
+        if foreign:
+            raise CtrDistillError(f"{out} is not a follow directory (it holds "
+                                  f"{', '.join(foreign)}); remove it yourself or choose another "
+                                  "name or output_dir")
+        logger.info("%s: overwrite: removing the old follow state", out)
+        for entry in out.iterdir():
+            if entry.name != ".lock":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return
+    saved = out / "config.json"
+    if not saved.is_file():
+        return
+    changed = [key for key in config_changes(json.loads(saved.read_text()),
+                                             json.loads(config.model_dump_json()))
+               if key.split(".")[0] not in OPERATIONAL]
+    if changed and _committed(out):
+        raise CtrDistillError(
+            f"{out} follows with another config (differs in: {', '.join(changed)}); resume with "
+            "the same models and data, set overwrite: true to start over, or choose another name")
+
+
+def _status(follower: _Follower, source: Source, out: Path) -> dict[str, Any]:
+    processed = follower.state["processed"]
+    done = follower.done
+    ready = [p for p in source.complete() if p.name not in done]
+    incomplete = source.waiting()
+    waiting = ready + incomplete
+    last = next((p for p in reversed(processed) if p["status"] == "done"), None)
+    now = time.time()
+    status = {
+        "updated": now, "partitions_committed": len(processed),
+        "last_committed": processed[-1]["name"] if processed else None,
+        "last_committed_age_seconds": now - processed[-1]["committed"] if processed else None,
+        "partitions_waiting": len(ready), "partitions_incomplete": len(incomplete),
+        "oldest_waiting_age_seconds": (now - min(p.modified for p in waiting)
+                                       if waiting else 0.0),
+        "rows_per_second": last["rows_per_second"] if last else {},
+        "quarantined": [{"name": p["name"], "error": p["error"]} for p in processed
+                        if p["status"] == "quarantined"],
+        "bundle_versions": follower.state["exports"]}
+    with atomic_file(out / STATUS) as tmp:
+        tmp.write_text(json.dumps(status, indent=1))
+    return status
+
+
+def read_status(directory: str | Path) -> dict[str, Any]:
+    """The status a follow process last wrote into `directory`."""
+    path = Path(directory) / STATUS
+    if not path.is_file():
+        raise CtrDistillError(f"{directory}: no {STATUS} (not a follow directory, or it has "
+                              "not started)")
+    return json.loads(path.read_text())
+
+
+def follow(config: FollowConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
+    """Follow the landing zone (or, with `once: true`, process what has landed and stop)."""
+    config = resolve(FollowConfig, config, **overrides)
+    if distributed.launched_world() > 1:
+        raise CtrDistillError("follow runs in one process (launch it without torchrun)")
+    prepared = PrepareState.load(config.data)
+    source = DirectorySource(config.landing)
+    out = config.output_dir / config.name
+    fd = _lock(out)
+    try:
+        _start_or_resume(config, out)
+        with atomic_file(out / "config.json") as tmp:
+            tmp.write_text(config.model_dump_json(indent=1))
+        follower = _Follower(config, prepared, out)
+        follower.restore()
+        while True:
+            new = [p for p in source.complete() if p.name not in follower.done]
+            for partition in new:
+                follower.process(source, partition)
+                status = _status(follower, source, out)
+                logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
+                            status["partitions_waiting"], status["oldest_waiting_age_seconds"])
+            if not new:
+                status = _status(follower, source, out)
+            if config.once:
+                break
+            if not new:
+                time.sleep(config.poll_seconds)
+    finally:
+        os.close(fd)
+    processed = follower.state["processed"]
+    return Result(out, status, follower.state["metrics"], processed,
+                  f"{config.name}: progressive validation")
+
+
+def describe_status(status: dict[str, Any]) -> str:
+    """A few lines saying where a follow directory stands."""
+    age = status["last_committed_age_seconds"]
+    lines = [f"committed: {status['partitions_committed']} partition(s), last "
+             f"{status['last_committed']}" + (f" ({age:.0f} s ago)" if age is not None else ""),
+             f"waiting: {status['partitions_waiting']} complete, "
+             f"{status['partitions_incomplete']} incomplete; oldest "
+             f"{status['oldest_waiting_age_seconds']:.0f} s",
+             f"bundle versions: {status['bundle_versions']}"]
+    if status["rows_per_second"]:
+        lines.append("rows/s: " + ", ".join(f"{stage} {rate:,.0f}" for stage, rate
+                                           in status["rows_per_second"].items()))
+    lines += [f"quarantined {q['name']}: {q['error']}" for q in status["quarantined"]]
+    return "\n".join(lines)
+
+
+def synth_landing(config: SynthConfig | dict[str, Any] | str | Path | None = None,
+                  landing: str | Path = "landing", partitions: int = 4,
+                  rows_per_partition: int = 100_000, new_ids_rate: float = 0.0,
+                  interval_seconds: float = 0.0, **overrides: Any) -> Result:
+    """Write synthetic partitions into `landing` as a live source would (see
+    ctrdistill.continuous.synthetic); `drift` is per partition."""
+    config = resolve(SynthConfig, config, **overrides)
+    if partitions < 1 or rows_per_partition < 1:
+        raise CtrDistillError("synth --landing needs --partitions and --rows-per-partition >= 1")
+    if not 0 <= new_ids_rate < 1:
+        raise CtrDistillError(f"--new-ids-rate must be in [0, 1), not {new_ids_rate}")
+    names = write_landing(config, Path(landing), partitions, rows_per_partition, new_ids_rate,
+                          interval_seconds)
+    return Result(Path(landing), {"partitions": len(names), "rows": len(names)
+                                  * rows_per_partition})
