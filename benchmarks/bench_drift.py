@@ -98,7 +98,7 @@ def experiment_stream(root: Path, rows: int) -> str:
             out = root / "streams" / name
             daily = common.run_once(out / "daily.json", cd.stream, cd.StreamConfig(
                 name=name, data=prep, output_dir=out.parent, teacher={"name": TEACHER},
-                student=common.STUDENT, teacher_updates=updates, distill={"kind": kind},
+                student=common.STUDENT, teacher_updates=updates, strategy={"kind": kind},
                 train=common.train_config().model_dump()))  # a DayTrainConfig takes no TrainConfig
             histories[name] = json.loads(daily.read_text())
     plot_daily(histories, root / "streams" / "daily.png")

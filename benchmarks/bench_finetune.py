@@ -32,6 +32,7 @@ import ctrdistill as cd
 from benchmarks import common
 from ctrdistill.analysis.plots import plt, save_figure
 from ctrdistill.data.dataset import PreparedData
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.training.metrics import auc
 
 PEERS = ["deepfm", "dcn"]
@@ -49,7 +50,7 @@ def finetune(root: Path, prep: Path, view: Path, arm: Arm, seed: int) -> dict:
     common.run_once(out, cd.mutual, cd.MutualConfig(
         name=out.name, data=view, output_dir=out.parent, weight=weight, peer_runs=alone,
         train=common.train_config(seed, lr=lr, eval_every_steps=EVAL_EVERY)))
-    history = json.loads((out / "history.json").read_text())
+    history = RunDirectory(out).history()
     curves = {}
     for k, (peer, run) in enumerate(zip(PEERS, alone, strict=True)):
         curves[peer] = [(0, common.run_metrics(run)["test"]["auc"])] + [

@@ -37,7 +37,7 @@ import torch
 import ctrdistill as cd
 from benchmarks import common
 from ctrdistill.data.dataset import SPLITS, PreparedData
-from ctrdistill.pipelines.writer import train_loader
+from ctrdistill.pipelines.loaders import train_loader
 from ctrdistill.strategies import PlainStrategy
 from ctrdistill.training.trainer import Trainer
 

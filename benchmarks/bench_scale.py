@@ -22,6 +22,7 @@ import yaml
 
 from benchmarks import common
 from ctrdistill.analysis.report import markdown_table
+from ctrdistill.rundir import RunDirectory
 
 MODEL = {"name": "dnn", "embedding_dim": 16, "hidden_units": [400, 400, 400]}
 
@@ -40,7 +41,7 @@ def train(config: Path, nproc: int) -> None:
 
 
 def summary(run: Path, target: float) -> dict:
-    history = json.loads((run / "history.json").read_text())
+    history = RunDirectory(run).history()
     metrics = common.run_metrics(run)
     reached = next((r for r in history if r["valid"]["auc"] >= target), None)
     return {"model": run.name, "train_samples_per_second": metrics["train_samples_per_second"],
@@ -63,7 +64,7 @@ def main() -> None:
     for name, nproc, threads in variants.values():
         config = run_config(args.workdir / f"{name}.yaml", name, prep, threads, args.eval_every)
         common.run_once(runs / name, train, config, nproc)
-    target = json.loads((runs / "one" / "history.json").read_text())[-1]["valid"]["auc"] - 1e-3
+    target = RunDirectory(runs / "one").history()[-1]["valid"]["auc"] - 1e-3
     rows = [{**summary(runs / run, target), "model": label}
             for label, (run, _, _) in variants.items()]
     (args.workdir / "scale.json").write_text(json.dumps({"target_valid_auc": target,

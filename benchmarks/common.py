@@ -6,14 +6,13 @@ Below the public API, where it has no equivalent: `data_subset` writes a prepare
 part of another's rows (a verb trains on a whole train split, and a dataset prepared from those
 rows alone would fit other vocabularies, which the full dataset's checkpoints and label stores
 would not fit); `labels_of_test` reads the test labels (`Run.predict` returns scores only);
-`member_logits` opens the per-member checkpoints a run directory holds (`checkpoint-<output>.pt`);
+`member_logits` opens the per-member checkpoints a run directory holds;
 the speed helpers drive a `Trainer` on one fixed batch, which no verb measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -29,6 +28,7 @@ import ctrdistill as cd
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import SPLITS, ColumnData, PreparedData
 from ctrdistill.data.schema import FEATURE_MAP_FILE
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_directory, atomic_file
 from ctrdistill.training.trainer import Trainer
 
@@ -55,7 +55,7 @@ def run_once(result: Path, make: Callable[..., object], *args: Any, **kwargs: An
 
 def run_metrics(run: Path) -> dict[str, Any]:
     """A finished run's metrics.json, without loading its checkpoint as `cd.load_run` does."""
-    return json.loads((run / "metrics.json").read_text())
+    return RunDirectory(run).metrics()
 
 
 def train_config(seed: int = TEACHER_SEED, **extra: Any) -> cd.TrainConfig:
@@ -140,11 +140,9 @@ def labels_of_test(prep: Path) -> np.ndarray:
 def _members(run: Path) -> list[Path]:
     """The checkpoints a run saved for each peer (mutual) or sub-network (KDEF), in order; a
     plain run's one model otherwise."""
-    for kind in ("peer", "sub"):
-        count = len(list(run.glob(f"checkpoint-{kind}*.pt")))
-        if count:
-            return [run / f"checkpoint-{kind}{k}.pt" for k in range(count)]
-    return [run]
+    members = [path for output, path in RunDirectory(run).checkpoints().items()
+               if output.startswith(("peer", "sub"))]
+    return members or [run]
 
 
 def _save_member_logits(run: Path, prep: Path, cache: Path) -> None:

@@ -172,7 +172,7 @@ def test_stopped_command_leaves_no_partial_output(tmp_path: Path, monkeypatch, c
             (tmp / "part.parquet").write_text("half")
             os.kill(os.getpid(), signum)
 
-    monkeypatch.setattr(cli, "cmd_synth", stopped_midway)
+    monkeypatch.setattr(cli, "execute", stopped_midway)
     assert main(["synth", "--output", str(target)]) == 128 + signum
     assert list(tmp_path.iterdir()) == []
     assert f"interrupted ({signum.name})" in capsys.readouterr().err
@@ -193,7 +193,7 @@ def test_evaluate_a_damaged_checkpoint_exits_2_with_one_line(prepared: Path, tmp
     checkpoint.write_bytes(whole[: len(whole) // 2] if damage == "truncated"
                            else b"not a checkpoint\n" * 64)
     result = run_cli("evaluate", str(tmp_path / "runs" / "lr"), "--data", str(prepared))
-    assert_one_line_error(result, "not a readable checkpoint")
+    assert_one_line_error(result, "is damaged or not the file expected")
     assert "Traceback" not in result.stderr
 
 

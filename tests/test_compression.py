@@ -16,7 +16,7 @@ from ctrdistill.cli import main
 from ctrdistill.data.synthetic import HiddenClickModel, SynthConfig, generate_chunks
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.registry import build_model, model_config
-from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.fit import DistillConfig, distill
 
 SMALL = {"rows": 4000, "max_vocab": 300, "chunk_rows": 1500, "seed": 3}
 
@@ -130,7 +130,7 @@ def test_student_smaller_than_its_teacher_reports_its_cost(prepared: Path,
 
 def test_crossfm_fits_the_hidden_form(prepared: Path, tmp_path: Path) -> None:
     from ctrdistill.data.dataset import PreparedData
-    from ctrdistill.pipelines.train import TrainRunConfig, train
+    from ctrdistill.pipelines.fit import TrainRunConfig, train
 
     feature_map = PreparedData(prepared).feature_map
     with pytest.raises(CtrDistillError, match="C99"):

@@ -27,9 +27,10 @@ from ctrdistill.models import build_model, model_names
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import KDEFModel, PeerEnsemble
 from ctrdistill.pipelines.export import PARITY_TOLERANCE, sample_blocks
-from ctrdistill.pipelines.run import load_run
+from ctrdistill.pipelines.load import load_run
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.serving import load_bundle
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from ctrdistill.training.checkpoint import save_checkpoint
 
 # Every encoding prepare has: ids with OOV (min count 2) and a shared vocabulary, a sequence,
 # and numerics log1p'd, standardised, bucketised and left as they are.
@@ -70,7 +71,7 @@ def make_dataset(root: Path) -> tuple[Path, Path]:
 def save_run(directory: Path, model: CTRModel, feature_map: FeatureMap, dataset: Path) -> Path:
     """A run directory as the run writer leaves it, for what export and predict read."""
     directory.mkdir(parents=True)
-    save_checkpoint(directory / CHECKPOINT_FILE, model, feature_map)
+    save_checkpoint(RunDirectory(directory).checkpoint(), model, feature_map)
     copy_state(dataset, directory)
     return directory
 
@@ -111,24 +112,15 @@ def test_export_matches_pytorch_on_every_model(data, tmp_path: Path, kind: str) 
     else:
         models = {kind: KDEFModel.build({"name": "dnn", "embedding_dim": 4}, feature_map, 3)}
     state = PrepareState.load(prep)
-    rows = pl.read_csv(raw, n_rows=200, schema_overrides={c: pl.String for c in
-                                                          ["C1", "C2", "C3", "C4", "C5", "C6",
-                                                           "tags"]})
+    blocks = state.encoder.blocks(next(state.read(raw, 200))[0])
     worst = {}
     for name, model in models.items():
         run = save_run(tmp_path / name, model, feature_map, prep)
-        result = cd.export(run=run, output=tmp_path / f"{name}.bundle")
-        bundle = load_bundle(result.path, threads=1)
-        blocks = state.encoder.blocks(state.encoder.features(state.encoder.clean(
-            rows.select(list(bundle.columns)), raw, 0)))
-        exported, probability = bundle.score_blocks(blocks)
+        result = cd.export(run=run, output=tmp_path / f"{name}.bundle", inputs="ids")
+        exported, probability = load_bundle(result.path, threads=1).score(blocks)
         expected = load_run(run, "cpu").score_blocks(blocks)
         worst[name] = float(np.abs(exported - expected).max())
         np.testing.assert_allclose(probability, 1 / (1 + np.exp(-exported)), atol=1e-6)
-        # raw rows in, scores out: the bundle encodes as prepare did
-        frame_logits = bundle.score_frame(rows.select(pl.col(c).cast(t)
-                                                      for c, t in bundle.columns.items()))[0]
-        np.testing.assert_allclose(frame_logits, exported, atol=1e-6)
     assert max(worst.values()) <= PARITY_TOLERANCE, worst
 
 
@@ -138,15 +130,17 @@ def test_bundle_is_self_contained(data, tmp_path: Path) -> None:
     run = save_run(tmp_path / "run", tiny("dnn", feature_map), feature_map, prep)
     bundle = cd.export(run=run, output=tmp_path / "bundle").path
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["exporter"] in ("dynamo", "torchscript") and manifest["opset"] >= 17
-    assert [i["name"] for i in manifest["inputs"]] == ["categorical", "numeric", "sequence"]
+    assert manifest["exporter"] in ("dynamo", "torchscript") and manifest["opset"] >= 20
+    assert manifest["graph"] == "raw" and manifest["max_batch"] == 4096
+    assert [i["name"] for i in manifest["inputs"]] == [f["name"] for f in SCHEMA["fields"]]
     assert manifest["checkpoint_sha256"] and manifest["versions"]["torch"]
-    # the run may go: the bundle alone scores, and loading it imports no torch
-    (run / CHECKPOINT_FILE).unlink()
-    script = ("import sys, polars as pl, ctrdistill.serving as s; "
+    # the run may go: the bundle alone scores, and loading it imports neither torch nor polars
+    RunDirectory(run).checkpoint().unlink()
+    script = ("import sys, numpy as np, ctrdistill.serving as s; "
               f"b = s.load_bundle({str(bundle)!r}); "
-              "f = pl.DataFrame({c: pl.Series([None], dtype=t) for c, t in b.columns.items()}); "
-              "b.score_frame(f); print(sorted(m for m in ('torch', 'ctrdistill.models') "
+              "b.score({i['name']: np.array([['' if i['dtype'] == 'string' else np.nan]], "
+              "dtype=object if i['dtype'] == 'string' else np.float64) for i in b.inputs}); "
+              "print(sorted(m for m in ('torch', 'polars', 'ctrdistill.models') "
               "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(Path(cd.__file__).parents[1])})

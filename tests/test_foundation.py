@@ -8,8 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 from sklearn.metrics import roc_auc_score
 
+from ctrdistill import evaluate, predict
 from ctrdistill.config import validate_config
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader, StreamingLoader
@@ -22,12 +24,14 @@ from ctrdistill.data.synthetic import (
 )
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.registry import build_model
-from ctrdistill.pipelines import evaluate, predict
-from ctrdistill.pipelines.train import TrainRunConfig
-from ctrdistill.pipelines.train import train as run_train
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ctrdistill.pipelines.common import resolve
+from ctrdistill.pipelines.fit import TrainRunConfig
+from ctrdistill.pipelines.fit import train as run_train
+from ctrdistill.rundir import RunDirectory
+from ctrdistill.training.checkpoint import load_checkpoint, save_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.metrics import group_auc
+from ctrdistill.training.trainer import Trainer
 
 TINY = SynthConfig(rows=8000, max_vocab=400, chunk_rows=3000, seed=7)
 
@@ -230,7 +234,8 @@ def test_checkpoint_refuses_a_refitted_vocabulary_of_the_same_size(tmp_path: Pat
     assert maps[0].fields == maps[1].fields and values(0) != values(1)
     run = tmp_path / "run"
     run.mkdir()
-    save_checkpoint(run / CHECKPOINT_FILE, build_model({"name": "lr"}, maps[0]), maps[0])
+    save_checkpoint(RunDirectory(run).checkpoint(), build_model({"name": "lr"}, maps[0]),
+                    maps[0])
     load_checkpoint(run, PreparedData(tmp_path / "seed0").feature_map)  # its own data: accepted
     with pytest.raises(CtrDistillError, match=r"does not match the checkpoint \(vocabulary 'a' "
                                               r"maps values to other ids") as error:
@@ -238,7 +243,28 @@ def test_checkpoint_refuses_a_refitted_vocabulary_of_the_same_size(tmp_path: Pat
     assert "\n" not in str(error.value)
 
 
-def test_failed_run_leaves_nothing_behind(prepared: Path, tmp_path: Path) -> None:
-    with pytest.raises(CtrDistillError, match="unknown quantity 'nope'"):
-        _train(prepared, tmp_path, epochs=1, early_stop={"monitor": "nope"})
+def test_failed_run_leaves_nothing_behind(prepared: Path, tmp_path: Path, monkeypatch) -> None:
+    def fail(self, *batch):
+        raise CtrDistillError("failed at the first step")
+
+    monkeypatch.setattr(Trainer, "train_step", fail)
+    config = TrainRunConfig(name="dnn", data=prepared, output_dir=tmp_path,
+                            model={"name": "dnn", "embedding_dim": 8, "hidden_units": [64, 32]},
+                            train=TrainConfig(epochs=1, batch_size=256, progress=False))
+    with pytest.raises(CtrDistillError, match="failed at the first step"):
+        run_train(config)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_misspelled_monitor_fails_when_the_config_is_read(prepared: Path, tmp_path: Path
+                                                            ) -> None:
+    """Before any work: not after the first epoch's evaluation."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"name": "dnn", "data": str(prepared), "output_dir":
+                                      str(tmp_path / "runs"), "model": {"name": "dnn"},
+                                      "train": {"early_stop": {"monitor": "acu"}}}))
+    with pytest.raises(CtrDistillError, match="unknown quantity 'acu'; did you mean 'auc'"):
+        resolve(TrainRunConfig, config)
+    with pytest.raises(CtrDistillError, match=r"unknown quantity 'peer0\.auc'"):
+        resolve(TrainRunConfig, config, train={"early_stop": {"monitor": "peer0.auc"}})
+    assert not (tmp_path / "runs").exists()

@@ -20,17 +20,16 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from conftest import labels_batch
+from conftest import labels_batch, prepare_synthetic
 from ctrdistill.cli import main
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.loader import BatchLoader
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelOutput
 from ctrdistill.models.registry import build_model
-from ctrdistill.pipelines.distill import distill, fit_gate
+from ctrdistill.pipelines.fit import distill
+from ctrdistill.pipelines.methods.kd import fit_gate
 from ctrdistill.strategies.ensemble import TeacherEnsemble, teacher_outputs
 from ctrdistill.strategies.kd import AuxDistillStrategy, KDStrategy
 from ctrdistill.strategies.losses import distill_distance
@@ -167,13 +166,8 @@ def test_aux_loss_matches_hand_computation():
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kd")
-    raw, prep = root / "raw", root / "prep"
-    write_synthetic(SynthConfig(rows=6000, max_vocab=500, chunk_rows=6000), raw,
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4"),
-            show_progress=False)
-    return prep
+    return prepare_synthetic(tmp_path_factory.mktemp("kd"), rows=6000, max_vocab=500,
+                             chunk_rows=6000)
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +362,7 @@ def test_early_stop_on_distillation_loss(data):
 def test_stop_on_distill_needs_early_stopping(prepared):
     from ctrdistill.config import validate_config
     from ctrdistill.errors import CtrDistillError
-    from ctrdistill.pipelines.distill import DistillConfig
+    from ctrdistill.pipelines.fit import DistillConfig
 
     base = {"name": "x", "data": str(prepared), "teachers": [{"model": {"name": "lr"}}]}
     off = {"early_stop": None, "lr_plateau": None}
@@ -452,17 +446,17 @@ def test_teachers_trained_by_distill_are_reused_and_a_changed_config_refused(
     """A rerun of a distill whose student did not finish (here: interrupted) loads the teachers
     it trained instead of training them again, whatever the student; a teacher config that
     changed is refused rather than silently mixed with the old teacher."""
-    distill_module = sys.modules["ctrdistill.pipelines.distill"]
+    kd_module = sys.modules["ctrdistill.pipelines.methods.kd"]
     train = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
     config = {"name": "kd", "data": str(prepared), "output_dir": str(tmp_path),
               "teachers": [{"model": TINY, "name": "dnn4"}], "student": TINY,
               "strategy": {"ensemble": "mean_logits"}, "train": train}
 
-    def interrupted(job):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(distill_module, "run_job", interrupted)
+        patch.setattr(kd_module, "kd_strategy", interrupted)  # after the teachers
         with pytest.raises(KeyboardInterrupt):
             distill(config)
     teacher = tmp_path / "kd-teachers" / "dnn4"

@@ -19,8 +19,8 @@ from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LOGITS, LabelStore, file_sha256
 from ctrdistill.labels.store import write_labels as label
-from ctrdistill.pipelines.train import TrainRunConfig
-from ctrdistill.pipelines.train import train as run_train
+from ctrdistill.pipelines.fit import TrainRunConfig
+from ctrdistill.pipelines.fit import train as run_train
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.inference import score
@@ -221,7 +221,7 @@ def _assert_same_student(stored, live) -> None:
 
 def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
     from ctrdistill.config import validate_config
-    from ctrdistill.pipelines.distill import DistillConfig, distill
+    from ctrdistill.pipelines.fit import DistillConfig, distill
 
     prep, runs = setup
     store = tmp_path / "store"
@@ -266,7 +266,7 @@ def test_students_train_from_one_store(setup, tmp_path: Path) -> None:
 
 
 def test_store_with_hidden_vectors_feeds_gate_and_hint(setup, tmp_path: Path) -> None:
-    from ctrdistill.pipelines.distill import DistillConfig, distill
+    from ctrdistill.pipelines.fit import DistillConfig, distill
 
     prep, runs = setup
     data = PreparedData(prep)

@@ -12,7 +12,8 @@ PACKAGE = Path(ctrdistill.__file__).parent
 # Utilities every layer may use; then the layers from the bottom up. Packages on one level
 # (labels, analysis, serving) may not import each other.
 LEVELS: list[set[str]] = [
-    {"errors", "config", "overrides", "storage", "progress", "version"},
+    {"errors", "config", "overrides", "files", "flags", "storage", "rundir", "progress",
+     "version"},
     {"data"},
     {"models"},
     {"strategies"},

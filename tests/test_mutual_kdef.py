@@ -15,10 +15,8 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import labels_batch, make_batch, make_feature_map
+from conftest import labels_batch, make_batch, make_feature_map, prepare_synthetic
 from ctrdistill.cli import main
-from ctrdistill.data.prepare import PrepareConfig, prepare
-from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.models.ensembles import KDEFModel
 from ctrdistill.models.registry import build_model
 from ctrdistill.strategies.kdef import KDEFStrategy, kdef_terms, peer_weights
@@ -352,12 +350,13 @@ def test_independent_subnetworks_own_their_embeddings(tmp_path):
 
 def test_kdef_backbone_defaults_to_identical_dnns(tmp_path):
     from ctrdistill.config import validate_config
-    from ctrdistill.pipelines.kdef import KDEFConfig
+    from ctrdistill.pipelines.fit import KDEFConfig
 
     config = validate_config(KDEFConfig, {"name": "k", "data": str(tmp_path)})
-    assert config.backbone.name == "dnn" and config.backbone.hidden_units == [400, 400, 400]
-    model = KDEFModel.build(config.backbone, make_feature_map(), 2)
-    assert model.subnetworks[0].config == model.subnetworks[1].config == config.backbone
+    backbone = config.method.backbone
+    assert backbone.name == "dnn" and backbone.hidden_units == [400, 400, 400]
+    model = KDEFModel.build(backbone, make_feature_map(), 2)
+    assert model.subnetworks[0].config == model.subnetworks[1].config == backbone
 
 
 def _evaluated_every_time(run: Path, outputs: list[str]) -> list[dict]:
@@ -371,13 +370,8 @@ def _evaluated_every_time(run: Path, outputs: list[str]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ens")
-    raw, prep = root / "raw", root / "prep"
-    write_synthetic(SynthConfig(rows=6000, max_vocab=500, chunk_rows=6000), raw,
-                    show_progress=False)
-    prepare(PrepareConfig(recipe="synthetic", input=raw, output=prep, protocol="x4"),
-            show_progress=False)
-    return prep
+    return prepare_synthetic(tmp_path_factory.mktemp("ens"), rows=6000, max_vocab=500,
+                             chunk_rows=6000)
 
 
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}

@@ -13,7 +13,7 @@ import pytest
 from conftest import prepare_synthetic
 from ctrdistill.analysis import report
 from ctrdistill.analysis.report import markdown_table, print_table, result_row
-from ctrdistill.pipelines.distill import distill
+from ctrdistill.pipelines.fit import distill
 
 TINY = {"name": "dnn", "embedding_dim": 4, "hidden_units": [16]}
 QUICK = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}

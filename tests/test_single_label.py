@@ -50,7 +50,7 @@ def test_a_report_split_of_one_label_is_warned_about(prepared, tmp_path, caplog)
     data = tmp_path / "prep"
     shutil.copytree(prepared, data)
     _one_label(data, "test")
-    with caplog.at_level(logging.WARNING, logger="ctrdistill.pipelines.writer"):
+    with caplog.at_level(logging.WARNING, logger="ctrdistill.pipelines.loaders"):
         assert main(["train", str(_config(tmp_path, data))]) == 0
     assert "every test row has label 0, so its AUC is undefined" in caplog.text
     assert "every valid row" not in caplog.text

@@ -43,7 +43,7 @@ def _config(data: Path, out: Path, **extra) -> StreamConfig:
     return StreamConfig(name="s", data=data, output_dir=out,
                         teacher={"name": "dnn", "embedding_dim": 4, "hidden_units": [16]},
                         student={"name": "dnn", "embedding_dim": 4, "hidden_units": [8]},
-                        train=TRAIN, **extra)
+                        **{"train": TRAIN, **extra})
 
 
 def test_schedule_labels_each_day_once_with_a_new_teacher_version(days_data, tmp_path):
@@ -95,13 +95,41 @@ def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_
         assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_resume_repeats_the_uninterrupted_run_in_mixed_precision(days_data, tmp_path,
+                                                                  monkeypatch, precision):
+    """The stream saves the trainers' whole learner state: with fp16 that includes the gradient
+    scaler's scale and growth tracker, which a resumed stream must continue from."""
+    train = {**TRAIN, "precision": precision}
+    full = stream(_config(days_data, tmp_path / "full", train=train))
+    if precision == "fp16":
+        saved = torch.load(tmp_path / "full" / "s" / "state.pt", weights_only=True)
+        assert saved["student"]["scaler"]["scale"] > 0
+    cut = _config(days_data, tmp_path / "cut", train=train)
+    _interrupt_at_student_day(cut, monkeypatch, 3)
+    resumed = stream(cut)
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["student"]["auc"] == b["student"]["auc"]
+        assert a["teacher"]["auc"] == b["teacher"]["auc"]
+    for model in ("students/day-003", "teachers/day-002"):
+        ours = load_checkpoint(tmp_path / "cut" / "s" / model)[0].state_dict()
+        theirs = load_checkpoint(tmp_path / "full" / "s" / model)[0].state_dict()
+        for key, value in theirs.items():
+            assert torch.equal(ours[key], value), key
+
+
+def test_the_old_distill_key_names_its_new_spelling(days_data, tmp_path):
+    with pytest.raises(CtrDistillError, match=r"`distill:` is now `strategy:`"):
+        stream({**_config(days_data, tmp_path).model_dump(), "distill": {"lambda": 0.5}})
+
+
 def test_resume_with_another_config_is_refused_once_a_day_is_saved(days_data, tmp_path,
                                                                    monkeypatch):
     _interrupt_at_student_day(_config(days_data, tmp_path), monkeypatch, 2)
     saved = (tmp_path / "s" / "config.json").read_text()
-    changed = _config(days_data, tmp_path, distill={"lambda": 0.5},
+    changed = _config(days_data, tmp_path, strategy={"lambda": 0.5},
                       teacher_updates="stale")
-    with pytest.raises(CtrDistillError, match=r"another config \(differs in: distill.lambda_, "
+    with pytest.raises(CtrDistillError, match=r"another config \(differs in: strategy.lambda_, "
                        r"teacher_updates\) with 1 saved day\(s\); resume with the same config, "
                        r"set overwrite: true to start over"):
         stream(changed)
@@ -213,7 +241,7 @@ def test_a_model_at_chance_level_is_flagged(days_data, tmp_path, monkeypatch, ca
 
 
 def test_every_days_student_is_a_servable_checkpoint(days_data, tmp_path):
-    result = stream(_config(days_data, tmp_path, distill={"kind": "aux"}))
+    result = stream(_config(days_data, tmp_path, strategy={"kind": "aux"}))
     data = PreparedData(days_data)
     for record in result.history:
         run = tmp_path / "s" / record["student_checkpoint"]
@@ -231,7 +259,7 @@ def test_every_days_student_is_a_servable_checkpoint(days_data, tmp_path):
 
 
 def test_stream_cli_and_too_few_days(days_data, tmp_path):
-    config = _config(days_data, tmp_path, distill={"kind": "aux"}).model_dump(mode="json",
+    config = _config(days_data, tmp_path, strategy={"kind": "aux"}).model_dump(mode="json",
                                                                              by_alias=True)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(config))

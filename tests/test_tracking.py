@@ -12,11 +12,8 @@ import pytest
 from conftest import prepare_synthetic
 from ctrdistill.config import validate_config
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.pipelines.distill import DistillConfig
-from ctrdistill.pipelines.kdef import KDEFConfig
-from ctrdistill.pipelines.mutual import MutualConfig
-from ctrdistill.pipelines.train import TrainRunConfig, train
-from ctrdistill.pipelines.writer import config_changes
+from ctrdistill.pipelines.common import config_changes
+from ctrdistill.pipelines.fit import DistillConfig, KDEFConfig, MutualConfig, TrainRunConfig, train
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -47,7 +44,7 @@ def test_a_run_is_logged_to_a_local_store_under_output_dir(prepared, tmp_path, m
     client, run = _run(f"sqlite:///{out / 'mlflow.db'}", "ctrdistill")
     assert run.info.run_name == "lr" and run.info.status == "FINISHED"
     params = run.data.params
-    assert params["model.name"] == "lr" and params["train.batch_size"] == "512"
+    assert params["method.model.name"] == "lr" and params["train.batch_size"] == "512"
     assert params["train.epochs"] == "2"
     history = json.loads((result.path / "history.json").read_text())
     auc = client.get_metric_history(run.info.run_id, "valid.auc")

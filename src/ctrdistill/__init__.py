@@ -16,69 +16,75 @@ Library code logs through `logging` (logger "ctrdistill") and never prints.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ctrdistill.version import __version__
 
-# Where each public name lives; imported on first use so that `import ctrdistill` (and the
-# CLI's --help) stays fast and loads no torch.
-_EXPORTS = {
-    "PrepareConfig": "ctrdistill.data.prepare", "SynthConfig": "ctrdistill.data.synthetic",
-    "CtrDistillError": "ctrdistill.errors", "build_model": "ctrdistill.models",
-    "Bundle": "ctrdistill.serving", "load_bundle": "ctrdistill.serving",
-    "model_names": "ctrdistill.models", "KDOptions": "ctrdistill.strategies.factory",
+_VERBS = "ctrdistill.pipelines."
+#: The public API, one entry per name: the module it lives in, imported on first use so that
+#: `import ctrdistill` (and a verb's start-up) loads only what is used.
+_EXPORTS: dict[str, str] = {
+    "CtrDistillError": "ctrdistill.errors",
+    # the verbs and their configs
+    "SynthConfig": "ctrdistill.data.synthetic",
+    "synth": _VERBS + "prepare",
+    "PrepareConfig": "ctrdistill.data.prepare",
+    "prepare": _VERBS + "prepare",
     "TrainConfig": "ctrdistill.training.config",
-    **dict.fromkeys(
-        ["CollapseConfig", "DistillConfig", "EvaluateConfig", "KDEFConfig", "LabelConfig",
-         "MutualConfig", "PredictConfig", "Result", "Run", "SearchConfig", "StreamConfig",
-         "TeacherSpec",
-         "TrainRunConfig", "collapse", "demo", "distill", "evaluate", "kdef", "label",
-         "load_run", "mutual", "predict", "prepare", "search", "stream", "synth", "train",
-         "ExportConfig", "ServeConfig", "export", "serve"],
-        "ctrdistill.pipelines"),
+    "TrainRunConfig": _VERBS + "fit",
+    "train": _VERBS + "fit",
+    "KDOptions": "ctrdistill.strategies.factory",
+    "DistillConfig": _VERBS + "fit",
+    "TeacherSpec": _VERBS + "methods.kd",
+    "distill": _VERBS + "fit",
+    "MutualConfig": _VERBS + "fit",
+    "mutual": _VERBS + "fit",
+    "KDEFConfig": _VERBS + "fit",
+    "kdef": _VERBS + "fit",
+    "LabelConfig": _VERBS + "label",
+    "label": _VERBS + "label",
+    "StreamConfig": _VERBS + "stream",
+    "stream": _VERBS + "stream",
+    "SearchConfig": _VERBS + "search",
+    "search": _VERBS + "search",
+    "EvaluateConfig": _VERBS + "evaluate",
+    "evaluate": _VERBS + "evaluate",
+    "PredictConfig": _VERBS + "predict",
+    "predict": _VERBS + "predict",
+    "CollapseConfig": _VERBS + "analyze",
+    "collapse": _VERBS + "analyze",
+    "ExportConfig": _VERBS + "export",
+    "export": _VERBS + "export",
+    "ServeConfig": _VERBS + "serve",
+    "serve": _VERBS + "serve",
+    "DemoConfig": _VERBS + "demo",
+    "demo": _VERBS + "demo",
+    "Result": _VERBS + "common",
+    "Run": _VERBS + "load",
+    "load_run": _VERBS + "load",
+    "Bundle": "ctrdistill.serving",
+    "load_bundle": "ctrdistill.serving",
+    # one run, many methods (docs/api.md)
+    "RunConfig": _VERBS + "fit",
+    "run": _VERBS + "fit",
+    "register_method": _VERBS + "methods",
+    "MethodConfig": _VERBS + "methods",
+    "MethodBuild": _VERBS + "methods",
+    # extension points: models, strategies and the trainer that runs them (docs/api.md)
+    "register_model": "ctrdistill.models.registry",
+    "build_model": "ctrdistill.models.registry",
+    "model_names": "ctrdistill.models.registry",
+    "CTRModel": "ctrdistill.models.base",
+    "ModelConfig": "ctrdistill.models.base",
+    "ModelOutput": "ctrdistill.models.base",
+    "Strategy": "ctrdistill.strategies.base",
+    "Trainer": "ctrdistill.training.trainer",
+    "PreparedData": "ctrdistill.data.dataset",
+    "BatchLoader": "ctrdistill.data.loader",
 }
 
-if TYPE_CHECKING:
-    from ctrdistill.data.prepare import PrepareConfig
-    from ctrdistill.data.synthetic import SynthConfig
-    from ctrdistill.errors import CtrDistillError
-    from ctrdistill.models import build_model, model_names
-    from ctrdistill.pipelines import (
-        CollapseConfig,
-        DistillConfig,
-        EvaluateConfig,
-        ExportConfig,
-        KDEFConfig,
-        LabelConfig,
-        MutualConfig,
-        PredictConfig,
-        Result,
-        Run,
-        SearchConfig,
-        ServeConfig,
-        StreamConfig,
-        TeacherSpec,
-        TrainRunConfig,
-        collapse,
-        demo,
-        distill,
-        evaluate,
-        export,
-        kdef,
-        label,
-        load_run,
-        mutual,
-        predict,
-        prepare,
-        search,
-        serve,
-        stream,
-        synth,
-        train,
-    )
-    from ctrdistill.serving import Bundle, load_bundle
-    from ctrdistill.strategies.factory import KDOptions
-    from ctrdistill.training.config import TrainConfig
+
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
@@ -87,46 +93,5 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
-__all__ = [
-    "Bundle",
-    "CollapseConfig",
-    "CtrDistillError",
-    "DistillConfig",
-    "EvaluateConfig",
-    "ExportConfig",
-    "KDEFConfig",
-    "KDOptions",
-    "LabelConfig",
-    "MutualConfig",
-    "PredictConfig",
-    "PrepareConfig",
-    "Result",
-    "Run",
-    "SearchConfig",
-    "ServeConfig",
-    "StreamConfig",
-    "SynthConfig",
-    "TeacherSpec",
-    "TrainConfig",
-    "TrainRunConfig",
-    "__version__",
-    "build_model",
-    "collapse",
-    "demo",
-    "distill",
-    "evaluate",
-    "export",
-    "kdef",
-    "label",
-    "load_bundle",
-    "load_run",
-    "model_names",
-    "mutual",
-    "predict",
-    "prepare",
-    "search",
-    "serve",
-    "stream",
-    "synth",
-    "train",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

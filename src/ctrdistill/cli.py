@@ -1,34 +1,165 @@
 """The `ctrdistill` command: parses, validates, calls the library. User mistakes print one line
-and exit with code 2."""
+and exit with code 2.
+
+One convention for every verb: `ctrdistill VERB [POSITIONAL] [--config YAML] [--FIELD VALUE ...]
+[--set key.path=value ...]`. The flags are generated from the verb's config class (see
+`ctrdistill.flags`); the command line overrides `--set`, which overrides the YAML file."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.training.memory import keep_freed_memory
+from ctrdistill.files import os_failure
 from ctrdistill.version import __version__
 
+#: The positional of verbs whose argument is the YAML config file itself.
+CONFIG_FILE = "config"
 
-def _config(path: str | None, assignments: list[str]) -> dict:
-    from ctrdistill.config import load_yaml
-    from ctrdistill.overrides import apply_overrides
-
-    data = load_yaml(path) if path else {}
-    if not isinstance(data, dict):
-        raise CtrDistillError(f"{path}: the config must be a mapping of keys to values")
-    return apply_overrides(data, assignments)
+#: (result, config, parsed arguments) -> what the verb prints last (None: nothing)
+Line = Callable[[Any, Any, argparse.Namespace], str | None]
 
 
-def _with_flags(raw: dict, args, keys: tuple[str, ...]) -> dict:
-    """Flags given on the command line override the config's keys of the same name."""
-    return raw | {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+@dataclass(frozen=True)
+class Verb:
+    """One verb: where its function and config class live (imported only when it runs), its
+    positional (a config key, CONFIG_FILE, or none), and the line it prints after its table
+    (`before`: a line on stderr before it starts, from its config)."""
+
+    help: str
+    module: str
+    function: str
+    config: str
+    positional: str | None
+    line: Line
+    example: str
+    table: bool = True  # print the result's rows as a table
+    switches: dict[str, str] = field(default_factory=dict)  # switches only the line reads
+    aliases: dict[str, str] = field(default_factory=dict)  # extra flag name -> config key
+    processes: bool = False  # --nproc/--max-restarts (torchrun)
+    before: Callable[[Any], str] | None = None
+
+
+def _run_saved(result: Any, config: Any, args: argparse.Namespace) -> str:
+    return f"run saved to {result.path}"
+
+
+def _prepared(result: Any, config: Any, args: argparse.Namespace) -> str:
+    splits = ", ".join(f"{k} {v:,}" for k, v in result.metrics["rows"].items())
+    return f"prepared {result.path}: {result.metrics['fields']} fields; rows: {splits}"
+
+
+def _collapsed(result: Any, config: Any, args: argparse.Namespace) -> str:
+    lines = [f"{r['run']}: N={r['num_subnetworks']} field IA {r['mean_field_abundance']:.2f} "
+             f"hidden IA {r['mean_hidden_abundance']:.2f}" for r in result.history]
+    return "\n".join([*lines, f"collapse report written to {config.output}"])
+
+
+def _exported(result: Any, config: Any, args: argparse.Namespace) -> str:
+    m = result.metrics
+    parity = m["parity_max_abs_logit_difference"]
+    checked = f"; max abs logit difference to PyTorch {parity:.1e}" if parity is not None else ""
+    return f"exported {config.run} to {config.output} ({m['format']} by {m['exporter']}{checked})"
+
+
+def _labelled(result: Any, config: Any, args: argparse.Namespace) -> str:
+    m = result.metrics
+    return (f"label store {config.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
+            f"{m['teacher_versions']} teacher version(s)")
+
+
+def _searched(result: Any, config: Any, args: argparse.Namespace) -> str:
+    m = result.metrics
+    return ((result.path.parents[1] / "trials.md").read_text() +
+            f"\nbest teacher (trial {m['best_trial']}, {m['objective']} valid AUC "
+            f"{m['best_value']:.5f}): {result.path}")
+
+
+
+#: Every verb, in the order of the flow (`analyze collapse` is a verb under a group).
+VERBS: dict[str, Verb] = {
+    "synth": Verb(
+        "generate the synthetic benchmark (raw Parquet)", "ctrdistill.pipelines.prepare",
+        "synth", "SynthConfig", None,
+        lambda r, c, a: f"wrote {r.metrics['rows']:,} synthetic rows to {r.path}",
+        "ctrdistill synth --output data/raw --rows 1000000 --days 10 --drift 0.05"),
+    "prepare": Verb(
+        "encode raw logs into Parquet shards with vocabularies", "ctrdistill.pipelines.prepare",
+        "prepare", "PrepareConfig", None, _prepared,
+        "ctrdistill prepare --recipe synthetic --input data/raw --output data/synth "
+        "--protocol x4"),
+    "train": Verb(
+        "train one model on hard labels", "ctrdistill.pipelines.fit", "train", "TrainRunConfig",
+        CONFIG_FILE, _run_saved, "ctrdistill train configs/train_dnn.yaml --set train.epochs=2",
+        processes=True),
+    "distill": Verb(
+        "distil frozen teachers (an ensemble, optionally gated) into a student",
+        "ctrdistill.pipelines.fit", "distill", "DistillConfig", CONFIG_FILE, _run_saved,
+        "ctrdistill distill configs/distill_example.yaml --set strategy.ensemble=mean_logits",
+        processes=True),
+    "mutual": Verb(
+        "mutual learning between peers", "ctrdistill.pipelines.fit", "mutual", "MutualConfig",
+        CONFIG_FILE, _run_saved, "ctrdistill mutual configs/mutual_example.yaml", processes=True),
+    "kdef": Verb(
+        "KDEF ensemble of sub-networks on a shared embedding", "ctrdistill.pipelines.fit", "kdef",
+        "KDEFConfig", CONFIG_FILE, _run_saved,
+        "ctrdistill kdef configs/kdef_example.yaml --set num_subnetworks=2", processes=True),
+    "analyze collapse": Verb(
+        "embedding/representation collapse spectra", "ctrdistill.pipelines.analyze",
+        "collapse", "CollapseConfig", "runs", _collapsed,
+        "ctrdistill analyze collapse runs/kdef4 runs/naive4 --data data/synth "
+        "--output collapse/"),
+    "evaluate": Verb(
+        "metrics of a run on a split", "ctrdistill.pipelines.evaluate", "evaluate",
+        "EvaluateConfig", "run", lambda r, c, a: json.dumps(r.metrics) if a.json else None,
+        "ctrdistill evaluate runs/dnn --data data/synth --split test --json",
+        switches={"json": "also print metrics as JSON"}),
+    "predict": Verb(
+        "scores of a run, keyed by row id (needs torch to read the run's checkpoint)",
+        "ctrdistill.pipelines.predict", "predict", "PredictConfig", "run",
+        lambda r, c, a: f"wrote {r.metrics['rows']:,} scores to {r.path}",
+        "ctrdistill predict runs/dnn --data data/synth --output scores.parquet"),
+    "export": Verb(
+        "a run's served model as a bundle for production", "ctrdistill.pipelines.export",
+        "export", "ExportConfig", "run", _exported,
+        "ctrdistill export runs/kd-gate --output bundles/kd-gate"),
+    "serve": Verb(
+        "an ONNX bundle as an HTTP JSON scoring service", "ctrdistill.pipelines.serve", "serve",
+        "ServeConfig", "bundle", lambda r, c, a: None,
+        "ctrdistill serve bundles/kd-gate --port 8000 --workers 2",
+        before=lambda c: f"serving {c.bundle} on http://{c.host}:{c.port} (Ctrl-C stops)"),
+    "stream": Verb(
+        "continual distillation day by day", "ctrdistill.pipelines.stream", "stream",
+        "StreamConfig", CONFIG_FILE, lambda r, c, a: f"stream saved to {r.path}",
+        "ctrdistill stream configs/stream_example.yaml"),
+    "label": Verb(
+        "score data once with teacher runs into a label store", "ctrdistill.pipelines.label",
+        "label", "LabelConfig", "teachers", _labelled,
+        "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
+        aliases={"split": "splits", "day": "days"}, processes=True),
+    "search": Verb(
+        "choose a teacher under a budget (Optuna): the objective is the teacher's or the "
+        "distilled student's valid AUC", "ctrdistill.pipelines.search", "search",
+        "SearchConfig", CONFIG_FILE, _searched,
+        "ctrdistill search configs/search_example.yaml --set trials=12", table=False),
+    "demo": Verb(
+        "the whole flow on built-in synthetic data", "ctrdistill.pipelines.demo", "demo",
+        "DemoConfig", None,
+        lambda r, c, a: f"runs, learning curves and the results table are in {r.path}",
+        "ctrdistill demo --rows 100000 --workdir /tmp/demo"),
+}
+#: Groups of verbs (`ctrdistill analyze collapse`) and their help.
+GROUPS = {"analyze": "analyses of finished runs"}
 
 
 def _rank() -> int:
@@ -36,145 +167,13 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _show(result, line: str | None) -> None:
-    """The result's table (if any), then one line saying what was written."""
-    from ctrdistill.analysis.report import print_table
-
-    if _rank() != 0:
-        return
-    if result.rows:
-        print_table(result.rows, result.title)
-    if line is not None:
-        print(line)
-
-
-def cmd_synth(args) -> None:
-    from ctrdistill.pipelines import synth
-
-    raw = _with_flags(_config(args.config, args.set), args, ("rows", "days", "drift", "seed"))
-    result = synth(raw, output=args.output)
-    print(f"wrote {result.metrics['rows']:,} synthetic rows to {args.output}")
-
-
-def cmd_prepare(args) -> None:
-    from ctrdistill.pipelines import prepare
-
-    raw = _with_flags(_config(args.config, args.set), args,
-                      ("recipe", "input", "output", "protocol"))
-    if args.overwrite:
-        raw["overwrite"] = True
-    result = prepare(raw)
-    splits = ", ".join(f"{k} {v:,}" for k, v in result.metrics["rows"].items())
-    print(f"prepared {result.path}: {result.metrics['fields']} fields; rows: {splits}")
-
-
-def _training_verb(name: str):
-    """train, distill, mutual and kdef: a YAML config, --set overrides, --resume."""
-
-    def command(args) -> None:
-        import ctrdistill.pipelines as pipelines
-
-        result = getattr(pipelines, name)(_config(args.config, args.set), resume=args.resume)
-        _show(result, f"run saved to {result.path}")
-
-    return command
-
-
-def cmd_analyze_collapse(args) -> None:
-    from ctrdistill.pipelines import collapse
-
-    result = collapse(runs=args.runs, data=args.data, output=args.output,
-                      sample_rows=args.sample_rows)
-    for r in result.history:
-        print(f"{r['run']}: N={r['num_subnetworks']} field IA {r['mean_field_abundance']:.2f} "
-              f"hidden IA {r['mean_hidden_abundance']:.2f}")
-    print(f"collapse report written to {args.output}")
-
-
-def cmd_evaluate(args) -> None:
-    from ctrdistill.pipelines import evaluate
-
-    result = evaluate(run=args.run, data=args.data, split=args.split, device=args.device)
-    _show(result, json.dumps(result.metrics) if args.json else None)
-
-
-def cmd_predict(args) -> None:
-    from ctrdistill.pipelines import predict
-
-    result = predict(run=args.run, data=args.data, split=args.split, input=args.input,
-                     key=args.key, output=args.output, overwrite=args.overwrite,
-                     device=args.device)
-    print(f"wrote {result.metrics['rows']:,} scores to {args.output}")
-
-
-def cmd_export(args) -> None:
-    from ctrdistill.pipelines import export
-
-    result = export(run=args.run, output=args.output, format=args.format,
-                    overwrite=args.overwrite)
-    m = result.metrics
-    parity = m["parity_max_abs_logit_difference"]
-    checked = f"; max abs logit difference to PyTorch {parity:.1e}" if parity is not None else ""
-    print(f"exported {args.run} to {args.output} ({m['format']} by {m['exporter']}{checked})")
-
-
-def cmd_serve(args) -> None:
-    from ctrdistill.pipelines import serve
-
-    print(f"serving {args.bundle} on http://{args.host}:{args.port} (Ctrl-C stops)",
-          file=sys.stderr)
-    serve(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers,
-          threads=args.threads)
-
-
-def cmd_label(args) -> None:
-    from ctrdistill.pipelines import label
-
-    result = label(teachers=args.teachers, data=args.data, output=args.output,
-                   splits=args.split or None, days=args.day or None, hidden=args.hidden,
-                   relabel=args.relabel, device=args.device)
-    if _rank() != 0:
-        return
-    m = result.metrics
-    print(f"label store {args.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
-          f"{m['teacher_versions']} teacher version(s)")
-
-
-def cmd_stream(args) -> None:
-    from ctrdistill.pipelines import stream
-
-    result = stream(_config(args.config, args.set))
-    _show(result, f"stream saved to {result.path}")
-
-
-def cmd_search(args) -> None:
-    from ctrdistill.pipelines import search
-
-    result = search(_config(args.config, args.set), resume=args.resume)
-    print((result.path.parents[1] / "trials.md").read_text())
-    print(f"best teacher (trial {result.metrics['best_trial']}, {result.metrics['objective']} "
-          f"valid AUC {result.metrics['best_value']:.5f}): {result.path}")
-
-
-def cmd_demo(args) -> None:
-    from ctrdistill.pipelines import demo
-
-    result = demo(args.workdir, rows=args.rows, overwrite=args.overwrite)
-    _show(result, f"runs, learning curves and the results table are in {result.path}")
-
-
-def _add_processes(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--nproc", type=int, default=1, metavar="N",
-                     help="run in N processes with DDP (torchrun on this machine; gloo on CPUs, "
-                     "NCCL on GPUs)")
-    sub.add_argument("--max-restarts", type=int, default=0, metavar="R",
-                     help="with --nproc: restart the group up to R times after a failure; it "
-                     "resumes from the last checkpoint")
+def _config_class(verb: Verb) -> Any:
+    return getattr(importlib.import_module(verb.module), verb.config)
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' line breaks and shows a flag's default where it has a real one
-    (None defaults come from the config, and their help says so)."""
+    """Keeps the examples' line breaks and shows a flag's argparse default where it has a real
+    one (generated flags default to None: their help shows the config class's default)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -185,159 +184,87 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-#: One example per verb, shown under its --help.
-EXAMPLES = {
-    "synth": "ctrdistill synth --output data/raw --rows 1000000 --days 10 --drift 0.05",
-    "prepare": "ctrdistill prepare --recipe synthetic --input data/raw --output data/synth "
-               "--protocol x4",
-    "train": "ctrdistill train configs/train_dnn.yaml --set train.epochs=2",
-    "distill": "ctrdistill distill configs/distill_example.yaml "
-               "--set strategy.ensemble=mean_logits",
-    "mutual": "ctrdistill mutual configs/mutual_example.yaml",
-    "kdef": "ctrdistill kdef configs/kdef_example.yaml --set num_subnetworks=2",
-    "analyze": "ctrdistill analyze collapse runs/kdef4 runs/naive4 --data data/synth "
-               "--output collapse/",
-    "evaluate": "ctrdistill evaluate runs/dnn --data data/synth --split test --json",
-    "predict": "ctrdistill predict runs/dnn --data data/synth --output scores.parquet",
-    "stream": "ctrdistill stream configs/stream_example.yaml",
-    "label": "ctrdistill label runs/kd-gate-teachers/dcnv2 --data data/synth --output stores/t1",
-    "search": "ctrdistill search configs/search_example.yaml --set trials=12",
-    "demo": "ctrdistill demo --rows 100000 --workdir /tmp/demo",
-    "export": "ctrdistill export runs/kd-gate --output bundles/kd-gate",
-    "serve": "ctrdistill serve bundles/kd-gate --port 8000 --workers 2",
-}
-EXAMPLES["collapse"] = EXAMPLES["analyze"]
+def _add_verb_arguments(sub: argparse.ArgumentParser, name: str, verb: Verb) -> None:
+    from ctrdistill.flags import add_flags
+
+    if verb.positional == CONFIG_FILE:
+        sub.add_argument(CONFIG_FILE, help="YAML config")
+    else:
+        sub.add_argument("--config", help="YAML config (flags override it)")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. train.epochs=3")
+    add_flags(sub, _config_class(verb), positional=verb.positional, aliases=verb.aliases)
+    for switch, text in verb.switches.items():
+        sub.add_argument(f"--{switch}", action="store_true", help=text)
+    sub.add_argument("--quiet", action="store_true",
+                     help="log warnings and errors only, and draw no progress bars")
+    if verb.processes:
+        sub.add_argument("--nproc", type=int, default=1, metavar="N",
+                         help="run in N processes with DDP (torchrun on this machine; gloo on "
+                         "CPUs, NCCL on GPUs)")
+        sub.add_argument("--max-restarts", type=int, default=0, metavar="R",
+                         help="with --nproc: restart the group up to R times after a failure; "
+                         "it resumes from the last checkpoint")
+    sub.set_defaults(verb_name=name)
 
 
-def _epilog(name: str) -> str:
-    return f"example:\n  {EXAMPLES[name]}"
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every verb, or with `only` (a first word) the flags of that verb alone:
+    generating flags imports a verb's config class, and a verb imports only what it uses."""
     parser = argparse.ArgumentParser(prog="ctrdistill", description=__doc__, formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
-
-    def add(name: str, handler, help_text: str,
-            config: str | None = "optional") -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text,
-                               epilog=_epilog(name), formatter_class=_Help)
-        if config == "required":
-            sub.add_argument("config", help="YAML config")
-        elif config == "optional":
-            sub.add_argument("--config", help="YAML config (flags override it)")
-        if config:
-            sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                             help="override a config value, e.g. train.epochs=3")
-        sub.set_defaults(handler=handler)
-        return sub
-
-    sub = add("synth", cmd_synth, "generate the synthetic benchmark (raw Parquet)")
-    sub.add_argument("--output", required=True, help="directory for the raw Parquet files")
-    sub.add_argument("--rows", type=int, help="rows to generate (default: the config's rows)")
-    sub.add_argument("--days", type=int, help="days the rows span (default: the config's days)")
-    sub.add_argument("--drift", type=float,
-                     help="rotation of the hidden click model per day, in radians (default: the "
-                     "config's drift)")
-    sub.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
-
-    sub = add("prepare", cmd_prepare, "encode raw logs into Parquet shards with vocabularies")
-    sub.add_argument("--recipe", help="raw format, e.g. criteo, avazu, synthetic, csv (an unknown "
-                     "name lists them all; default: the config's recipe)")
-    sub.add_argument("--input", help="raw file or directory (default: the config's input)")
-    sub.add_argument("--output", help="prepared dataset directory (default: the config's output)")
-    sub.add_argument("--protocol", help="split/encoding protocol, e.g. x1 or x4 (default: the "
-                     "config's protocol)")
-    sub.add_argument("--overwrite", action="store_true",
-                     help="replace an existing prepared dataset")
-
-    for name, text in (
-            ("train", "train one model on hard labels"),
-            ("mutual", "mutual learning between peers"),
-            ("kdef", "KDEF ensemble of sub-networks on a shared embedding"),
-            ("distill", "distil frozen teachers (an ensemble, optionally gated) into a student")):
-        sub = add(name, _training_verb(name), text, config="required")
-        sub.add_argument("--resume", action="store_true",
-                         help="continue an interrupted run of the same config from its last "
-                         "checkpoint")
-        _add_processes(sub)
-
-    analyze = verbs.add_parser("analyze", help="analyses of finished runs",
-                               description="analyses of finished runs", epilog=_epilog("analyze"),
-                               formatter_class=_Help)
-    analyses = analyze.add_subparsers(dest="analysis", required=True)
-    text = "embedding/representation collapse spectra"
-    sub = analyses.add_parser("collapse", help=text, description=text,
-                              epilog=_epilog("collapse"), formatter_class=_Help)
-    sub.add_argument("runs", nargs="+", help="run directories")
-    sub.add_argument("--data", required=True, help="prepared dataset")
-    sub.add_argument("--output", default="collapse", help="directory for JSON and PNG")
-    sub.add_argument("--sample-rows", type=int, default=4096,
-                     help="rows of the test split whose hidden vectors are analysed")
-    sub.set_defaults(handler=cmd_analyze_collapse)
-
-    for name, handler, text in (("evaluate", cmd_evaluate, "metrics of a run on a split"),
-                                ("predict", cmd_predict, "scores of a run, keyed by row id")):
-        sub = add(name, handler, text, config=None)
-        sub.add_argument("run", help="run directory")
-        sub.add_argument("--data", required=name == "evaluate", help="prepared dataset")
-        sub.add_argument("--split", default="test", help="train, valid or test")
-        sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        if name == "predict":
-            sub.add_argument("--input", help="new raw logs in the run's recipe format (instead "
-                             "of --data): encoded with the run's fitted preprocessing")
-            sub.add_argument("--key", help="with --input: raw column carried to the output "
-                             "(default: row_id, the 0-based row number)")
-            sub.add_argument("--output", required=True, help="Parquet file to write")
-            sub.add_argument("--overwrite", action="store_true",
-                             help="replace an existing output file")
-        else:
-            sub.add_argument("--json", action="store_true", help="also print metrics as JSON")
-
-    sub = add("export", cmd_export, "a run's served model as a bundle for production",
-              config=None)
-    sub.add_argument("run", help="run directory")
-    sub.add_argument("--output", required=True, help="bundle directory to write")
-    sub.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                     help="onnx (served by `ctrdistill serve`) or torchscript (default: onnx)")
-    sub.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-
-    sub = add("serve", cmd_serve, "an ONNX bundle as an HTTP JSON scoring service", config=None)
-    sub.add_argument("bundle", help="bundle directory written by export")
-    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
-                     "127.0.0.1)")
-    sub.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    sub.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="uvicorn worker processes (default 1)")
-    sub.add_argument("--threads", type=int, help="onnxruntime threads per worker")
-
-    add("stream", cmd_stream, "continual distillation day by day", config="required")
-
-    sub = add("label", cmd_label, "score data once with teacher runs into a label store",
-              config=None)
-    sub.add_argument("teachers", nargs="+", help="teacher run directories (an ensemble if many)")
-    sub.add_argument("--data", required=True, help="prepared dataset")
-    sub.add_argument("--output", required=True, help="label store directory")
-    sub.add_argument("--split", action="append", help="only these splits (repeatable)")
-    sub.add_argument("--day", type=int, action="append", help="only these days (repeatable)")
-    sub.add_argument("--hidden", action="store_true",
-                     help="also store the teachers' hidden vectors (for gates and hint losses)")
-    sub.add_argument("--relabel", action="store_true",
-                     help="replace partitions labelled by another teacher set (default: refuse)")
-    sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_processes(sub)
-
-    sub = add("search", cmd_search, "choose a teacher under a budget (Optuna): the objective "
-              "is the teacher's or the distilled student's valid AUC", config="required")
-    sub.add_argument("--resume", action="store_true",
-                     help="continue the search's study (study.db) where it stopped")
-
-    sub = add("demo", cmd_demo, "the whole flow on built-in synthetic data", config=None)
-    sub.add_argument("--workdir", default="ctrdistill-demo",
-                     help="directory for the demo's data, runs and results")
-    sub.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows to generate")
-    sub.add_argument("--overwrite", action="store_true", help="replace an existing --workdir")
+    groups: dict[str, Any] = {}
+    for name, verb in VERBS.items():
+        group, _, leaf = name.rpartition(" ")
+        example = f"example:\n  {verb.example}"
+        if group and group not in groups:
+            text = GROUPS[group]
+            groups[group] = verbs.add_parser(
+                group, help=text, description=text, epilog=example,
+                formatter_class=_Help).add_subparsers(dest="analysis", required=True)
+        sub = (groups[group] if group else verbs).add_parser(
+            leaf, help=verb.help, description=verb.help, epilog=example, formatter_class=_Help)
+        if only is None or only == name.split()[0]:
+            _add_verb_arguments(sub, name, verb)
     return parser
+
+
+def _first_word(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _config(args: argparse.Namespace, config_class: Any) -> Any:
+    """The verb's validated config: the YAML file, then --set, then the flags given."""
+    from ctrdistill.config import load_yaml, validate_config
+    from ctrdistill.flags import flag_values
+    from ctrdistill.overrides import apply_overrides
+
+    path = args.config
+    data = load_yaml(path) if path else {}
+    if not isinstance(data, dict):
+        raise CtrDistillError(f"{path}: the config must be a mapping of keys to values")
+    data = apply_overrides(data, args.set) | flag_values(args)
+    return validate_config(config_class, data, config_class.__name__)
+
+
+def execute(args: argparse.Namespace) -> None:
+    """Run the parsed verb and print its table and result line (rank 0 only)."""
+    verb = VERBS[args.verb_name]
+    module = importlib.import_module(verb.module)
+    config = _config(args, getattr(module, verb.config))
+    if verb.before is not None and _rank() == 0 and not args.quiet:
+        print(verb.before(config), file=sys.stderr)
+    result = getattr(module, verb.function)(config)
+    if _rank() != 0:
+        return
+    if verb.table and result.rows:
+        from ctrdistill.analysis.report import print_table
+
+        print_table(result.rows, result.title)
+    line = verb.line(result, config, args)
+    if line is not None:
+        print(line)
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -355,12 +282,13 @@ class _Messages(logging.Formatter):
             f"{record.levelname.lower()}: {message}"
 
 
-def _show_logs() -> logging.Handler:
+def _show_logs(quiet: bool) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Messages())
     root = logging.getLogger("ctrdistill")
     root.addHandler(handler)
-    root.setLevel(logging.INFO if _rank() == 0 else logging.WARNING)  # one copy of each line
+    # one copy of each line: rank 0's
+    root.setLevel(logging.WARNING if quiet or _rank() != 0 else logging.INFO)
     return handler
 
 
@@ -379,23 +307,34 @@ def _launch(argv: list[str], nproc: int, max_restarts: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ctrdistill.progress import set_quiet
+    from ctrdistill.training.memory import keep_freed_memory
+
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser(_first_word(argv) or "").parse_args(argv)
+    name = args.verb_name
     if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
         try:
             return _launch(argv, args.nproc, args.max_restarts)
         except Exception as error:  # the agent's ChildFailedError: the ranks said why
-            print(f"ctrdistill {args.verb}: error: {type(error).__name__}: "
+            print(f"ctrdistill {name}: error: {type(error).__name__}: "
                   f"{str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
             return 1
     keep_freed_memory()
-    handler = _show_logs()
+    set_quiet(args.quiet)
+    handler = _show_logs(args.quiet)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
-        args.handler(args)
+        execute(args)
     except CtrDistillError as error:
-        print(f"ctrdistill {args.verb}: error: {error}", file=sys.stderr)
+        print(f"ctrdistill {name}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        refused = os_failure(error)  # disk full, permission denied, ...: one line too
+        if refused is None:
+            raise
+        print(f"ctrdistill {name}: error: {refused}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         by_sigterm = interrupt.args == (signal.SIGTERM,)
@@ -403,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted ({signum.name})", file=sys.stderr)
         return 128 + signum
     finally:
+        set_quiet(False)
         logging.getLogger("ctrdistill").removeHandler(handler)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -8,10 +8,10 @@ import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from ctrdistill.errors import CtrDistillError
 
@@ -22,6 +22,41 @@ class StrictConfig(BaseModel):
     """Base of every config: unknown keys are rejected, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @classmethod
+    def concrete(cls, data: Any) -> type[StrictConfig]:
+        """The class that validates `data` where this one is declared: a base whose subclass
+        depends on the data (a method chosen by its kind) returns that subclass."""
+        return cls
+
+    @classmethod
+    def user_keys(cls) -> list[str]:
+        """The keys a user writes: a field's alias where it has one (`schema`, not `schema_`)."""
+        return sorted(field.alias or name for name, field in cls.model_fields.items())
+
+    @classmethod
+    def normalized(cls, data: Any) -> Any:
+        """`data` in the shape the fields take (a config that accepts another spelling of its
+        keys rewrites it before validation)."""
+        return data
+
+    @classmethod
+    def user_location(cls, loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+        """The key path of an error as the user wrote it (a config that accepts a flat
+        spelling of nested keys shows them flat)."""
+        return loc
+
+
+def _plain_name(value: str) -> str:
+    if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{value!r} is not a plain name: it names a directory under "
+                         "output_dir, so no path separators, no '..', not empty")
+    return value
+
+
+# A name that becomes one directory under output_dir (runs, teachers, streams, searches):
+# a path in it would write outside output_dir.
+Name = Annotated[str, AfterValidator(_plain_name)]
 
 
 def _step(annotation: Any, part: Any) -> Any:
@@ -48,30 +83,46 @@ def _step(annotation: Any, part: Any) -> Any:
     return None
 
 
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _concrete(annotation: Any, data: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, StrictConfig):
+        return annotation.concrete(data)
+    return annotation
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
     """The config class that owns the key at `loc` (used to suggest keys for extra fields)."""
-    annotation: Any = model
+    annotation: Any = _concrete(model, data)
     for part in loc[:-1]:
         annotation = _step(annotation, part)
         if annotation is None:
             return None
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            data = None
+        annotation = _concrete(annotation, data)
     candidates = [annotation, *get_args(annotation)]
     return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
-    """The keys a user writes: a field's alias where it has one (`schema`, not `schema_`)."""
+    if issubclass(model, StrictConfig):
+        return model.user_keys()
     return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
-def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
-    """One line per problem, naming the key path and, for unknown keys, the closest valid key."""
+def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str,
+                              data: Any = None) -> str:
+    """One line per problem, naming the key path and, for unknown keys, the closest valid key
+    (`data`, the input, tells which class a key belongs to where that depends on it)."""
     lines = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        path = ".".join(str(p) for p in loc) or "<root>"
+        shown = model.user_location(loc, data) if issubclass(model, StrictConfig) else loc
+        path = ".".join(str(p) for p in shown) or "<root>"
         if item["type"] == "extra_forbidden":
-            owner = _model_at(model, loc)
+            shaped = model.normalized(data) if issubclass(model, StrictConfig) else data
+            owner = _model_at(model, loc, shaped)
             valid = _keys(owner) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -86,7 +137,7 @@ def validate_config(model: type[T], data: Any, source: str = "config") -> T:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise CtrDistillError(describe_validation_error(error, model, source)) from None
+        raise CtrDistillError(describe_validation_error(error, model, source, data)) from None
 
 
 def load_yaml(path: str | Path) -> Any:

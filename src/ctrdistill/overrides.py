@@ -21,5 +21,9 @@ def apply_overrides(config: dict[str, Any], assignments: list[str]) -> dict[str,
             if not isinstance(node, dict):
                 raise CtrDistillError(f"--set {path}: '{key}' is not a mapping")
             target = node
-        target[keys[-1]] = yaml.safe_load(raw)
+        try:
+            target[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise CtrDistillError(f"--set {path}: '{raw}' is not a valid YAML value "
+                                  f"({str(error).splitlines()[0]})") from None
     return config

@@ -11,24 +11,22 @@ Both are created by the kernel with mode 0o777/0o666 so that the umask applies, 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import disk_full
 
 RESUME_STATE = "resume.pt"  # a partial directory holding this file survives a failure
 
 log = logging.getLogger(__name__)
-
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 @contextmanager
@@ -44,21 +42,22 @@ def atomic_directory(target: Path, overwrite: bool = False,
         os.replace(old, target)
     if target.exists() and not overwrite:
         raise CtrDistillError(f"output already exists: {target} (choose another path or remove it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = _sibling(target, "partial")
-    fd = _lock_partial(partial, target, resume)
-    try:
+    with made_parents(target):
+        partial = _sibling(target, "partial")
+        fd = _lock_partial(partial, target, resume)
         try:
-            _remove(old)  # left by a crash after an earlier swap's second rename
-            yield partial
-            _commit(partial, target, overwrite)
-        except BaseException as exc:
-            if not (partial / RESUME_STATE).exists():
-                _remove(partial)
-            _raise_disk_full(exc, target)
-            raise
-    finally:
-        os.close(fd)  # releases the lock only now, after the rename or the removal
+            try:
+                _remove(old)  # left by a crash after an earlier swap's second rename
+                yield partial
+                _commit(partial, target, overwrite)
+            except BaseException as exc:
+                full = disk_full(exc, target.parent)  # before the removal frees space
+                if not (partial / RESUME_STATE).exists():
+                    _remove(partial)
+                _raise_disk_full(full, target)
+                raise
+        finally:
+            os.close(fd)  # releases the lock only now, after the rename or the removal
 
 
 @contextmanager
@@ -68,16 +67,64 @@ def atomic_file(target: Path) -> Iterator[Path]:
     target = Path(target)
     if target.is_dir():
         raise CtrDistillError(f"{target} is a directory; give a file path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(target)
-    tmp = _create_temporary(target)
+    with made_parents(target):
+        _remove_dead_temporaries(target)
+        tmp = _create_temporary(target)
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        except BaseException as exc:
+            full = disk_full(exc, target.parent)  # before the removal frees space
+            tmp.unlink(missing_ok=True)
+            _raise_disk_full(full, target)
+            raise
+
+
+@contextmanager
+def built_in_place(target: Path, keep: Callable[[Path], bool]) -> Iterator[None]:
+    """For an output filled in place (a label store grows partition by partition and resumes):
+    if the body fails, a `target` this call created is removed with its new parent folders,
+    unless `keep(target)` (it holds work worth resuming)."""
+    target = Path(target)
+    existed = os.path.lexists(target)
+    with made_parents(target):
+        try:
+            yield
+        except BaseException:
+            if not existed and not keep(target):
+                _remove(target)
+            raise
+
+
+@contextmanager
+def made_parents(target: Path) -> Iterator[None]:
+    """Create `target`'s missing parent folders; if the body fails, remove those of them that
+    are still empty: a failed command leaves no empty folder behind."""
+    missing = []
+    folder = Path(target).parent
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
     try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        _raise_disk_full(exc, target)
+        yield
+    except BaseException:
+        for folder in missing:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else lives there now
+                break
         raise
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a directory tree's contents; unlike shutil.copytree, the copies get the umask's
+    modes, not the source's (a world-readable source stays private under umask 077)."""
+    for folder, _, names in os.walk(source):
+        into = Path(target) / Path(folder).relative_to(source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(Path(folder) / name, into / name)
 
 
 def _sibling(target: Path, kind: str) -> Path:
@@ -194,7 +241,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _raise_disk_full(exc: BaseException, target: Path) -> None:
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+def _raise_disk_full(full: bool, target: Path) -> None:
+    if full:
         raise CtrDistillError(f"no space left on the device writing {target}: free space or "
                               "choose another path") from None

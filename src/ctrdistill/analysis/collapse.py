@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import yaml
 from matplotlib.figure import Figure
 
 from ctrdistill.analysis.plots import save_figure, whole_number_ticks
@@ -24,6 +23,7 @@ from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.ensembles import MeanEnsemble
 from ctrdistill.models.layers.embedding import FeatureEmbedding
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.checkpoint import load_checkpoint
 
@@ -81,12 +81,11 @@ def collapse_report(run_dir: Path, data: PreparedData | Path, sample_rows: int =
     batch = rows.take(slice(0, min(sample_rows, len(rows)))).to(device)
     with torch.no_grad():
         hidden = {f"sub{k}": spectrum(part.encode(batch).hidden) for k, part in enumerate(parts)}
-    config_file = Path(run_dir) / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    method = RunDirectory(run_dir).method()
     return {
         "run": str(run_dir), "model": model.config.name,
         # Runs are compared across N within a series: the ensemble mode (kdef, naive, ...)
-        "series": config.get("mode") or model.config.name,
+        "series": method.get("mode") or model.config.name,
         "num_subnetworks": len(parts),
         "sample_rows": len(batch), "fields": fields, "hidden": hidden,
         "mean_field_abundance": _mean(fields, "information_abundance"),

@@ -5,15 +5,23 @@ function saving it."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING, Any
 
 from ctrdistill.storage import atomic_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file backend, imported when a plot is drawn: scoring and
+    preparing data, which import this module through the run writer, never draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def whole_number_ticks(ax, values: list[int]) -> None:
@@ -22,6 +30,8 @@ def whole_number_ticks(ax, values: list[int]) -> None:
     if len(set(values)) <= 10:
         ax.set_xticks(sorted(set(values)))
     else:
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -51,7 +61,7 @@ def learning_curves_figure(histories: dict[str, list[dict]],
     per_metric = {metric: _curves(histories, metric) for metric in metrics}
     labels = sorted({label for curves in per_metric.values() for label in curves})
     colour = {label: f"C{index % 10}" for index, label in enumerate(labels)}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for label in (label for label in labels if label in per_metric[metric]):
             run, steps, values = per_metric[metric][label]
@@ -82,7 +92,7 @@ def plot_learning_curves(histories: dict[str, list[dict]], path: Path,
 def daily_figure(histories: dict[str, list[dict]],
                  metrics: tuple[str, ...] = ("auc", "calibration")) -> Figure:
     """Daily metrics of a stream: one panel per metric, teacher and student of every run."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for run, history in histories.items():
             days = [r["eval_day"] for r in history]
@@ -109,5 +119,5 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

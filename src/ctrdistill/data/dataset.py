@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import torch
 
 from ctrdistill.data.batch import DAY, GROUP, Batch
-from ctrdistill.data.schema import FEATURE_MAP_FILE, FeatureMap
+from ctrdistill.data.schema import FEATURE_MAP_FILE, SPLITS, FeatureMap
 from ctrdistill.errors import CtrDistillError, unknown_name
-
-SPLITS = ("train", "valid", "test")
+from ctrdistill.files import PREPARE, read_parquet, reading
 
 
 @dataclass
@@ -161,6 +161,9 @@ class PreparedData:
         files = sorted((self.path / split).glob("*.parquet"))
         if not files:
             raise CtrDistillError(f"{self.path}: split '{split}' has no rows")
+        for file in files:  # the footer: a shard cut short is named here, not deep in a scan
+            with reading(file, PREPARE):
+                pq.read_metadata(file)
         return files
 
     def scan(self, split: str, days: list[int] | None = None) -> pl.LazyFrame:
@@ -172,7 +175,8 @@ class PreparedData:
         return frame
 
     def load(self, split: str, days: list[int] | None = None) -> ColumnData:
-        frame = self.scan(split, days).collect()
+        with reading(self.path / split, PREPARE):
+            frame = self.scan(split, days).collect()
         if not len(frame):
             raise CtrDistillError(f"{self.path}: no rows in split '{split}' for days {days}")
         return frame_to_columns(frame, self.feature_map)
@@ -184,7 +188,7 @@ class PreparedData:
             if not self.feature_map.splits.get(split):
                 continue
             for shard in self.shards(split):
-                ids = pl.read_parquet(shard, columns=["row_id"])["row_id"].to_numpy()
+                ids = read_parquet(shard, PREPARE, columns=["row_id"])["row_id"].to_numpy()
                 digest.update(f"{split}/{shard.name}:{row_ids_digest(ids)}".encode())
         return digest.hexdigest()[:16]
 
@@ -193,4 +197,5 @@ class PreparedData:
             return []
         frames = [pl.scan_parquet(self.shards(s)).select("day").unique()
                   for s in self.feature_map.splits if self.feature_map.splits[s]]
-        return sorted(pl.concat(frames).unique().collect()["day"].to_list())
+        with reading(self.path, PREPARE):
+            return sorted(pl.concat(frames).unique().collect()["day"].to_list())

@@ -11,7 +11,6 @@ directory and export bundle under `prepare/`. This module imports no torch.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import numpy as np
 import polars as pl
 from pydantic import ConfigDict, Field
 
-from ctrdistill.config import StrictConfig, validate_config
+from ctrdistill.config import StrictConfig
 from ctrdistill.data.recipes import DelimitedRecipe, ParquetRecipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
@@ -35,6 +34,8 @@ from ctrdistill.data.schema import (
     Schema,
 )
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import PREPARE, read_model, read_parquet
+from ctrdistill.storage import copy_tree
 
 MISSING_TOKEN = ""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -213,8 +214,9 @@ class PrepareState:
             yield self.encoder.features(frame), keys
 
     @classmethod
-    def load(cls, folder: Path) -> PrepareState:
-        """The state saved in a prepared dataset, a run's or a bundle's `prepare/` folder."""
+    def load(cls, folder: Path, remedy: str = PREPARE) -> PrepareState:
+        """The state saved in a prepared dataset, a run's or a bundle's `prepare/` folder;
+        `remedy`: what rebuilds it when damaged (prepare, train or export again)."""
         folder = Path(folder)
         for candidate in (folder, folder / STATE_DIR):
             if (candidate / STATE_FILE).is_file():
@@ -224,11 +226,11 @@ class PrepareState:
             raise CtrDistillError(
                 f"{folder}: no {STATE_FILE} (the fitted preprocessing); runs trained on data "
                 "prepared before it existed cannot score raw logs: prepare the data again")
-        state = validate_config(StateFile, json.loads((folder / STATE_FILE).read_text()),
-                                str(folder / STATE_FILE))
-        feature_map = FeatureMap.load(folder / FEATURE_MAP_FILE)
+        state = read_model(StateFile, folder / STATE_FILE, remedy)
+        feature_map = FeatureMap.load(folder / FEATURE_MAP_FILE, remedy)
         owners = {f.vocab or f.name for f in feature_map.fields if f.kind != "numeric"}
-        vocabularies = {o: pl.read_parquet(folder / VOCAB_DIR / f"{o}.parquet") for o in owners}
+        vocabularies = {o: read_parquet(folder / VOCAB_DIR / f"{o}.parquet", remedy)
+                        for o in owners}
         return cls(state, Encoder(state.schema_, feature_map, vocabularies))
 
 
@@ -237,6 +239,19 @@ def save_state(folder: Path, recipe: str, options: dict[str, Any], protocol: str
     """Write `prepare_state.json` into a dataset folder that has its feature map and vocab/."""
     state = StateFile(recipe=recipe, options=options, protocol=protocol, schema_=schema)
     (folder / STATE_FILE).write_text(state.model_dump_json(indent=2, by_alias=True))
+
+
+def state_problem(dataset: Path) -> str | None:
+    """What keeps a dataset's saved preprocessing from being copied into a run (None: nothing,
+    or data prepared before the state was saved), so a run can refuse before it trains."""
+    dataset = Path(dataset)
+    if not (dataset / STATE_FILE).is_file():
+        return None
+    missing = [name for name in (FEATURE_MAP_FILE, VOCAB_DIR) if not (dataset / name).exists()]
+    if missing:
+        return (f"{dataset}: the prepared dataset lacks {' and '.join(missing)} (its fitted "
+                "preprocessing is incomplete); prepare it again")
+    return None
 
 
 def copy_state(dataset: Path, target: Path) -> bool:
@@ -248,6 +263,6 @@ def copy_state(dataset: Path, target: Path) -> bool:
     folder = Path(target) / STATE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for name in (STATE_FILE, FEATURE_MAP_FILE):
-        shutil.copyfile(dataset / name, folder / name)
-    shutil.copytree(dataset / VOCAB_DIR, folder / VOCAB_DIR, dirs_exist_ok=True)
+        shutil.copyfile(dataset / name, folder / name)  # new files: the umask's mode
+    copy_tree(dataset / VOCAB_DIR, folder / VOCAB_DIR)
     return True

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-import polars as pl
+import pyarrow.parquet as pq
 import torch
 
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import ColumnData, frame_to_columns
 from ctrdistill.data.schema import FeatureMap
+from ctrdistill.files import PREPARE, read_parquet, reading
 
 
 class Loader(Protocol):
@@ -25,6 +26,11 @@ class Loader(Protocol):
     def __len__(self) -> int: ...
 
     def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]: ...
+
+
+def _rows(shard: Path) -> int:
+    with reading(shard, PREPARE):
+        return pq.read_metadata(shard).num_rows
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -91,14 +97,13 @@ class StreamingLoader(_Epochs):
         self.seed = seed
         self.shuffle = shuffle
         self.transform = transform
-        self.num_rows = sum(pl.scan_parquet(s).select(pl.len()).collect().item()
-                            for s in self.shards)
+        self.num_rows = sum(_rows(s) for s in self.shards)
 
     def __len__(self) -> int:
         return -(-self.num_rows // self.batch_size)
 
     def _columns(self, shard: Path) -> ColumnData:
-        data = frame_to_columns(pl.read_parquet(shard), self.feature_map)
+        data = frame_to_columns(read_parquet(shard, PREPARE), self.feature_map)
         return self.transform(data) if self.transform else data
 
     def epoch_batches(self, epoch: int, skip: int = 0) -> Iterator[Batch]:

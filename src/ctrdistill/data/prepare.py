@@ -28,12 +28,12 @@ import polars as pl
 from pydantic import ConfigDict, Field, model_validator
 
 from ctrdistill.config import StrictConfig
-from ctrdistill.data.dataset import SPLITS
 from ctrdistill.data.encode import VOCAB_DIR, Encoder, save_state, token_expr, without_non_finite
 from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
+    SPLITS,
     EncodedField,
     FeatureMap,
     FieldSpec,

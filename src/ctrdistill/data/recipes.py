@@ -226,3 +226,21 @@ def get_recipe(name: str) -> Recipe:
     if name not in _RECIPES:
         raise unknown_name("recipe", name, names)
     return _RECIPES[name]
+
+
+def recipes_help() -> str:
+    """Every registered recipe with its protocols and options (name, default, meaning): the
+    text `prepare --help` and the docs show, so a new recipe is listed without editing them."""
+    lines = []
+    for name in recipe_names():
+        recipe = _RECIPES[name]
+        lines.append(f"{name}: {recipe.description}")
+        if recipe.protocols:
+            lines.append("    protocols: " + "; ".join(
+                f"{key} ({protocol.description})" for key, protocol in recipe.protocols.items()))
+        if recipe.options is not None:
+            for option, spec in type(recipe.options).model_fields.items():
+                default = getattr(recipe.options, option)
+                meaning = f": {spec.description}" if spec.description else ""
+                lines.append(f"    options.{option} (default {default!r}){meaning}")
+    return "\n".join(lines)

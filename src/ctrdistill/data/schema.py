@@ -21,12 +21,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ctrdistill.config import StrictConfig, validate_config
+from ctrdistill.config import StrictConfig
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import PREPARE, read_model
 
 PAD_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
+# Here rather than in dataset.py so that `prepare` names the splits without importing torch.
+SPLITS = ("train", "valid", "test")
 
 FieldKind = Literal["categorical", "numeric", "sequence"]
 NumericTransform = Literal["none", "log1p", "bucketize", "standardize"]
@@ -191,10 +194,11 @@ class FeatureMap(StrictConfig):
         path.write_text(self.model_dump_json(indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> FeatureMap:
+    def load(cls, path: Path, remedy: str = PREPARE) -> FeatureMap:
+        """`remedy`: what rebuilds a damaged file (it depends on what holds it)."""
         if not path.is_file():
             raise CtrDistillError(f"not a prepared dataset: {path} is missing")
-        return validate_config(cls, json.loads(path.read_text()), source=str(path))
+        return read_model(cls, path, remedy)
 
 
 FEATURE_MAP_FILE = "feature_map.json"

@@ -33,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import REPLACE, reading
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _blocks(path: Path, quote_char: str | None, comment: str | None,
     quote = quote_char.encode() if quote_char else None
     utf8 = codecs.lookup(encoding).name == "utf-8"
     carry = b""
-    with pa.input_stream(str(path), compression="detect") as source:
+    with reading(path, REPLACE), pa.input_stream(str(path), compression="detect") as source:
         while True:
             block = source.read(BLOCK_BYTES)
             text = carry + block
@@ -184,6 +185,13 @@ def read_delimited(
         try:
             if names is None:
                 names = _header(block, read_options, parse_options)
+                twice = sorted({n for n in names if names.count(n) > 1
+                                and (include_columns is None or n in include_columns)})
+                if twice:  # PyArrow would silently read the first of them
+                    message = (f"the header names column '{printable(twice[0])}' "
+                               f"{names.count(twice[0])} times; which one is meant is unclear: "
+                               "rename the others")
+                    break
             if first and (missing := [c for c in include_columns or [] if c not in names]):
                 # Checked here, not left to read_csv: a threaded read that fails can leave
                 # Arrow's pool busy at exit, which aborts the interpreter (apache/arrow#34314).
@@ -269,12 +277,10 @@ def _arrow_message(text: str, block: bytes, read_options: pacsv.ReadOptions,
 
 def read_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pl.DataFrame]:
     check_data_file(path)
-    try:
+    with reading(path, REPLACE):
         file = pq.ParquetFile(path)
         missing = sorted(set(columns or []) - set(file.schema_arrow.names))
         if missing:
             raise CtrDistillError(f"{path}: missing columns {missing}")
         for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
             yield pl.from_arrow(pa.Table.from_batches([batch]))  # type: ignore[misc]
-    except pa.ArrowInvalid as error:
-        raise CtrDistillError(f"{path}: {printable(str(error).strip())}") from None

@@ -85,6 +85,8 @@ class SynthConfig(StrictConfig):
                               "features")
     chunk_rows: int = Field(250_000, ge=1, description="rows generated and written at a time "
                             "(bounds memory)")
+    output: Path = Field(Path("data/raw"), description="directory for the raw Parquet files "
+                         "(where `synth` writes; not part of the generator, nor of synth.json)")
 
     @model_validator(mode="before")
     @classmethod
@@ -312,5 +314,5 @@ def write_synthetic(config: SynthConfig, out: Path, show_progress: bool = True) 
         for index, chunk in enumerate(generate_chunks(config)):
             chunk.write_parquet(tmp / f"part-{index:05d}.parquet")
             bar.update(len(chunk))
-        (tmp / "synth.json").write_text(config.model_dump_json(indent=2))
+        (tmp / "synth.json").write_text(config.model_dump_json(indent=2, exclude={"output"}))
     return out

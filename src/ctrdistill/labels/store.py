@@ -27,12 +27,14 @@ import polars as pl
 from ctrdistill.data.batch import TEACHER_HIDDEN, TEACHER_LOGITS
 from ctrdistill.data.dataset import ColumnData, PreparedData, frame_to_columns, row_ids_digest
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import PREPARE, RELABEL, read_json, read_parquet, reading
 from ctrdistill.models.base import CTRModel
 from ctrdistill.progress import progress
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.ensemble import teacher_outputs
 from ctrdistill.training import distributed
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import collect, model_device
 
@@ -58,7 +60,7 @@ class LabelStore:
         manifest = self.path / MANIFEST
         if not manifest.is_file():
             raise CtrDistillError(f"not a teacher label store: {manifest} is missing")
-        self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+        self.manifest: dict[str, Any] = _read_manifest(manifest)
 
     @property
     def teacher_versions(self) -> list[dict[str, Any]]:
@@ -123,11 +125,13 @@ class LabelStore:
                 f"different shapes ({described}); select one teacher version")
         frames = []
         for part in parts:
-            try:
-                frames.append(pl.read_parquet(self.path / part["file"]))
-            except FileNotFoundError:
-                raise CtrDistillError(f"label store {self.path}: {part['file']} was relabelled "
-                                      "while being read; open the store again") from None
+            with reading(self.path / part["file"], RELABEL):
+                try:
+                    frames.append(pl.read_parquet(self.path / part["file"]))
+                except FileNotFoundError:
+                    raise CtrDistillError(f"label store {self.path}: {part['file']} was "
+                                          "relabelled while being read; open the store again"
+                                          ) from None
         return pl.concat(frames)
 
     def join(self, rows: ColumnData, split: str, days: list[int] | None = None,
@@ -142,7 +146,7 @@ class LabelStore:
 
 
 def _teacher_entry(run: Path, teacher: CTRModel) -> dict[str, Any]:
-    checkpoint = run / CHECKPOINT_FILE if run.is_dir() else run
+    checkpoint = RunDirectory(run).checkpoint() if run.is_dir() else run
     return {"run": str(run), "checkpoint_sha256": file_sha256(checkpoint),
             "model": teacher.config.name, "hidden_dim": teacher.hidden_dim}
 
@@ -170,11 +174,21 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest = read_json(path, RELABEL)
+    with reading(path, RELABEL):  # every key readers index, so a missing one is named here
+        missing = [key for key in ("teacher_versions", "partitions", "feature_map_fingerprint",
+                                   "data_fingerprint") if key not in manifest]
+        if missing:
+            raise KeyError(missing[0])
+    return manifest
+
+
 def _open_manifest(out: Path, data: PreparedData, fingerprint: str,
                    hidden: bool) -> dict[str, Any]:
     path = out / MANIFEST
     if path.is_file():
-        manifest = json.loads(path.read_text())
+        manifest = _read_manifest(path)
         if manifest["data_fingerprint"] != fingerprint:
             raise CtrDistillError(f"{out} holds labels of other data; choose a new store path")
         if manifest.get("hidden", False) != hidden:
@@ -207,7 +221,7 @@ def _plan(data: PreparedData, splits: list[str], days: list[int] | None
     for split in splits:
         for shard in data.shards(split):
             if data.feature_map.has_day:
-                found = pl.read_parquet(shard, columns=["day"])["day"].unique().to_list()
+                found = read_parquet(shard, PREPARE, columns=["day"])["day"].unique().to_list()
                 shard_days: list[int | None] = sorted(d for d in found
                                                       if days is None or d in days)
             else:
@@ -266,7 +280,7 @@ def write_labels(teacher_runs: list[Path], data_path: Path, out: Path,
         for split, shard, day, key in todo:
             if stop_after is not None and len(labelled) >= stop_after:
                 break
-            frame = frames.setdefault(shard, pl.read_parquet(shard))
+            frame = frames.setdefault(shard, read_parquet(shard, PREPARE))
             part = frame if day is None else frame.filter(pl.col("day") == day)
             rows = frame_to_columns(part, data.feature_map)
             logits, vectors = teacher_logits(teachers, rows, hidden=hidden)

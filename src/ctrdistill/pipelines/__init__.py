@@ -2,29 +2,8 @@
 
 data -> models -> strategies -> training -> (labels, analysis) -> pipelines -> cli: this package
 is the only one that knows the verbs; the CLI only parses, calls these and prints.
+
+Nothing is imported here, so that a verb loads only its own module (`prepare` needs no torch).
+The public names are `ctrdistill.<name>` (one list, in `ctrdistill/__init__.py`); a package-level
+re-export would clash with the submodules, which have the verbs' names.
 """
-
-from ctrdistill.pipelines.analyze import CollapseConfig, collapse
-from ctrdistill.pipelines.common import Result
-from ctrdistill.pipelines.demo import demo
-from ctrdistill.pipelines.distill import DistillConfig, TeacherSpec, distill
-from ctrdistill.pipelines.evaluate import EvaluateConfig, evaluate
-from ctrdistill.pipelines.export import ExportConfig, export
-from ctrdistill.pipelines.kdef import KDEFConfig, kdef
-from ctrdistill.pipelines.label import LabelConfig, label
-from ctrdistill.pipelines.mutual import MutualConfig, mutual
-from ctrdistill.pipelines.predict import PredictConfig, predict
-from ctrdistill.pipelines.prepare import prepare, synth
-from ctrdistill.pipelines.run import Run, load_run
-from ctrdistill.pipelines.search import SearchConfig, search
-from ctrdistill.pipelines.serve import ServeConfig, serve
-from ctrdistill.pipelines.stream import DayTrainConfig, StreamConfig, stream
-from ctrdistill.pipelines.train import TrainRunConfig, train
-
-__all__ = [
-    "CollapseConfig", "DayTrainConfig", "DistillConfig", "EvaluateConfig", "ExportConfig",
-    "KDEFConfig", "LabelConfig", "MutualConfig", "PredictConfig", "Result", "Run",
-    "SearchConfig", "ServeConfig", "StreamConfig", "TeacherSpec", "TrainRunConfig", "collapse",
-    "demo", "distill", "evaluate", "export", "kdef", "label", "load_run", "mutual", "predict",
-    "prepare", "search", "serve", "stream", "synth", "train",
-]

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ctrdistill.config import load_yaml, validate_config
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.rundir import plain
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -53,3 +54,25 @@ def resolve(config_class: type[C], config: C | dict[str, Any] | str | Path | Non
     if isinstance(config, config_class) and not overrides:
         return config
     return validate_config(config_class, data | overrides, source)
+
+
+#: Config keys (with everything below them) that change what a run shows or how it is
+#: started, not what it computes: a resumed run may differ in them.
+DISPLAY_ONLY = ("train.progress", "overwrite", "tracking", "resume")
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat |= flatten(item, f"{prefix}.{key}" if prefix else key)
+    return flat
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two resolved configs (display-only keys ignored)."""
+    a, b = flatten(plain(saved)), flatten(plain(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)
+                  and not any(k == d or k.startswith(f"{d}.") for d in DISPLAY_ONLY))

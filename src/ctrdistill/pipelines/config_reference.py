@@ -20,38 +20,50 @@ from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.synthetic import PRESETS, SynthConfig
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.pipelines.analyze import CollapseConfig
-from ctrdistill.pipelines.distill import DistillConfig
+from ctrdistill.pipelines.demo import DemoConfig
 from ctrdistill.pipelines.evaluate import EvaluateConfig
 from ctrdistill.pipelines.export import ExportConfig
-from ctrdistill.pipelines.kdef import KDEFConfig
+from ctrdistill.pipelines.fit import (
+    DistillConfig,
+    KDEFConfig,
+    MutualConfig,
+    RunConfig,
+    TrainRunConfig,
+)
 from ctrdistill.pipelines.label import LabelConfig
-from ctrdistill.pipelines.mutual import MutualConfig
+from ctrdistill.pipelines.methods import MethodConfig, method_class
 from ctrdistill.pipelines.predict import PredictConfig
 from ctrdistill.pipelines.search import SearchConfig
 from ctrdistill.pipelines.serve import ServeConfig
 from ctrdistill.pipelines.stream import StreamConfig
-from ctrdistill.pipelines.train import TrainRunConfig
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.config import TrainConfig
 
 #: (section title, config class, how it is used): one table each, in the order of the flow.
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("synth", SynthConfig, "`ctrdistill synth --config`, `cd.synth`"),
-    ("prepare", PrepareConfig, "`ctrdistill prepare --config`, `cd.prepare`"),
+    ("synth", SynthConfig, "`ctrdistill synth`, `cd.synth`"),
+    ("prepare", PrepareConfig, "`ctrdistill prepare`, `cd.prepare`"),
     ("train options", TrainConfig, "the `train:` block of train, distill, stream (teacher and "
      "student), mutual and kdef"),
-    ("train", TrainRunConfig, "`ctrdistill train`, `cd.train`"),
-    ("distill", DistillConfig, "`ctrdistill distill`, `cd.distill`"),
-    ("label", LabelConfig, "`ctrdistill label` (flags), `cd.label`"),
+    ("run", RunConfig, "every training run, `cd.run`: the base keys and `method: {kind: ...}` "
+     "with the method's keys (the sections below list them per verb)"),
+    ("train", TrainRunConfig, "`ctrdistill train`, `cd.train`: method `plain`, its keys at the "
+     "top level"),
+    ("distill", DistillConfig, "`ctrdistill distill`, `cd.distill`: method `kd`, its keys at "
+     "the top level"),
+    ("mutual", MutualConfig, "`ctrdistill mutual`, `cd.mutual`: method `mutual`, its keys at "
+     "the top level"),
+    ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`: method `kdef`, its keys at the top "
+     "level"),
+    ("label", LabelConfig, "`ctrdistill label`, `cd.label`"),
     ("stream", StreamConfig, "`ctrdistill stream`, `cd.stream`"),
-    ("mutual", MutualConfig, "`ctrdistill mutual`, `cd.mutual`"),
-    ("kdef", KDEFConfig, "`ctrdistill kdef`, `cd.kdef`"),
     ("search", SearchConfig, "`ctrdistill search`, `cd.search` (needs `ctrdistill[search]`)"),
-    ("evaluate", EvaluateConfig, "`ctrdistill evaluate` (flags), `cd.evaluate`"),
-    ("predict", PredictConfig, "`ctrdistill predict` (flags), `cd.predict`"),
-    ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse` (flags), `cd.collapse`"),
-    ("export", ExportConfig, "`ctrdistill export` (flags), `cd.export`"),
-    ("serve", ServeConfig, "`ctrdistill serve` (flags), `cd.serve`"),
+    ("evaluate", EvaluateConfig, "`ctrdistill evaluate`, `cd.evaluate`"),
+    ("predict", PredictConfig, "`ctrdistill predict`, `cd.predict`"),
+    ("analyze collapse", CollapseConfig, "`ctrdistill analyze collapse`, `cd.collapse`"),
+    ("export", ExportConfig, "`ctrdistill export`, `cd.export`"),
+    ("serve", ServeConfig, "`ctrdistill serve`, `cd.serve`"),
+    ("demo", DemoConfig, "`ctrdistill demo`, `cd.demo`"),
 ]
 MODELS_LINK = "a zoo model: `{name: ..., ...}`, keys per model in [models.md](models.md)"
 TRAIN_LINK = "keys in [train options](#train-options)"
@@ -130,12 +142,22 @@ def _same_as_train(model: type[BaseModel]) -> frozenset[str]:
                                                               base[n].description))
 
 
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The keys of `model` as a user writes them: a verb's run config with its method's keys at
+    the top level."""
+    kind = getattr(model, "verb_kind", None)
+    if kind is None:
+        return dict(model.model_fields)
+    base = {n: f for n, f in model.model_fields.items() if n != "method"}
+    return base | {n: f for n, f in method_class(kind).model_fields.items() if n != "kind"}
+
+
 def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset()
          ) -> Iterator[Key]:
     """Every key of `model` (but `skip`), depth first: nested configs as `parent.key`, list
     items as `parent[].key`; zoo models link to docs/models.md and train blocks to the train
     options section instead of repeating them."""
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model).items():
         if name in skip:
             continue
         path = prefix + (field.alias or name)
@@ -144,6 +166,10 @@ def keys(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozen
         description = (field.description or "").replace("\n", " ")
         nested = _models(field.annotation)
         shared = bool(nested) and all(issubclass(m, TrainConfig) for m in nested)
+        if nested and all(issubclass(m, MethodConfig) for m in nested):
+            yield Key(path, "mapping", default_text(field, name),
+                      f"{description}; each method's keys are in its verb's section")
+            continue
         if is_model or shared:
             link = MODELS_LINK if is_model else TRAIN_LINK
             description = f"{description}; {link}" if description else link
@@ -165,10 +191,11 @@ def _cell(text: str) -> str:
 def render() -> str:
     lines = ["# Config reference", "",
              "Every key of every verb's config: YAML keys, `--set KEY=VALUE` paths, and keyword "
-             "arguments of the Python functions. Generated from the config classes by "
-             "`python -m ctrdistill.pipelines.config_reference docs/config.md`; do not edit by "
-             "hand. Model keys (`model:`, `student:`, `backbone:`, ...) are in "
-             "[models.md](models.md).", ""]
+             "arguments of the Python functions; a top-level key holding a value or a list of "
+             "values is also a flag of its verb (`output_dir` is `--output-dir`). Generated from "
+             "the config classes by `python -m ctrdistill.pipelines.config_reference "
+             "docs/config.md`; do not edit by hand. Model keys (`model:`, `student:`, "
+             "`backbone:`, ...) are in [models.md](models.md).", ""]
     for title, model, used in SECTIONS:
         lines += [f"## {title}", "", f"`{model.__name__}`: {used}.", "",
                   "| key | type | default | meaning |", "|---|---|---|---|"]

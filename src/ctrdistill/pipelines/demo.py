@@ -12,15 +12,18 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
 
 from ctrdistill.analysis.report import result_row, save_table
+from ctrdistill.config import StrictConfig
 from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
-from ctrdistill.pipelines.common import Result
-from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.pipelines.fit import DistillConfig, TrainRunConfig, distill, train
 from ctrdistill.pipelines.prepare import prepare, synth
-from ctrdistill.pipelines.train import TrainRunConfig, train
 from ctrdistill.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -32,12 +35,21 @@ STUDENT = {"name": "dnn", "size": "small"}
 STRATEGY = {"distance": "mse_logits"}
 
 
-def demo(workdir: str | Path = "ctrdistill-demo", rows: int = 1_000_000,
-         overwrite: bool = False) -> Result:
-    """Run the demo in `workdir`; the result's rows are its results table (test split)."""
-    workdir = Path(workdir)
+class DemoConfig(StrictConfig):
+    workdir: Path = Field(Path("ctrdistill-demo"),
+                          description="directory for the demo's data, runs and results")
+    rows: int = Field(1_000_000, ge=1, description="synthetic rows to generate")
+    overwrite: bool = Field(False, description="replace an existing workdir")
+
+
+def demo(config: DemoConfig | dict[str, Any] | str | Path | None = None,
+         **overrides: Any) -> Result:
+    """Run the demo (`workdir`, `rows`, ...); the result's rows are its results table (test
+    split)."""
+    config = resolve(DemoConfig, config, **overrides)
+    workdir, rows = config.workdir, config.rows
     if workdir.exists():
-        if not overwrite:
+        if not config.overwrite:
             raise CtrDistillError(f"{workdir} exists; pass --overwrite or choose --workdir")
         shutil.rmtree(workdir)
     raw, data, runs = workdir / "raw", workdir / "prepared", workdir / "runs"

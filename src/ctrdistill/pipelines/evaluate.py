@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.run import load_run
+from ctrdistill.pipelines.load import load_run
 from ctrdistill.training.config import DEVICE_HELP, DEVICE_PATTERN
 
 

@@ -2,8 +2,11 @@
 
 The bundle holds the model file (ONNX by default, or TorchScript), the run's fitted
 preprocessing (`prepare/`: state, feature map, vocabularies) and `manifest.json` (source run,
-checkpoint hash, versions, exporter, input/output signature). An ONNX bundle is scored with
-`ctrdistill.serving` on onnxruntime, numpy and polars alone: no PyTorch, no training code.
+checkpoint hash, versions, opset, exporter, input/output signature). The ONNX graph takes raw
+values by default: the preprocessing built by `ctrdistill.serving.graph` feeds the model, so
+onnxruntime alone turns raw rows into probabilities (`inputs: ids` keeps the encoded blocks as
+inputs). `--format triton` writes the same graph as a Triton model repository;
+`--version-dir` writes the next version of a versioned folder and switches its `latest`.
 
 ONNX is exported with PyTorch's recommended exporter (`torch.onnx.export(dynamo=True)`); where
 it fails, or its model does not match PyTorch on sample rows, the TorchScript-based exporter
@@ -12,10 +15,13 @@ it fails, or its model does not match PyTorch on sample rows, the TorchScript-ba
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import platform
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -23,19 +29,21 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.encode import BLOCKS, STATE_DIR, PrepareState, copy_state
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import disk_full
 from ctrdistill.models.base import CTRModel
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.run import blocks_batch, load_run
+from ctrdistill.pipelines.load import blocks_batch, load_run
 from ctrdistill.serving.bundle import MANIFEST_FILE, ONNX_FILE, TORCHSCRIPT_FILE, outputs_of
+from ctrdistill.serving.settings import MAX_ROWS, MIN_OPSET
+from ctrdistill.serving.versions import next_version, set_latest
 from ctrdistill.storage import atomic_directory
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE
 from ctrdistill.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -45,11 +53,33 @@ PARITY_TOLERANCE = 1e-4  # max abs logit difference to PyTorch accepted from an 
 
 class ExportConfig(StrictConfig):
     run: Path = Field(description="a run directory (its served checkpoint is exported)")
-    output: Path = Field(description="the bundle directory to write")
-    format: Literal["onnx", "torchscript"] = Field(
-        "onnx", description="onnx (served by `ctrdistill serve`) or torchscript")
-    opset: int = Field(18, ge=17, description="ONNX opset")
+    output: Path | None = Field(None, description="the bundle directory to write")
+    version_dir: Path | None = Field(
+        None, description="instead of output: write the next version (v000001/, ...) of this "
+        "folder and switch its `latest` pointer to it (what `ctrdistill serve DIR` reloads)")
+    format: Literal["onnx", "torchscript", "triton"] = Field(
+        "onnx", description="onnx (served by `ctrdistill serve`), triton (a Triton model "
+        "repository of the ONNX graph) or torchscript")
+    inputs: Literal["raw", "ids"] = Field(
+        "raw", description="the ONNX graph's inputs: raw values (preprocessing inside the "
+        "graph) or the encoded id blocks")
+    opset: int = Field(20, ge=17, description="ONNX opset (raw inputs need 20: StringSplit)")
+    max_batch: int = Field(MAX_ROWS, ge=1, description="rows per call at most (Triton's "
+                           "max_batch_size)")
     overwrite: bool = Field(False, description="replace an existing bundle")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExportConfig:
+        if (self.output is None) == (self.version_dir is None):
+            raise ValueError("give exactly one of output and version_dir")
+        if self.graph == "raw" and self.opset < MIN_OPSET:
+            raise ValueError(f"a graph of raw inputs needs opset >= {MIN_OPSET}")
+        return self
+
+    @property
+    def graph(self) -> str:
+        """What the model file takes: TorchScript always the id blocks."""
+        return "ids" if self.format == "torchscript" else self.inputs
 
 
 class ServedModule(nn.Module):
@@ -107,20 +137,31 @@ def _signature(feature_map: FeatureMap) -> dict[str, Any]:
                         for n in ("logit", "probability")]}
 
 
+def _no_torchvision(record: logging.LogRecord) -> bool:
+    """The dynamo exporter warns once per torchvision op when torchvision is absent; the models
+    use none of them."""
+    return not record.getMessage().startswith("torchvision is not installed")
+
+
 def _onnx(module: ServedModule, example: tuple[torch.Tensor, ...], path: Path, opset: int,
           dynamo: bool) -> None:
     names, outputs = module.inputs, ["logit", "probability"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' advice on their own internals
-        if dynamo:
-            batch = torch.export.Dim("batch", min=1, max=1 << 24)
-            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=opset,
-                              input_names=names, output_names=outputs, verbose=False,
-                              dynamic_shapes=(tuple({0: batch} for _ in example),))
-        else:
-            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
-                              input_names=names, output_names=outputs,
-                              dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    registration.addFilter(_no_torchvision)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporters' advice on their own internals
+            if dynamo:
+                batch = torch.export.Dim("batch", min=1, max=1 << 24)
+                torch.onnx.export(module, example, str(path), dynamo=True, opset_version=opset,
+                                  input_names=names, output_names=outputs, verbose=False,
+                                  dynamic_shapes=(tuple({0: batch} for _ in example),))
+            else:
+                torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=outputs,
+                                  dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+    finally:
+        registration.removeFilter(_no_torchvision)
 
 
 def _parity(path: Path, module: ServedModule, blocks: dict[str, np.ndarray]) -> float:
@@ -145,6 +186,8 @@ def export_onnx(module: ServedModule, feature_map: FeatureMap, path: Path,
             _onnx(module, example, path, opset, dynamo)
             difference = _parity(path, module, check)
         except Exception as error:  # an exporter's failure: try the next one
+            if disk_full(error, path.parent):
+                raise  # the disk's, not the exporter's: atomic_directory says so in one line
             failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             logger.info("onnx export with %s failed (%s)", exporter, failure)
             continue
@@ -168,50 +211,94 @@ def _versions() -> dict[str, str]:
     versions = {"ctrdistill": __version__, "torch": torch.__version__,
                 "numpy": np.__version__, "polars": pl.__version__,
                 "python": platform.python_version()}
-    try:
-        import onnx
-
-        versions["onnx"] = onnx.__version__
-    except ImportError:
-        pass
+    for module in ("onnx", "onnxruntime"):  # what made the file and what checked it
+        with contextlib.suppress(ImportError):
+            versions[module] = importlib.import_module(module).__version__
     return versions
+
+
+def _model_file(config: ExportConfig, module: ServedModule, state: PrepareState,
+                folder: Path) -> tuple[str, str, float | None]:
+    """Write the model file into `folder`: (its name, the exporter, its parity to PyTorch)."""
+    feature_map = state.feature_map
+    if config.format == "torchscript":
+        example = tuple(torch.from_numpy(v) for v in sample_blocks(feature_map, 8, 1).values())
+        with torch.no_grad():
+            torch.jit.trace(module, example).save(str(folder / TORCHSCRIPT_FILE))
+        return TORCHSCRIPT_FILE, "torch.jit.trace", None
+    if config.graph == "ids":
+        exporter, parity = export_onnx(module, feature_map, folder / ONNX_FILE, config.opset)
+        return ONNX_FILE, exporter, parity
+    import onnx
+
+    from ctrdistill.serving.graph import raw_model
+
+    ids = folder / "ids-graph"  # the exporter's file (and its external weights, if any)
+    ids.mkdir()
+    exporter, parity = export_onnx(module, feature_map, ids / ONNX_FILE, config.opset)
+    merged = raw_model(state, onnx.load(str(ids / ONNX_FILE)))
+    large = sum(len(t.raw_data) for t in merged.graph.initializer) > 1 << 30  # protobuf: < 2 GB
+    onnx.save(merged, str(folder / ONNX_FILE), save_as_external_data=large,
+              location=f"{ONNX_FILE}.data")
+    shutil.rmtree(ids)
+    return ONNX_FILE, exporter, parity
+
+
+def _raw_signature(state: PrepareState) -> dict[str, Any]:
+    from ctrdistill.serving.graph import raw_inputs
+
+    inputs = [{"name": i.name, "dtype": i.dtype, "shape": ["batch", 1], "fields": i.fields}
+              | ({"format": i.format} if i.format else {}) for i in raw_inputs(state)]
+    return {"inputs": inputs, "outputs": _signature(state.feature_map)["outputs"]}
+
+
+def _bundle(config: ExportConfig, run: Any, state: PrepareState, folder: Path) -> str:
+    """Write the bundle's files into `folder`; returns the exporter used."""
+    module = ServedModule(run.model.eval(), run.feature_map).eval()
+    model_file, exporter, parity = _model_file(config, module, state, folder)
+    copy_state(run.path / STATE_DIR, folder)
+    checkpoint = run.directory.checkpoint()
+    onnx_graph = config.format != "torchscript"
+    signature = (_raw_signature(state) if config.graph == "raw"
+                 else _signature(run.feature_map))
+    manifest = {
+        "format_version": 2, "format": "torchscript" if not onnx_graph else "onnx",
+        "model_file": model_file, "graph": config.graph, "exporter": exporter,
+        "opset": config.opset if onnx_graph else None, "max_batch": config.max_batch,
+        "parity_max_abs_logit_difference": parity,
+        "model": run.model.config.model_dump(mode="json"),
+        "parameters": run.model.num_parameters(),
+        "source_run": str(run.path.resolve()),
+        "checkpoint_sha256": _sha256(checkpoint) if checkpoint.is_file() else None,
+        "feature_map_fingerprint": run.feature_map.fingerprint(),
+        "versions": _versions(), **signature}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return exporter
 
 
 def export(config: ExportConfig | dict[str, Any] | str | Path | None = None,
            **overrides: Any) -> Result:
-    """Write the bundle of `run`'s served model into `output` (atomically)."""
+    """Write the bundle of `run`'s served model into `output` (atomically), or as the next
+    version of `version_dir` (then switch its `latest` to it)."""
     config = resolve(ExportConfig, config, **overrides)
-    if config.output.exists() and not config.overwrite:
-        raise CtrDistillError(f"output already exists: {config.output} (choose another path, "
+    version = next_version(config.version_dir) if config.version_dir else None
+    output = config.output or config.version_dir / version  # type: ignore[operator]
+    if output.exists() and not config.overwrite:
+        raise CtrDistillError(f"output already exists: {output} (choose another path, "
                               "or overwrite)")
     run = load_run(config.run, "cpu")
-    PrepareState.load(run.path / STATE_DIR)  # a run without its preprocessing says so here
-    module = ServedModule(run.model.eval(), run.feature_map).eval()
-    with atomic_directory(config.output, overwrite=config.overwrite) as tmp:
-        parity: float | None = None
-        if config.format == "onnx":
-            exporter, parity = export_onnx(module, run.feature_map, tmp / ONNX_FILE, config.opset)
-            model_file = ONNX_FILE
+    state = PrepareState.load(run.path / STATE_DIR)  # a run without it says so here
+    with atomic_directory(output, overwrite=config.overwrite) as tmp:
+        if config.format == "triton":
+            from ctrdistill.serving.triton import write_repository
+
+            exporter = write_repository(tmp, run.path.name,
+                                        lambda folder: _bundle(config, run, state, folder))
         else:
-            example = tuple(torch.from_numpy(v) for v in sample_blocks(run.feature_map, 8, 1)
-                            .values())
-            with torch.no_grad():
-                torch.jit.trace(module, example).save(str(tmp / TORCHSCRIPT_FILE))
-            exporter, model_file = "torch.jit.trace", TORCHSCRIPT_FILE
-        copy_state(run.path / STATE_DIR, tmp)
-        checkpoint = run.path / CHECKPOINT_FILE
-        manifest = {
-            "format_version": 1, "format": config.format, "model_file": model_file,
-            "exporter": exporter, "opset": config.opset if config.format == "onnx" else None,
-            "parity_max_abs_logit_difference": parity,
-            "model": run.model.config.model_dump(mode="json"),
-            "parameters": run.model.num_parameters(),
-            "source_run": str(run.path.resolve()),
-            "checkpoint_sha256": _sha256(checkpoint) if checkpoint.is_file() else None,
-            "feature_map_fingerprint": run.feature_map.fingerprint(),
-            "versions": _versions(), **_signature(run.feature_map)}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    logger.info("exported %s (%s, %s) to %s", run.model.config.name, config.format, exporter,
-                config.output)
-    return Result(config.output, {"format": config.format, "exporter": exporter,
-                                  "parity_max_abs_logit_difference": parity})
+            exporter = _bundle(config, run, state, tmp)
+    if version is not None:
+        set_latest(config.version_dir, version)  # type: ignore[arg-type]
+    manifest = json.loads(next(output.rglob(MANIFEST_FILE)).read_text())
+    return Result(output, {"format": config.format, "exporter": exporter, "graph": config.graph,
+                           "version": version, "parity_max_abs_logit_difference":
+                           manifest["parity_max_abs_logit_difference"]})

@@ -10,6 +10,7 @@ from pydantic import Field
 from ctrdistill.config import StrictConfig
 from ctrdistill.labels.store import write_labels
 from ctrdistill.pipelines.common import Result, resolve
+from ctrdistill.storage import built_in_place
 from ctrdistill.training.config import DEVICE_HELP, DEVICE_PATTERN
 
 
@@ -28,14 +29,21 @@ class LabelConfig(StrictConfig):
     progress: bool = Field(True, description="show a progress bar (display only)")
 
 
+def _has_partitions(store: Path) -> bool:
+    """Whether a failed labelling finished some partitions (kept: the next run resumes)."""
+    folder = store / "partitions"
+    return folder.is_dir() and any(folder.iterdir())
+
+
 def label(config: LabelConfig | dict[str, Any] | str | Path | None = None,
           **overrides: Any) -> Result:
     """Label `config.data` with the teachers; an interrupted labelling resumes where it
     stopped. Returns the store's path with partition and row counts as metrics."""
     config = resolve(LabelConfig, config, **overrides)
-    store = write_labels(config.teachers, config.data, config.output, splits=config.splits,
-                         days=config.days, show_progress=config.progress, hidden=config.hidden,
-                         relabel=config.relabel, device=config.device)
+    with built_in_place(config.output, keep=_has_partitions):
+        store = write_labels(config.teachers, config.data, config.output, splits=config.splits,
+                             days=config.days, show_progress=config.progress,
+                             hidden=config.hidden, relabel=config.relabel, device=config.device)
     partitions = store.manifest["partitions"]
     return Result(config.output, {"partitions": len(partitions),
                                   "rows": sum(p["rows"] for p in partitions.values()),

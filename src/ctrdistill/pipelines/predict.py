@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from ctrdistill.config import StrictConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.run import load_run
+from ctrdistill.pipelines.load import load_run
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_file
 from ctrdistill.training.config import DEVICE_HELP, DEVICE_PATTERN

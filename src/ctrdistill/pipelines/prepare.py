@@ -22,10 +22,12 @@ def prepare(config: PrepareConfig | dict[str, Any] | str | Path | None = None,
 
 
 def synth(config: SynthConfig | dict[str, Any] | str | Path | None = None,
-          output: str | Path = "data/raw", show_progress: bool = True,
+          output: str | Path | None = None, show_progress: bool = True,
           **overrides: Any) -> Result:
     """Write the synthetic benchmark's raw logs (with their hidden click probability) to
-    `output`."""
+    `output` (an argument here, or the config's)."""
+    if output is not None:
+        overrides["output"] = output
     config = resolve(SynthConfig, config, **overrides)
-    path = write_synthetic(config, Path(output), show_progress=show_progress)
+    path = write_synthetic(config, config.output, show_progress=show_progress)
     return Result(path, {"rows": config.rows})

@@ -24,16 +24,18 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
+from ctrdistill.data.dataset import PreparedData
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.models.base import ModelConfig
 from ctrdistill.models.registry import ModelSpec, model_config
 from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.distill import DistillConfig, distill
+from ctrdistill.pipelines.fit import DistillConfig, TrainRunConfig, distill, train
 from ctrdistill.pipelines.label import label
 from ctrdistill.pipelines.search_plots import save_plots, save_trials
 from ctrdistill.pipelines.search_space import SearchSpace, check_space, grid, sample
-from ctrdistill.pipelines.train import TrainRunConfig, train
+from ctrdistill.rundir import RunDirectory
+from ctrdistill.storage import built_in_place
 from ctrdistill.strategies.factory import KDOptions
 from ctrdistill.training.config import TrainConfig
 
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 class SearchConfig(StrictConfig):
     """A teacher search: the space, the fixed student, the objective and the budget."""
 
-    name: str = Field(description="the search's directory under output_dir")
+    name: Name = Field(description="the search's directory under output_dir")
     data: Path = Field(description="a prepared dataset")
     output_dir: Path = Field(Path("searches"), description="where search directories go")
     space: SearchSpace = Field(description="what a teacher may be")
@@ -76,6 +78,8 @@ class SearchConfig(StrictConfig):
         "at each evaluation (step = rungs)")
     seed: int | None = Field(None, description="the sampler's seed (give each worker its own, "
                              "or none)")
+    resume: bool = Field(False, description="continue the study in the search directory (a "
+                         "new search refuses to reuse one)")
     storage: str | None = Field(None, description="an Optuna RDB URL shared by workers "
                                 "(default: sqlite:///<search dir>/study.db)")
     heartbeat_seconds: int = Field(60, ge=1, description="a trial whose worker is silent for "
@@ -117,7 +121,7 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def _valid_auc(run: Path) -> float:
-    return float(json.loads((run / "metrics.json").read_text())["valid"]["auc"])
+    return float(RunDirectory(run).metrics()["valid"]["auc"])
 
 
 class _Objective:
@@ -132,8 +136,8 @@ class _Objective:
         key = _key(self.config.data, model, train_config)
         out = self.root / "teachers" / f"{model.name}-{key}"
         with _lock(out):
-            if (out / "metrics.json").is_file():
-                for record in json.loads((out / "history.json").read_text()):
+            if RunDirectory(out).is_finished():
+                for record in RunDirectory(out).history():
                     report(record)
                 return out, False
             train(TrainRunConfig(name=out.name, data=self.config.data, output_dir=out.parent,
@@ -154,7 +158,7 @@ class _Objective:
         train_config = c.student_train if full else TrainConfig.model_validate(
             c.student_train.model_dump() | c.proxy)
         with _lock(out):
-            if not (out / "metrics.json").is_file():
+            if not RunDirectory(out).is_finished():
                 distill(DistillConfig(name=name, data=c.data, output_dir=out.parent,
                                       label_store=store, student=c.student, strategy=c.strategy,
                                       train=train_config, overwrite=True))
@@ -180,7 +184,7 @@ class _Objective:
 
         run, trained = self.teacher(model, train_config, report)
         trial.set_user_attr("teacher_seconds", time.perf_counter() - started)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = RunDirectory(run).metrics()
         trial.set_user_attr("run", str(run))
         trial.set_user_attr("trained", trained)
         trial.set_user_attr("params_count", metrics.get("params"))
@@ -252,13 +256,50 @@ def _link_best(root: Path, run: Path) -> Path:
     return link
 
 
-def search(config: SearchConfig | dict[str, Any] | str | Path, resume: bool = False,
-           **overrides: Any) -> Result:
+def _trained_some(root: Path) -> bool:
+    """Whether a failed search trained a teacher (kept: a rerun with --resume reuses it)."""
+    return any(RunDirectory(run).is_finished() for run in root.glob("teachers/*"))
+
+
+class _NoUserErrorTraceback(logging.Filter):
+    """Drops Optuna's report of a trial that a CtrDistillError stopped: the traceback, then
+    its 'Trial N failed with value None.'"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], CtrDistillError):
+            self.dropped = True
+            return False
+        if self.dropped and "failed with value" in record.getMessage():
+            self.dropped = False
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _one_line_for_user_errors() -> Iterator[None]:
+    """Optuna logs a failed trial's traceback; a user mistake is reported once, in one line,
+    when it reaches the caller."""
+    quiet = _NoUserErrorTraceback()
+    handlers = list(logging.getLogger("optuna").handlers)  # a logger's own filter would miss
+    for handler in handlers:  # the records of its children (optuna.study._optimize)
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+def search(config: SearchConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Search teachers until the study holds `trials` finished trials or `seconds` pass.
 
     Returns the best teacher's run directory (ready as `teachers: [{run: ...}]` of distill),
-    the trials table as rows, and the best values as metrics. `resume` continues the study in
-    the search directory; workers sharing a `storage` split the trials between them."""
+    the trials table as rows, and the best values as metrics. `resume: true` continues the study
+    in the search directory; workers sharing a `storage` split the trials between them."""
     config = resolve(SearchConfig, config, **overrides)
     optuna = _optuna()
     root = config.output_dir / config.name
@@ -267,17 +308,19 @@ def search(config: SearchConfig | dict[str, Any] | str | Path, resume: bool = Fa
         grid(config.space)  # a range without grid points: one error before any trial
     if config.confirm_top and config.objective != "student":
         raise CtrDistillError("confirm_top re-trains students: it needs objective: student")
-    root.mkdir(parents=True, exist_ok=True)
-    study = _study(config, root, resume, optuna)
+    PreparedData(config.data)  # missing or damaged: one line, before the study exists
     objective = _Objective(config, root, optuna)
-    callbacks = []
-    if config.trials is not None:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        callbacks.append(optuna.study.MaxTrialsCallback(config.trials, states=states))
-    left = None if config.trials is None else config.trials - len(_finished(study, optuna))
-    if left is None or left > 0:
-        study.optimize(objective, n_trials=left, timeout=config.seconds, callbacks=callbacks,
-                       catch=())
+    with built_in_place(root, keep=_trained_some), _one_line_for_user_errors():
+        root.mkdir(parents=True, exist_ok=True)
+        study = _study(config, root, config.resume, optuna)
+        callbacks = []
+        if config.trials is not None:
+            states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            callbacks.append(optuna.study.MaxTrialsCallback(config.trials, states=states))
+        left = None if config.trials is None else config.trials - len(_finished(study, optuna))
+        if left is None or left > 0:
+            study.optimize(objective, n_trials=left, timeout=config.seconds,
+                           callbacks=callbacks, catch=())
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise CtrDistillError(f"search {config.name}: no trial completed (all pruned or "

@@ -32,23 +32,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ctrdistill.analysis.plots import plot_daily
 from ctrdistill.analysis.report import markdown_table
-from ctrdistill.config import StrictConfig
+from ctrdistill.config import Name, StrictConfig
 from ctrdistill.data.dataset import SPLITS, PreparedData
 from ctrdistill.data.loader import BatchLoader
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RESTART, load_torch, read_json
 from ctrdistill.labels.store import LabelStore, write_labels
+from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
-from ctrdistill.pipelines.common import Result, resolve
-from ctrdistill.pipelines.writer import config_changes, save_model_dir
+from ctrdistill.pipelines.common import Result, config_changes, resolve
+from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.base import Strategy
 from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
+from ctrdistill.training.checkpoint import save_checkpoint
 from ctrdistill.training.config import EarlyStopConfig, PlateauConfig, TrainConfig
 from ctrdistill.training.trainer import Trainer
 
@@ -76,7 +79,7 @@ class DayTrainConfig(TrainConfig):
 
 
 class StreamConfig(StrictConfig):
-    name: str = Field(description="the stream's directory under output_dir")
+    name: Name = Field(description="the stream's directory under output_dir")
     data: Path = Field(description="a prepared dataset with a day column and warmup_days + 2 "
                        "days or more, each in every split (a random split) or in one split "
                        "(a day split)")
@@ -87,8 +90,8 @@ class StreamConfig(StrictConfig):
         "continual", description="continual: the teacher trains on every day; stale: on the "
         "warm-up days only")
     warmup_days: int = Field(1, ge=1, description="days the teacher trains on before students")
-    distill: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
-                               "from the stored teacher labels")
+    strategy: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
+                                "from the stored teacher labels (as in distill)")
     days: list[int] | None = Field(None, description="default: every day in the data")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig)
     eval_split: Literal["train", "valid", "test"] = Field(
@@ -96,6 +99,14 @@ class StreamConfig(StrictConfig):
         "split holds (a day split) is evaluated on that split's rows")
     overwrite: bool = Field(False, description="remove the stream directory and start afresh "
                             "(an interrupted stream then restarts instead of resuming)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "distill" in data:
+            raise ValueError("the key `distill:` is now `strategy:` (the same KDOptions as "
+                             "distill and search use); rename it")
+        return data
 
 
 class _Stream:
@@ -110,11 +121,11 @@ class _Stream:
         torch.manual_seed(config.train.seed)
         self.teacher = PlainStrategy(build_model(config.teacher, data.feature_map))
         student = build_model(config.student, data.feature_map)
-        if config.distill.gate_fit == "valid" and config.distill.ensemble in ("weights", "gate"):
+        if config.strategy.gate_fit == "valid" and config.strategy.ensemble in ("weights", "gate"):
             raise CtrDistillError("stream: gate_fit: valid needs a labelled validation split, "
                                   "which a stream's days do not have; use gate_fit: joint")
         self.student: Strategy = kd_strategy(
-            config.distill, student, [], 1, data.feature_map,
+            config.strategy, student, [], 1, data.feature_map,
             stored_hidden_dim=self.teacher.served_model().hidden_dim)
         self.teacher_trainer = Trainer(self.teacher, config.train)
         self.student_trainer = Trainer(self.student, config.train)
@@ -127,28 +138,22 @@ class _Stream:
         return self.out / "state.pt"
 
     def save(self) -> None:
-        state = {"teacher": self.teacher.trained_state(), "student": self.student.trained_state(),
-                 "teacher_optim": [o.state_dict() for o in self.teacher_trainer.optimizers],
-                 "student_optim": [o.state_dict() for o in self.student_trainer.optimizers],
-                 "history": self.history, "next_step": self.next_step,
-                 "rng": torch.get_rng_state()}
+        """Both trainers' learner states (parameters, optimizers, plateau, gradient scaler, CPU
+        and CUDA RNG), so a resumed stream repeats the uninterrupted one on any device and
+        precision."""
+        state = {"teacher": self.teacher_trainer.learner_state(),
+                 "student": self.student_trainer.learner_state(),
+                 "history": self.history, "next_step": self.next_step}
         with atomic_file(self.state_path) as tmp:
             torch.save(state, tmp)
 
     def restore(self) -> None:
         if not self.state_path.is_file():
             return
-        state = torch.load(self.state_path, weights_only=True)
-        self.teacher.load_trained_state(state["teacher"])
-        self.student.load_trained_state(state["student"])
-        for optimizer, saved in zip(self.teacher_trainer.optimizers, state["teacher_optim"],
-                                    strict=True):
-            optimizer.load_state_dict(saved)
-        for optimizer, saved in zip(self.student_trainer.optimizers, state["student_optim"],
-                                    strict=True):
-            optimizer.load_state_dict(saved)
+        state = load_torch(self.state_path, RESTART)
+        self.teacher_trainer.load_learner_state(state["teacher"])
+        self.student_trainer.load_learner_state(state["student"])
         self.history, self.next_step = state["history"], state["next_step"]
-        torch.set_rng_state(state["rng"])  # a resumed stream repeats the uninterrupted one
 
     # --- one day ---------------------------------------------------------------------------
     def _loader(self, rows) -> BatchLoader:
@@ -158,20 +163,24 @@ class _Stream:
     def train_teacher(self, day: int) -> None:
         self.teacher_trainer.fit(self._loader(self.data.load(self.sources[day][0], [day])), None)
 
+    def _model_dir(self, kind: str, day: int, model: CTRModel) -> Path:
+        directory = RunDirectory(self.out / kind / f"day-{day:03d}")
+        with atomic_file(directory.checkpoint()) as tmp:
+            save_checkpoint(tmp, model, self.data.feature_map)
+        return directory.path
+
     def teacher_checkpoint(self, day: int) -> Path:
         """The teacher trained through `day`, as a run directory the label store can use."""
-        return save_model_dir(self.out / "teachers" / f"day-{day:03d}",
-                              self.teacher.served_model(), self.data.feature_map)
+        return self._model_dir("teachers", day, self.teacher.served_model())
 
     def student_checkpoint(self, day: int) -> Path:
         """The student trained on `day`'s labels (its served head), for serving or evaluation."""
-        return save_model_dir(self.out / "students" / f"day-{day:03d}",
-                              self.student.served_model(), self.data.feature_map)
+        return self._model_dir("students", day, self.student.served_model())
 
     def train_student(self, day: int, store: LabelStore) -> None:
         split = self.sources[day][0]
         rows = store.join(self.data.load(split, [day]), split, [day],
-                          hidden=self.config.distill.needs_hidden)
+                          hidden=self.config.strategy.needs_hidden)
         self.student_trainer.fit(self._loader(rows), None)
 
     def evaluate(self, day: int) -> dict[str, Any]:
@@ -211,7 +220,7 @@ def day_sources(data: PreparedData, days: list[int], eval_split: str,
 
 def _saved_days(out: Path) -> int:
     state = out / "state.pt"
-    return len(torch.load(state, weights_only=True)["history"]) if state.is_file() else 0
+    return len(load_torch(state, RESTART)["history"]) if state.is_file() else 0
 
 
 def _remove_stream(out: Path) -> None:
@@ -240,7 +249,7 @@ def _start_or_resume(config: StreamConfig, out: Path) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
-    changed = config_changes(json.loads(saved_path.read_text()),
+    changed = config_changes(read_json(saved_path, RESTART),
                              json.loads(config.model_dump_json()))
     if not changed:
         return
@@ -308,7 +317,7 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
         store = write_labels([teacher_run], config.data, store_path,
                              splits=[sources[label_day][0]],
                              days=[label_day], show_progress=False,
-                             hidden=config.distill.needs_hidden, relabel=True,
+                             hidden=config.strategy.needs_hidden, relabel=True,
                              device=config.train.device)
         state.train_student(label_day, store)
         student_run = state.student_checkpoint(label_day)

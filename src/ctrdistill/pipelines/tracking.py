@@ -17,11 +17,10 @@ from pydantic import Field, model_validator
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.rundir import RunDirectory
 
 logger = logging.getLogger(__name__)
 
-#: What a run's MLflow artifacts are: the learning curves, the summary and every checkpoint.
-ARTIFACTS = ("curves.png", "summary.md", "checkpoint*.pt")
 TRACKING_HELP = ("also log the finished run to MLflow, e.g. {kind: mlflow, uri: null, "
                  "experiment: ctrdistill}; None: off")
 _BATCH = 100  # MLflow's limit of params per log_batch call (metrics: 1000)
@@ -108,7 +107,7 @@ def _log(config: TrackingConfig, uri: str, name: str, run_dir: Path, params: dic
     values = _metrics(history, metrics)
     for start in range(0, len(values), 10 * _BATCH):
         client.log_batch(run_id, metrics=values[start:start + 10 * _BATCH])
-    for pattern in ARTIFACTS:
+    for pattern in RunDirectory.ARTIFACTS:
         for path in sorted(run_dir.glob(pattern)):
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)

@@ -1,17 +1,19 @@
-"""An export bundle opened for scoring: its manifest, fitted preprocessing and ONNX session."""
+"""An export bundle opened for scoring: its manifest and onnxruntime session.
+
+A bundle's graph takes raw values (the default since the preprocessing is inside it: one input
+per raw column, text or double, shape (batch, 1)) or the encoded id blocks (`--inputs ids`).
+Opening and scoring either needs onnxruntime and numpy only."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from ctrdistill.data.encode import STATE_DIR, PrepareState
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import REEXPORT, read_json, reading
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -19,18 +21,11 @@ TORCHSCRIPT_FILE = "model.pt"
 OUTPUTS = ["logit", "probability"]
 
 
-def outputs_of(session: Any, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(logit, probability) of an onnxruntime session on input blocks."""
-    logit, probability = session.run(OUTPUTS, {i.name: blocks[i.name]
+def outputs_of(session: Any, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(logit, probability) of an onnxruntime session on its named inputs."""
+    logit, probability = session.run(OUTPUTS, {i.name: feeds[i.name]
                                                for i in session.get_inputs()})
     return logit, probability
-
-
-def raw_types(state: PrepareState) -> dict[str, pl.DataType]:
-    """Each raw feature column's type before encoding: numbers for numeric fields (bucketised
-    ones too), text for ids and sequences."""
-    return {f.column: pl.Float64() if f.kind == "numeric" else pl.String()
-            for f in state.schema.fields}
 
 
 @dataclass
@@ -39,23 +34,32 @@ class Bundle:
 
     path: Path
     manifest: dict[str, Any]
-    state: PrepareState
     session: Any  # onnxruntime.InferenceSession
 
     @property
-    def columns(self) -> dict[str, pl.DataType]:
-        """The raw columns a row gives, with their types."""
-        return raw_types(self.state)
+    def raw(self) -> bool:
+        """The graph takes raw values (else id blocks)."""
+        return self.manifest.get("graph") == "raw"
 
-    def score_blocks(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return outputs_of(self.session, blocks)
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """The graph's inputs as the manifest describes them: name, dtype, shape, fields."""
+        return list(self.manifest["inputs"])
 
-    def score_frame(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(logit, probability) of raw rows: the schema's raw feature columns, numbers as
-        Float64 and ids as text (unseen ids are out-of-vocabulary, nulls missing)."""
-        encoder = self.state.encoder
-        clean = encoder.clean(frame, "request", 0)
-        return self.score_blocks(encoder.blocks(encoder.features(clean)))
+    def score(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(logit, probability) of the graph's inputs: raw columns (text as object arrays,
+        numbers as float64 with NaN missing, each (B, 1)) or id blocks."""
+        return outputs_of(self.session, feeds)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    manifest_file = Path(path) / MANIFEST_FILE
+    if not manifest_file.is_file():
+        raise CtrDistillError(f"{path}: not an export bundle ({MANIFEST_FILE} is missing)")
+    manifest = read_json(manifest_file, REEXPORT)
+    if not isinstance(manifest, dict):
+        raise CtrDistillError(f"{manifest_file}: not a bundle manifest; export the bundle again")
+    return manifest
 
 
 def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
@@ -63,10 +67,7 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     import onnxruntime as ort
 
     path = Path(path)
-    manifest_file = path / MANIFEST_FILE
-    if not manifest_file.is_file():
-        raise CtrDistillError(f"{path}: not an export bundle ({MANIFEST_FILE} is missing)")
-    manifest = json.loads(manifest_file.read_text())
+    manifest = read_manifest(path)
     if manifest.get("format") != "onnx":
         raise CtrDistillError(f"{path}: a {manifest.get('format')} bundle; serving needs an "
                               "ONNX one (ctrdistill export RUN --format onnx)")
@@ -74,6 +75,8 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path / manifest["model_file"]), options,
-                                   providers=["CPUExecutionProvider"])
-    return Bundle(path, manifest, PrepareState.load(path / STATE_DIR), session)
+    model_file = path / str(manifest.get("model_file"))
+    with reading(model_file, REEXPORT):  # onnxruntime raises its own types for a damaged file
+        session = ort.InferenceSession(str(model_file), options,
+                                       providers=["CPUExecutionProvider"])
+    return Bundle(path, manifest, session)

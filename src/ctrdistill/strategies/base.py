@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctrdistill.models.base import Batch, CTRModel
-
-SERVED = "served"
+from ctrdistill.rundir import SERVED
 
 
 def bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -65,8 +64,20 @@ class Strategy(nn.Module):
         return self
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.state_dict().items()
-                if not k.startswith(self.frozen_prefixes)}
+        """A copy of every trained tensor. A tensor reachable under several keys (a table
+        shared by sub-networks) is copied once and stays one tensor under all of them, so
+        snapshots and saved states are no bigger than the parameters and stay tied."""
+        copies: dict[tuple, torch.Tensor] = {}
+        state = {}
+        for key, value in self.state_dict().items():
+            if key.startswith(self.frozen_prefixes):
+                continue
+            identity = (value.untyped_storage().data_ptr(), value.storage_offset(),
+                        tuple(value.shape), value.stride(), value.dtype, value.device)
+            if identity not in copies:
+                copies[identity] = value.detach().clone()
+            state[key] = copies[identity]
+        return state
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         missing = self.load_state_dict(state, strict=False).missing_keys

@@ -8,10 +8,10 @@ import torch
 
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN, load_torch, reading
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import build_model
-
-CHECKPOINT_FILE = "checkpoint.pt"
+from ctrdistill.rundir import RunDirectory
 
 
 def save_checkpoint(path: Path, model: CTRModel, feature_map: FeatureMap) -> None:
@@ -26,20 +26,18 @@ def load_checkpoint(path: Path, feature_map: FeatureMap | None = None) -> tuple[
     """Rebuild the model; refuse a feature map that differs from the one it was trained on."""
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_FILE
+        path = RunDirectory(path).checkpoint()
     if not path.is_file():
         raise CtrDistillError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, garbage, or not a checkpoint of ours
-        raise CtrDistillError(f"{path}: not a readable checkpoint ({type(error).__name__}); it "
-                              "may be truncated or damaged: train the run again") from None
-    trained_on = FeatureMap.model_validate(state["feature_map"])
-    if feature_map is not None and feature_map.fingerprint() != state["fingerprint"]:
+    state = load_torch(path, RETRAIN)
+    with reading(path, RETRAIN):  # a checkpoint of something else lacks our keys
+        trained_on = FeatureMap.model_validate(state["feature_map"])
+        model = build_model(state["model_config"], trained_on)
+        model.load_state_dict(state["state_dict"])
+        fingerprint = state["fingerprint"]
+    if feature_map is not None and feature_map.fingerprint() != fingerprint:
         raise CtrDistillError(
             f"{path}: the prepared dataset's feature map does not match the checkpoint "
             f"({feature_map.difference(trained_on)}); use the data the model was trained on, "
             "or retrain")
-    model = build_model(state["model_config"], trained_on)
-    model.load_state_dict(state["state_dict"])
     return model.eval(), trained_on

@@ -3,6 +3,7 @@ on validation AUC with patience 2, learning rate x0.1 on plateau)."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -10,6 +11,10 @@ from pydantic import Field, model_validator
 from ctrdistill.config import StrictConfig
 
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:\d+)$"
+#: What evaluation reports for each output (`training.metrics.evaluate_logits`): gauc when the
+#: data has groups, the last four when it has the true click probability.
+METRICS = ("auc", "logloss", "calibration", "gauc", "bayes_auc", "bayes_logloss", "auc_gap",
+           "logloss_gap")
 DEVICE_HELP = ("auto (a CUDA device when there is one, else the CPU), cpu, cuda or cuda:N; "
                "under torchrun each process takes the GPU of its local rank")
 
@@ -27,6 +32,20 @@ class EarlyStopConfig(StrictConfig):
     min_delta: float = Field(
         0.0, ge=0, description="an evaluation improves only if it beats the best by more than "
         "this (also the threshold of lr_plateau)")
+
+    def quantities(self) -> list[str]:
+        return list(self.monitor) if isinstance(self.monitor, dict) else [self.monitor]
+
+    def check(self, outputs: list[str], held_out: list[str]) -> None:
+        """Refuse a monitored quantity that no evaluation of this run reports: a metric of the
+        served model or of one of `outputs` ('peer0.auc'), or a label-free held-out term."""
+        known = [*METRICS, *held_out, *(f"{o}.{m}" for o in outputs for m in METRICS)]
+        for quantity in self.quantities():
+            if quantity not in known:
+                close = difflib.get_close_matches(quantity, known, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"early_stop.monitor: unknown quantity '{quantity}'{hint} "
+                                 f"(this run reports: {', '.join(known)})")
 
     def resolved_mode(self) -> str:
         if self.mode != "auto":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import log_loss, roc_auc_score
 
 EPS = 1e-7
 
@@ -17,10 +16,14 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     if labels.min() == labels.max():
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # here: scoring without metrics needs no sklearn
+
     return float(roc_auc_score(labels, scores))
 
 
 def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import log_loss
+
     return float(log_loss(labels, np.clip(probs, EPS, 1 - EPS), labels=[0, 1]))
 
 

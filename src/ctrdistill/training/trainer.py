@@ -215,22 +215,20 @@ class Trainer:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         return [torch.get_rng_state(), *cuda]
 
-    def state_dict(self, at: _Progress, result: FitResult) -> dict[str, Any]:
-        """Everything a resumed fit needs to continue exactly from `at` (the RNG states of every
-        rank; collective under DDP: every rank must call it)."""
-        progress_state = dict(vars(at))
-        progress_state["running"] = {k: float(v) for k, v in at.running.items()}
+    def learner_state(self) -> dict[str, Any]:
+        """What persists across fits of this trainer: the trained state, optimizers, plateau
+        schedulers, gradient scaler and the RNG states of every rank (collective under DDP:
+        every rank must call it). A stream saves it between its days."""
         rng = [self._rng_state()]
         if self.group:
             rng = distributed.all_gather(rng[0])
-        return {"progress": progress_state, "history": result.history, "best": result.best,
-                "stopped_early": result.stopped_early,
-                "strategy": self.strategy.trained_state(), "best_state": self._best_state,
+        return {"strategy": self.strategy.trained_state(),
                 "optimizers": [o.state_dict() for o in self.optimizers],
                 "plateau": [s.state_dict() for s in self.plateau],
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng}
 
-    def _restore(self, state: dict[str, Any], result: FitResult) -> _Progress:
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        """Restore `learner_state()` (loaded on the CPU: it moves to this trainer's device)."""
         self.strategy.load_trained_state(state["strategy"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
@@ -242,6 +240,18 @@ class Trainer:
         torch.set_rng_state(rng[0])
         if len(rng) > 1 and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng[1:])
+
+    def state_dict(self, at: _Progress, result: FitResult) -> dict[str, Any]:
+        """Everything a resumed fit needs to continue exactly from `at` (collective under DDP:
+        every rank must call it)."""
+        progress_state = dict(vars(at))
+        progress_state["running"] = {k: float(v) for k, v in at.running.items()}
+        return {"progress": progress_state, "history": result.history, "best": result.best,
+                "stopped_early": result.stopped_early, "best_state": self._best_state,
+                **self.learner_state()}
+
+    def _restore(self, state: dict[str, Any], result: FitResult) -> _Progress:
+        self.load_learner_state(state)
         self._best_state = state["best_state"]
         result.history, result.best = state["history"], state["best"]
         result.stopped_early = state["stopped_early"]

@@ -3,7 +3,6 @@ evaluate or score prepared data."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,16 +11,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-import yaml
 
 from ctrdistill.data.batch import Batch
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.errors import CtrDistillError
+from ctrdistill.files import RETRAIN
 from ctrdistill.models.base import CTRModel
-from ctrdistill.pipelines.writer import CONFIG_FILE
-from ctrdistill.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ctrdistill.rundir import RunDirectory
+from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.device import resolve_device
 from ctrdistill.training.inference import score
 from ctrdistill.training.metrics import sigmoid
@@ -43,7 +42,7 @@ def empty_blocks(rows: int, num_cat: int, num_num: int) -> tuple[torch.Tensor, t
 
 @dataclass
 class Run:
-    """A run directory (or any directory holding a checkpoint.pt, e.g. a stream's daily
+    """A finished run (or any directory holding a servable checkpoint, e.g. a stream's daily
     models)."""
 
     path: Path
@@ -51,16 +50,18 @@ class Run:
     feature_map: FeatureMap
 
     @property
+    def directory(self) -> RunDirectory:
+        return RunDirectory(self.path)
+
+    @property
     def config(self) -> dict[str, Any]:
         """The resolved config the run was trained with ({} for a bare checkpoint)."""
-        file = self.path / CONFIG_FILE
-        return yaml.safe_load(file.read_text()) if file.is_file() else {}
+        return self.directory.config()
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """metrics.json: per-split metrics, parameters, speeds ({} for a bare checkpoint)."""
-        file = self.path / "metrics.json"
-        return json.loads(file.read_text()) if file.is_file() else {}
+        """Per-split metrics, parameters, speeds ({} for a bare checkpoint)."""
+        return self.directory.metrics()
 
     def _rows(self, data: PreparedData | str | Path, split: str):
         prepared = data if isinstance(data, PreparedData) else PreparedData(data)
@@ -88,7 +89,7 @@ class Run:
     @property
     def prepare_state(self) -> PrepareState:
         """The fitted preprocessing copied into the run (`prepare/`): encodes new raw logs."""
-        return PrepareState.load(self.path)
+        return PrepareState.load(self.path, RETRAIN)
 
     @torch.no_grad()
     def score_blocks(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
@@ -121,9 +122,7 @@ def load_run(path: str | Path, device: str = "auto") -> Run:
     """Open a run directory (its served checkpoint) or a checkpoint file, with the model on
     `device` (auto: a GPU when there is one); a checkpoint loads on any device."""
     path = Path(path)
-    model, feature_map = load_checkpoint(path)
+    model, feature_map = load_checkpoint(RunDirectory(path).checkpoint() if path.is_dir()
+                                         else path)
     return Run(path if path.is_dir() else path.parent, model.to(resolve_device(device)),
                feature_map)
-
-
-__all__ = ["CHECKPOINT_FILE", "Run", "blocks_batch", "load_run"]
