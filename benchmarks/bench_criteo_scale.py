@@ -79,6 +79,27 @@ def _tree_rss(root: int) -> int:
     return total
 
 
+def cpu_seconds(time_output: str) -> float | None:
+    """User + system CPU seconds of a process and its descendants, from `time -v`'s report: on
+    a shared machine a stage's rate per CPU second says more about the code than its wall
+    time does."""
+    found = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", time_output)
+    return round(sum(map(float, found)), 2) if found else None
+
+
+def _log(work: Path, stage: str) -> Path:
+    return work / "logs" / f"{stage.replace(' ', '-')}.log"
+
+
+def backfill(results: dict[str, Any], work: Path) -> None:
+    """CPU seconds of stages recorded before the JSON held them, from their logs."""
+    for name, stage in results["stages"].items():
+        if "cpu_seconds" not in stage and _log(work, name).is_file():
+            stage["cpu_seconds"] = cpu_seconds(_log(work, name).read_text())
+        if stage.get("rows") and stage.get("cpu_seconds") and "rows_per_cpu_second" not in stage:
+            stage["rows_per_cpu_second"] = round(stage["rows"] / stage["cpu_seconds"], 1)
+
+
 def timed(argv: list[str], log: Path) -> dict[str, Any]:
     """Run `argv` under `/usr/bin/time -v` with its output in `log`: wall seconds, exit code,
     the largest process's peak RSS and the peak summed RSS of the process tree."""
@@ -103,7 +124,7 @@ def timed(argv: list[str], log: Path) -> dict[str, Any]:
         wall = time.perf_counter() - started
     text = log.read_text()
     found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return {"returncode": code, "wall_seconds": round(wall, 2),
+    return {"returncode": code, "wall_seconds": round(wall, 2), "cpu_seconds": cpu_seconds(text),
             "max_rss_gib": round(int(found.group(1)) * 1024 / GIB, 3) if found else None,
             "tree_peak_rss_gib": round(peak[0] / GIB, 3)}
 
@@ -264,6 +285,8 @@ def _stage_record(stage: Stage, log: Path) -> dict[str, Any]:
     if rows:
         record["rows"] = rows
         record["rows_per_second"] = round(rows / record["wall_seconds"], 1)
+        if record["cpu_seconds"]:
+            record["rows_per_cpu_second"] = round(rows / record["cpu_seconds"], 1)
     if stage.run is not None:
         record["train_samples_per_second"] = round(_samples_per_second(stage.run), 1)
     if stage.name == "teacher scoring":
@@ -305,10 +328,12 @@ def _cell(record: dict[str, Any], key: str, spec: str = ",.0f") -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| stage | wall s | rows | rows/s | train samples/s | peak RSS, largest "
-             "process (GiB) | peak RSS, all processes (GiB) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| stage | wall s | CPU s | rows | rows/s | rows/CPU s | train samples/s | peak RSS, "
+             "largest process (GiB) | peak RSS, all processes (GiB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, s in results["stages"].items():
-        cells = [_cell(s, "wall_seconds", ",.1f"), _cell(s, "rows"), _cell(s, "rows_per_second"),
+        cells = [_cell(s, "wall_seconds", ",.1f"), _cell(s, "cpu_seconds", ",.0f"),
+                 _cell(s, "rows"), _cell(s, "rows_per_second"), _cell(s, "rows_per_cpu_second"),
                  _cell(s, "train_samples_per_second"), _cell(s, "max_rss_gib", ".2f"),
                  _cell(s, "tree_peak_rss_gib", ".2f")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -333,6 +358,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--subset", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--score", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--table", action="store_true",
+                        help="only write and print the table of the stages recorded so far")
     args = parser.parse_args()
     if args.subset:  # stages run as their own processes
         _subset(Path(args.subset[0]), Path(args.subset[1]), int(args.subset[2]))
@@ -344,6 +371,11 @@ def main() -> None:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     path = work / RESULTS
     results = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    if args.table:
+        backfill(results, work)
+        (work / TABLE).write_text(table(results))
+        print(table(results))
+        return
     results["settings"] = {k: str(v) for k, v in vars(args).items()
                            if k not in ("subset", "score")}
     for stage in stages(args):
@@ -351,7 +383,7 @@ def main() -> None:
             continue
         stage.before()
         logging.info("stage %s: %s", stage.name, " ".join(stage.argv))
-        record = _stage_record(stage, work / "logs" / f"{stage.name.replace(' ', '-')}.log")
+        record = _stage_record(stage, _log(work, stage.name))
         results["stages"][stage.name] = record
         _save(path, results)
         logging.info("stage %s: %s", stage.name, record)

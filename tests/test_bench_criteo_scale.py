@@ -20,8 +20,8 @@ def test_every_stage_timed_and_resumed(tmp_path: Path) -> None:
                "--rows", "20000", "--max-vocab", "5000", "--chunk-rows", "5000",
                "--reference-rows", "4000", "--predict-rows", "6000", "--batch", "1024",
                "--nproc", "1"]  # one process: torchrun's start-up would double the test's time
-    done = subprocess.run(command, cwd=ROOT, env=os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT)])}, capture_output=True, text=True, timeout=600)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "criteo_scale.json").read_text())
     stages = results["stages"]
@@ -29,7 +29,7 @@ def test_every_stage_timed_and_resumed(tmp_path: Path) -> None:
     for name, stage in stages.items():
         assert stage["returncode"] == 0, name
         assert 0 < stage["max_rss_gib"] < 8, name
-        assert stage["wall_seconds"] > 0, name
+        assert stage["wall_seconds"] > 0 and stage["cpu_seconds"] > 0, name
     # The tree holds `time` and the stage's processes: at least its largest process.
     assert stages["teacher"]["tree_peak_rss_gib"] >= stages["teacher"]["max_rss_gib"] - 0.01
     assert stages["synth"]["rows"] == stages["prepare"]["rows"] == 20_000
@@ -43,8 +43,11 @@ def test_every_stage_timed_and_resumed(tmp_path: Path) -> None:
     assert (tmp_path / "bundle").is_dir()
     assert "| label train |" in (tmp_path / "criteo_scale.md").read_text()
     # A rerun finds every stage finished and runs none.
-    again = subprocess.run(command, cwd=ROOT, env=os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT)])}, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
     assert again.returncode == 0
     assert "stage synth:" not in again.stderr
     assert json.loads((tmp_path / "criteo_scale.json").read_text())["stages"] == stages
+    table = subprocess.run([*command, "--table"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=120).stdout
+    assert "| prepare |" in table and "rows/CPU s" in table
