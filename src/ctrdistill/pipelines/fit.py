@@ -244,7 +244,7 @@ def _fit(config: RunConfig, data: PreparedData, build: MethodBuild,
         for output, model in strategy.servable_models().items():
             save_checkpoint(tmp.checkpoint(output), model, data.feature_map)
         copy_state(data.path, tmp.path)  # the run alone can then score raw logs and be exported
-        tmp.save_state(tmp.strategy_state, strategy.trained_state())
+        tmp.save_state(tmp.strategy_state, strategy.trained_state("cpu"))  # loads anywhere
         from ctrdistill.analysis.plots import plot_learning_curves  # matplotlib: only now
 
         plot_learning_curves({name: history}, tmp.curves, best_steps={name: metrics["best_step"]},

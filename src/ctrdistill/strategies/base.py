@@ -63,10 +63,11 @@ class Strategy(nn.Module):
             module.eval()  # frozen teachers never switch dropout/batch-norm to training
         return self
 
-    def trained_state(self) -> dict[str, torch.Tensor]:
-        """A copy of every trained tensor. A tensor reachable under several keys (a table
-        shared by sub-networks) is copied once and stays one tensor under all of them, so
-        snapshots and saved states are no bigger than the parameters and stay tied."""
+    def trained_state(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """A copy of every trained tensor (on `device`, default: where it is). A tensor
+        reachable under several keys (a table shared by sub-networks) is copied once and stays
+        one tensor under all of them, so snapshots and saved states are no bigger than the
+        parameters and stay tied."""
         copies: dict[tuple, torch.Tensor] = {}
         state = {}
         for key, value in self.state_dict().items():
@@ -75,7 +76,7 @@ class Strategy(nn.Module):
             identity = (value.untyped_storage().data_ptr(), value.storage_offset(),
                         tuple(value.shape), value.stride(), value.dtype, value.device)
             if identity not in copies:
-                copies[identity] = value.detach().clone()
+                copies[identity] = value.detach().to(device, copy=True)
             state[key] = copies[identity]
         return state
 
