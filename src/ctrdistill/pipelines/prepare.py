@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.prepare import prepare as prepare_data
@@ -29,6 +29,14 @@ class SynthCommand(SynthConfig):
                                 "appear only from a later partition on")
     interval_seconds: float = Field(0.0, ge=0, description="with landing: wait between "
                                     "partitions, as logs arriving")
+
+    @model_validator(mode="after")
+    def _landing_keys_need_landing(self) -> SynthCommand:
+        given = [k for k in LANDING[1:] if k in self.model_fields_set]
+        if self.landing is None and given:
+            raise ValueError(f"{', '.join(given)} describe a landing zone: give landing "
+                             "(--landing DIR) too, or drop them")
+        return self
 
 
 def prepare(config: PrepareConfig | dict[str, Any] | str | Path | None = None,
