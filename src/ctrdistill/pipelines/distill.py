@@ -41,10 +41,11 @@ from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import resolve_device
-from ctrdistill.training.speed import batch1_latency_ms, inference_samples_per_second, model_bytes
+from ctrdistill.training.speed import model_bytes, side_by_side
 from ctrdistill.training.trainer import Trainer, evaluate_outputs
 
 logger = logging.getLogger(__name__)
+STUDENT = "/student"  # a key no teacher name can be (names have no "/")
 
 
 class TeacherSpec(StrictConfig):
@@ -265,14 +266,15 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
     test = splits["test"]
     rows = []
     costs = []
+    # One table's speeds are timed together, at the end, so its speed-ups compare like with like
+    timed = side_by_side({**{name: t for name, t in named_teachers if t is not None},
+                          STUDENT: strategy.served_model()}, test)
     for k, (name, teacher) in enumerate(named_teachers):
         metrics = evaluate_outputs(test, {"served": test.optional[TEACHER_LOGITS][:, k].numpy()})
         row = {"test": metrics}
         if teacher is not None:
             costs.append({"params": teacher.num_parameters(), "model_bytes": model_bytes(teacher),
-                          "inference_samples_per_second": inference_samples_per_second(teacher,
-                                                                                       test),
-                          "latency_ms": batch1_latency_ms(teacher, test)})
+                          **timed[name]})
             row |= costs[-1]
         rows.append(result_row(f"teacher {name}", row))
     ensemble = result_row("teacher ensemble", result.metrics, output="ensemble")
@@ -286,7 +288,11 @@ def distill(config: DistillConfig | dict[str, Any] | str | Path, resume: bool = 
             1.0 / c["inference_samples_per_second"] for c in costs)
         ensemble["latency_ms"] = sum(c["latency_ms"] for c in costs)
     rows.append(ensemble)
-    rows.append(result_row(f"student {config.name}", result.metrics))
+    student = result_row(f"student {config.name}", result.metrics) | timed[STUDENT]
+    if teachers:
+        student["speedup"] = (student["inference_samples_per_second"]
+                              / ensemble["inference_samples_per_second"])
+    rows.append(student)
     if config.strategy.kind == "aux":
         rows.append(result_row(f"student {config.name}/aux", result.metrics, output="aux"))
     save_table(rows, result.path)  # curves.png is written by the run writer
