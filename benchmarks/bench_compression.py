@@ -106,7 +106,7 @@ def gap_recovered(kd: float, alone_auc: float, teacher: float) -> float:
 def cost(model: torch.nn.Module, test) -> dict:
     return {"params": model.num_parameters(), "model_bytes": model_bytes(model),
             "inference_samples_per_second": inference_samples_per_second(
-                model, test, max_rows=200_000, repeats=3),
+                model, test, max_rows=200_000),
             "latency_ms": batch1_latency_ms(model, test, requests=2000)}
 
 

@@ -107,8 +107,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str, train
 
     def speed(run: Path) -> tuple[int, float]:
         model = cd.load_run(run).model
-        return model.num_parameters(), inference_samples_per_second(model, test, max_rows=200_000,
-                                                                    repeats=3)
+        return model.num_parameters(), inference_samples_per_second(model, test, max_rows=200_000)
 
     def test_auc(run: Path, key: str = "auc") -> float:
         return common.run_metrics(run)["test"][key]

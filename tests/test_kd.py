@@ -394,6 +394,8 @@ def test_distill_end_to_end(prepared, tmp_path):
                                           "teacher ensemble", "student kd"]
     assert all({"params", "auc", "logloss", "calibration", "inference_samples_per_second"}
                <= set(r) for r in rows)
+    assert rows[-1]["speedup"] == pytest.approx(  # timed beside its teachers, at the end
+        rows[-1]["inference_samples_per_second"] / rows[2]["inference_samples_per_second"])
     metrics = json.loads((run / "metrics.json").read_text())
     test = metrics["test"]
     assert test["auc"] > 0.5 + 0.3 * (test["bayes_auc"] - 0.5)

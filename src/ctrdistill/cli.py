@@ -51,6 +51,7 @@ class Verb:
     #: `--NAME VALUE` options that do something else instead of running the verb (no config
     #: needed): name -> (help, function of the value returning the line to print)
     instead: dict[str, tuple[str, Callable[[str], str]]] = field(default_factory=dict)
+    more_help: Callable[[], str] | None = None  # text after the flags in --help
 
 
 def _run_saved(result: Any, config: Any, args: argparse.Namespace) -> str:
@@ -94,6 +95,12 @@ def _followed(result: Any, config: Any, args: argparse.Namespace) -> str:
     return describe_status(result.metrics)
 
 
+def _recipes() -> str:
+    from ctrdistill.data.recipes import recipes_help
+
+    return recipes_help()
+
+
 def _labelled(result: Any, config: Any, args: argparse.Namespace) -> str:
     m = result.metrics
     return (f"label store {config.output}: {m['partitions']} partitions, {m['rows']:,} rows, "
@@ -118,7 +125,7 @@ VERBS: dict[str, Verb] = {
         "encode raw logs into Parquet shards with vocabularies", "ctrdistill.pipelines.prepare",
         "prepare", "PrepareConfig", None, _prepared,
         "ctrdistill prepare --recipe synthetic --input data/raw --output data/synth "
-        "--protocol x4"),
+        "--protocol x4", more_help=_recipes),
     "train": Verb(
         "train one model on hard labels", "ctrdistill.pipelines.fit", "train", "TrainRunConfig",
         CONFIG_FILE, _run_saved, "ctrdistill train configs/train_dnn.yaml --set train.epochs=2",
@@ -253,6 +260,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             groups[group] = verbs.add_parser(
                 group, help=text, description=text, epilog=example,
                 formatter_class=_Help).add_subparsers(dest="analysis", required=True)
+        if verb.more_help is not None and (only is None or only == name.split()[0]):
+            example = f"{verb.more_help()}\n\n{example}"
         sub = (groups[group] if group else verbs).add_parser(
             leaf, help=verb.help, description=verb.help, epilog=example, formatter_class=_Help)
         if only is None or only == name.split()[0]:

@@ -45,7 +45,7 @@ LEGEND = {
     "train_samples_per_second": "training samples/s",
     "inference_samples_per_second": "inference samples/s at batch 4096",
     "model_bytes": "bytes of the served model's parameters and buffers",
-    "latency_ms": "median milliseconds to score one row alone (batch 1)",
+    "latency_ms": "milliseconds to score one row alone (batch 1)",
     "speedup": "inference samples/s at batch 4096 / the teacher's",
     "gap_recovered": "(AUC distilled - AUC alone) / (AUC teacher - AUC alone)",
 }

@@ -18,13 +18,16 @@ from pydantic import Field
 
 from ctrdistill.analysis.report import result_row, save_table
 from ctrdistill.config import StrictConfig
+from ctrdistill.data.dataset import PreparedData
 from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.pipelines.common import Result, resolve
 from ctrdistill.pipelines.fit import DistillConfig, TrainRunConfig, distill, train
+from ctrdistill.pipelines.load import load_run
 from ctrdistill.pipelines.prepare import prepare, synth
 from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.speed import side_by_side
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,13 @@ def demo(config: DemoConfig | dict[str, Any] | str | Path | None = None,
     teacher = rows_by_name["teacher pnn"] | {"model": "teacher: PNN"}
     student = rows_by_name["student student-distilled"] | {"model": "small DNN, distilled"}
     baseline = result_row("small DNN, alone", alone.metrics)
+    # The three timed side by side, at the end: a speed-up compares like with like
+    models = {"teacher": runs / "student-distilled-teachers" / "pnn",
+              "student": result.path, "alone": alone.path}
+    timed = side_by_side({k: load_run(path).model for k, path in models.items()},
+                         PreparedData(data).load("test"))
+    for row, key in ((teacher, "teacher"), (student, "student"), (baseline, "alone")):
+        row |= timed[key]
     for row in (teacher, student, baseline):
         row["speedup"] = row["inference_samples_per_second"] / teacher[
             "inference_samples_per_second"]

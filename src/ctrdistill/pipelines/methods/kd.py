@@ -35,13 +35,14 @@ from ctrdistill.strategies.kd import ENSEMBLE
 from ctrdistill.training.checkpoint import load_checkpoint
 from ctrdistill.training.config import TrainConfig
 from ctrdistill.training.device import resolve_device
-from ctrdistill.training.speed import batch1_latency_ms, inference_samples_per_second, model_bytes
+from ctrdistill.training.speed import model_bytes, side_by_side
 from ctrdistill.training.trainer import Trainer, evaluate_outputs
 
 if TYPE_CHECKING:
     from ctrdistill.pipelines.fit import RunConfig
 
 logger = logging.getLogger(__name__)
+STUDENT = "/student"  # a key no teacher name can be (names have no "/")
 
 
 class TeacherSpec(StrictConfig):
@@ -248,15 +249,15 @@ class KDMethod(MethodConfig):
               strategy: Any):
         def rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             table, costs = [], []
+            # One table's speeds are timed together, at the end: speed-ups compare like with like
+            timed = side_by_side({**{n: t for n, t in named_teachers if t is not None},
+                                  STUDENT: strategy.served_model()}, test)
             for k, (teacher_name, teacher) in enumerate(named_teachers):
                 logits = test.optional[TEACHER_LOGITS][:, k].numpy()
                 row: dict[str, Any] = {"test": evaluate_outputs(test, {"served": logits})}
                 if teacher is not None:
                     costs.append({"params": teacher.num_parameters(),
-                                  "model_bytes": model_bytes(teacher),
-                                  "inference_samples_per_second":
-                                      inference_samples_per_second(teacher, test),
-                                  "latency_ms": batch1_latency_ms(teacher, test)})
+                                  "model_bytes": model_bytes(teacher), **timed[teacher_name]})
                     row |= costs[-1]
                 table.append(result_row(f"teacher {teacher_name}", row))
             ensemble = result_row("teacher ensemble", metrics, output=ENSEMBLE)
@@ -269,7 +270,11 @@ class KDMethod(MethodConfig):
                 ensemble["inference_samples_per_second"] = 1.0 / sum(
                     1.0 / c["inference_samples_per_second"] for c in costs)
                 ensemble["latency_ms"] = sum(c["latency_ms"] for c in costs)
-            table += [ensemble, result_row(f"student {name}", metrics)]
+            student = result_row(f"student {name}", metrics) | timed[STUDENT]
+            if costs:
+                student["speedup"] = (student["inference_samples_per_second"]
+                                      / ensemble["inference_samples_per_second"])
+            table += [ensemble, student]
             if self.strategy.kind == "aux":
                 table.append(result_row(f"student {name}/aux", metrics, output="aux"))
             return table
