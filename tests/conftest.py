@@ -96,8 +96,38 @@ def prepare_recipe(tmp_path: Path, recipe: str, input: Path, name: str = "out", 
     return prepare(config, show_progress=False), tmp_path / name
 
 
+def read_split(out: Path, split: str) -> pl.DataFrame:
+    files = sorted((out / split).glob("*.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
+
+
 def all_rows(out: Path) -> pl.DataFrame:
     """Every prepared row with its split, in row-id order."""
-    parts = [pl.read_parquet(f).with_columns(pl.lit(s).alias("split")) for s in SPLITS
-             for f in sorted((out / s).glob("*.parquet"))]
-    return pl.concat(parts).sort("row_id")
+    parts = [read_split(out, s).with_columns(pl.lit(s).alias("split")) for s in SPLITS
+             if (out / s).is_dir()]
+    return pl.concat(parts, how="diagonal").sort("row_id")
+
+
+def cli_prepared(root: Path, rows: int, max_vocab: int) -> Path:
+    """Synthetic rows synthesised and prepared (x4) through the CLI, as a user would."""
+    from ctrdistill.cli import main
+
+    assert main(["synth", "--output", str(root / "raw"), "--rows", str(rows),
+                 "--set", f"max_vocab={max_vocab}"]) == 0
+    assert main(["prepare", "--recipe", "synthetic", "--input", str(root / "raw"),
+                 "--output", str(root / "prep"), "--protocol", "x4"]) == 0
+    return root / "prep"
+
+
+def cli_trained_lr(root: Path, prepared: Path) -> Path:
+    """An LR run of one epoch on `prepared`, trained through the CLI; its run directory."""
+    import yaml
+
+    from ctrdistill.cli import main
+
+    config = {"name": "lr", "data": str(prepared), "output_dir": str(root / "runs"),
+              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 512,
+                                                 "progress": False}}
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(root / "train.yaml")]) == 0
+    return root / "runs" / "lr"

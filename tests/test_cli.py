@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import ctrdistill
+from conftest import cli_prepared
 from ctrdistill import cli
 from ctrdistill.cli import main
 from ctrdistill.storage import atomic_directory
@@ -31,12 +32,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli")
-    assert main(["synth", "--output", str(root / "raw"), "--rows", "5000",
-                 "--set", "max_vocab=300"]) == 0
-    assert main(["prepare", "--recipe", "synthetic", "--input", str(root / "raw"),
-                 "--output", str(root / "prep"), "--protocol", "x4"]) == 0
-    return root / "prep"
+    return cli_prepared(tmp_path_factory.mktemp("cli"), rows=5000, max_vocab=300)
 
 
 def test_train_evaluate_predict(prepared: Path, tmp_path: Path, capsys) -> None:

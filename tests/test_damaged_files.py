@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
+from conftest import cli_prepared, cli_trained_lr
 from ctrdistill.cli import main
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore, write_labels
@@ -25,15 +26,7 @@ from ctrdistill.serving.bundle import load_bundle
 def world(tmp_path_factory) -> dict[str, Path]:
     """A prepared dataset, its raw rows as CSV, a trained run and a label store."""
     root = tmp_path_factory.mktemp("damaged")
-    assert main(["synth", "--output", str(root / "raw"), "--rows", "2000",
-                 "--set", "max_vocab=50"]) == 0
-    assert main(["prepare", "--recipe", "synthetic", "--input", str(root / "raw"),
-                 "--output", str(root / "prep"), "--protocol", "x4"]) == 0
-    config = {"name": "lr", "data": str(root / "prep"), "output_dir": str(root / "runs"),
-              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 512,
-                                                 "progress": False}}
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(root / "train.yaml")]) == 0
+    cli_trained_lr(root, cli_prepared(root, rows=2000, max_vocab=50))
     write_labels([root / "runs" / "lr"], root / "prep", root / "store", show_progress=False)
     raw = pl.concat([pl.read_parquet(f) for f in sorted((root / "raw").glob("*.parquet"))])
     raw.write_csv(root / "raw.csv")

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from conftest import all_rows, read_split
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.recipes import get_recipe, recipe_names
 from ctrdistill.errors import CtrDistillError
@@ -31,18 +32,6 @@ def run(tmp_path: Path, recipe: str, input: Path, protocol: str | None = None,
         {"recipe": recipe, "input": input, "output": out, "protocol": protocol, **extra}),
         show_progress=False)
     return feature_map, out
-
-
-def read_split(out: Path, split: str) -> pl.DataFrame:
-    files = sorted((out / split).glob("*.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
-
-
-def all_rows(out: Path) -> pl.DataFrame:
-    """Every encoded row with its split name, ordered by row id."""
-    parts = [read_split(out, s).with_columns(pl.lit(s).alias("split")) for s in SPLITS
-             if (out / s).is_dir()]
-    return pl.concat(parts).sort("row_id")
 
 
 def expected_vocab(tokens: list[str], min_count: int) -> dict[str, int]:

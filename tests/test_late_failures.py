@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import ctrdistill
+from conftest import cli_prepared
 from ctrdistill.cli import main
 
 SPACE = {"models": ["lr"], "lr": {"low": 1e-3, "high": 1e-2, "log": True}}
@@ -30,10 +31,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def damaged_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("late")
-    assert main(["synth", "--output", str(root / "raw"), "--rows", "800",
-                 "--set", "max_vocab=30"]) == 0
-    assert main(["prepare", "--recipe", "synthetic", "--input", str(root / "raw"),
-                 "--output", str(root / "prep"), "--protocol", "x4"]) == 0
+    cli_prepared(root, rows=800, max_vocab=30)
     shard = root / "prep" / "train" / "part-00000.parquet"
     shard.write_bytes(shard.read_bytes()[:100])
     return root / "prep"

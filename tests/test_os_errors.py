@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import cli_prepared, cli_trained_lr
 from ctrdistill.cli import main
 from ctrdistill.files import os_failure
 
@@ -25,15 +26,7 @@ from ctrdistill.files import os_failure
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("os")
-    assert main(["synth", "--output", str(root / "raw"), "--rows", "1500",
-                 "--set", "max_vocab=50"]) == 0
-    assert main(["prepare", "--recipe", "synthetic", "--input", str(root / "raw"),
-                 "--output", str(root / "prep"), "--protocol", "x4"]) == 0
-    config = {"name": "lr", "data": str(root / "prep"), "output_dir": str(root / "runs"),
-              "model": {"name": "lr"}, "train": {"epochs": 1, "batch_size": 512,
-                                                 "progress": False}}
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(root / "train.yaml")]) == 0
+    cli_trained_lr(root, cli_prepared(root, rows=1500, max_vocab=50))
     return {"root": root, "raw": root / "raw", "prep": root / "prep",
             "run": root / "runs" / "lr"}
 

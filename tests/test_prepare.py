@@ -17,6 +17,7 @@ import pytest
 
 import ctrdistill.data.prepare as prepare_module
 import ctrdistill.data.sources as sources
+from conftest import all_rows, read_split
 from ctrdistill.config import validate_config
 from ctrdistill.data.prepare import SPLITS, PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
@@ -36,17 +37,6 @@ def config(tmp_path: Path, input: Path, **extra) -> PrepareConfig:
 def run(tmp_path: Path, input: Path, **extra):
     cfg = config(tmp_path, input, **extra)
     return prepare(cfg, show_progress=False), cfg.output
-
-
-def read_split(out: Path, split: str) -> pl.DataFrame:
-    files = sorted((out / split).glob("*.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
-
-
-def all_rows(out: Path) -> pl.DataFrame:
-    parts = [read_split(out, s).with_columns(pl.lit(s).alias("split")) for s in SPLITS
-             if (out / s).is_dir()]
-    return pl.concat(parts, how="diagonal").sort("row_id")
 
 
 def vocab(out: Path, owner: str) -> dict[str, int]:
@@ -136,7 +126,7 @@ def test_error_while_encoding_removes_the_temporary_directory(tmp_path, monkeypa
     def broken(*args, **kwargs):
         raise CtrDistillError("disk full")
 
-    monkeypatch.setattr(prepare_module, "_encode", broken)
+    monkeypatch.setattr(prepare_module, "encoded_rows", broken)
     with pytest.raises(CtrDistillError, match="disk full"):
         run(tmp_path, input)
     assert leftovers(tmp_path) == []
@@ -574,13 +564,13 @@ def test_bigger_than_chunk_input_gives_identical_output(tmp_path, monkeypatch):
     fm_one, one = run(tmp_path, input, schema=schema, output=tmp_path / "one")
     monkeypatch.setattr(sources, "BLOCK_BYTES", 512)  # several PyArrow blocks, too
     seen: list[int] = []
-    original = prepare_module._encode
+    original = prepare_module.encoded_rows
 
     def spy(frame, *args):
         seen.append(len(frame))
         return original(frame, *args)
 
-    monkeypatch.setattr(prepare_module, "_encode", spy)
+    monkeypatch.setattr(prepare_module, "encoded_rows", spy)
     fm_many, many = run(tmp_path, input, schema=schema, output=tmp_path / "many",
                         chunk_rows=7, shard_rows=40)
     assert max(seen) <= 7 and sum(seen) == 500
@@ -628,7 +618,7 @@ def test_overwrite_semantics(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise CtrDistillError("disk full")
 
-    monkeypatch.setattr(prepare_module, "_encode", broken)
+    monkeypatch.setattr(prepare_module, "encoded_rows", broken)
     with pytest.raises(CtrDistillError, match="disk full"):
         run(tmp_path, input, overwrite=True)
     assert json.loads((out / "schema.json").read_text())["min_count"] == 2  # old output kept

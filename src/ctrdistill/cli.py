@@ -34,7 +34,8 @@ Line = Callable[[Any, Any, argparse.Namespace], str | None]
 class Verb:
     """One verb: where its function and config class live (imported only when it runs), its
     positional (a config key, CONFIG_FILE, or none), and the line it prints after its table
-    (`before`: a line on stderr before it starts, from its config)."""
+    (`started`: a line on stderr once its work has started, from its config: the function
+    takes an `on_start` callback)."""
 
     help: str
     module: str
@@ -47,7 +48,7 @@ class Verb:
     switches: dict[str, str] = field(default_factory=dict)  # switches only the line reads
     aliases: dict[str, str] = field(default_factory=dict)  # extra flag name -> config key
     processes: bool = False  # --nproc/--max-restarts (torchrun)
-    before: Callable[[Any], str] | None = None
+    started: Callable[[Any], str] | None = None
     #: `--NAME VALUE` options that do something else instead of running the verb (no config
     #: needed): name -> (help, function of the value returning the line to print)
     instead: dict[str, tuple[str, Callable[[str], str]]] = field(default_factory=dict)
@@ -165,7 +166,7 @@ VERBS: dict[str, Verb] = {
         "an ONNX bundle as an HTTP JSON scoring service", "ctrdistill.pipelines.serve", "serve",
         "ServeConfig", "bundle", lambda r, c, a: None,
         "ctrdistill serve bundles/kd-gate --port 8000 --workers 2",
-        before=lambda c: f"serving {c.bundle} on http://{c.host}:{c.port} (Ctrl-C stops)"),
+        started=lambda c: f"serving {c.bundle} on http://{c.host}:{c.port} (Ctrl-C stops)"),
     "stream": Verb(
         "continual distillation day by day", "ctrdistill.pipelines.stream", "stream",
         "StreamConfig", CONFIG_FILE, lambda r, c, a: f"stream saved to {r.path}",
@@ -300,9 +301,12 @@ def execute(args: argparse.Namespace) -> None:
                               f"{' / --'.join(verb.instead)} DIR)")
     module = importlib.import_module(verb.module)
     config = _config(args, getattr(module, verb.config))
-    if verb.before is not None and _rank() == 0 and not args.quiet:
-        print(verb.before(config), file=sys.stderr)
-    result = getattr(module, verb.function)(config)
+    function = getattr(module, verb.function)
+    if verb.started is not None and _rank() == 0 and not args.quiet:
+        started = verb.started(config)  # said once it has started: a failed start is one line
+        result = function(config, on_start=lambda: print(started, file=sys.stderr))
+    else:
+        result = function(config)
     if _rank() != 0:
         return
     if verb.table and result.rows:

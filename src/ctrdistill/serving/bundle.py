@@ -75,7 +75,8 @@ def load_bundle(path: str | Path, threads: int | None = None) -> Bundle:
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    model_file = path / str(manifest.get("model_file"))
+    with reading(path / MANIFEST_FILE, REEXPORT):  # a manifest without its keys is damaged
+        model_file = path / manifest["model_file"]
     with reading(model_file, REEXPORT):  # onnxruntime raises its own types for a damaged file
         session = ort.InferenceSession(str(model_file), options,
                                        providers=["CPUExecutionProvider"])
