@@ -3,6 +3,8 @@ synthetic benchmark's raw logs."""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from ctrdistill.data.prepare import PrepareConfig
 from ctrdistill.data.prepare import prepare as prepare_data
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.pipelines.common import Result, resolve
+
+logger = logging.getLogger(__name__)
 
 #: The keys of a synthetic landing zone (`ctrdistill synth --landing`).
 LANDING = ("landing", "partitions", "rows_per_partition", "new_ids_rate", "interval_seconds")
@@ -43,7 +47,12 @@ def prepare(config: PrepareConfig | dict[str, Any] | str | Path | None = None,
             show_progress: bool = True, **overrides: Any) -> Result:
     """Prepare raw logs (`recipe`, `input`, `output`, ...); metrics: fields and rows per split."""
     config = resolve(PrepareConfig, config, **overrides)
+    started = time.perf_counter()
     feature_map = prepare_data(config, show_progress=show_progress)
+    rows = sum(feature_map.splits.values())
+    seconds = time.perf_counter() - started
+    logger.info("prepared %s rows in %.1f s (%s rows/s)", f"{rows:,}", seconds,
+                f"{rows / max(seconds, 1e-9):,.0f}")
     return Result(config.output, {"fields": feature_map.num_fields,
                                   "rows": dict(feature_map.splits)})
 
