@@ -200,8 +200,9 @@ def _fit(config: RunConfig, data: PreparedData, build: MethodBuild,
     device = resolve_device(train.device)
     group = distributed.group(device)
     loader = build.loader or train_loader(data, train)
-    valid = build.valid if build.valid is not None else data.load("valid")
-    reports = build.reports if build.reports is not None else {"valid": data.load("valid"),
+    valid_split = data.load("valid") if build.valid is None or build.reports is None else None
+    valid = build.valid if build.valid is not None else valid_split
+    reports = build.reports if build.reports is not None else {"valid": valid_split,
                                                                "test": data.load("test")}
     watched = {"early-stopping validation": valid} if build.valid is not None else {}
     check_labels(name, loader, {**reports, **watched})

@@ -197,9 +197,9 @@ class _Objective:
         return value
 
 
-def _study(config: SearchConfig, root: Path, resume: bool, optuna: Any) -> Any:
+def _study(config: SearchConfig, root: Path, optuna: Any) -> Any:
     url = config.storage or f"sqlite:///{(root / 'study.db').resolve()}"
-    if config.storage is None and (root / "study.db").exists() and not resume:
+    if config.storage is None and (root / "study.db").exists() and not config.resume:
         raise CtrDistillError(f"{root / 'study.db'} exists: pass resume (--resume) to continue "
                               "that search, or remove the directory")
     # Optuna 4.9 renamed the retry callback's keyword; 3.5-4.8 know only the old one.
@@ -312,7 +312,7 @@ def search(config: SearchConfig | dict[str, Any] | str | Path, **overrides: Any)
     objective = _Objective(config, root, optuna)
     with built_in_place(root, keep=_trained_some), _one_line_for_user_errors():
         root.mkdir(parents=True, exist_ok=True)
-        study = _study(config, root, config.resume, optuna)
+        study = _study(config, root, optuna)
         callbacks = []
         if config.trials is not None:
             states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

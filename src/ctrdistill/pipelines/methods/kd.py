@@ -157,8 +157,9 @@ class KDMethod(MethodConfig):
                                      overwrite=run.overwrite, tracking=run.tracking,
                                      resume=run.resume)
             out = RunDirectory(teacher.output_dir / name)
-            if out.config() and not run.overwrite:
-                changed = config_changes(out.config(), teacher.model_dump(mode="json"))
+            saved = out.config()
+            if saved and not run.overwrite:
+                changed = config_changes(saved, teacher.model_dump(mode="json"))
                 if changed:
                     raise CtrDistillError(f"{out.path} exists with another config (differs in: "
                                           f"{', '.join(changed)}); remove it or set overwrite: "
