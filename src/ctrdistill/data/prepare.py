@@ -210,25 +210,36 @@ class _VocabularyCounter:
         self.partial: dict[str, list[pl.DataFrame]] = {o: [] for o in owners}
 
     def add(self, frame: pl.DataFrame) -> None:
-        for owner, specs in self.owners.items():
-            tokens = pl.concat([
-                frame.select(token_expr(s).alias("value")).explode("value") if s.kind == "sequence"
-                else frame.select(token_expr(s).alias("value")) for s in specs
-            ]).drop_nulls()
-            counts = tokens.group_by("value").len("count")
-            parts = self.partial[owner]
-            parts.append(counts)
-            if len(parts) >= 8:
-                self.partial[owner] = [self._merge(parts)]
+        """Counts the tokens of the training rows (`__split` 0) of a chunk."""
+        # one query per owner, run together: Polars spreads them over the cores; each filters
+        # only its own columns (filtering the whole chunk first copies every column)
+        chunk = frame.lazy()
+        train = pl.col("__split") == 0
+
+        def tokens(spec: FieldSpec) -> pl.LazyFrame:
+            column = chunk.select(token_expr(spec).filter(train).alias("value"))
+            return column.explode("value") if spec.kind == "sequence" else column
+
+        counts = pl.collect_all([
+            pl.concat([tokens(s) for s in specs]).drop_nulls().group_by("value").len("count")
+            for specs in self.owners.values()])
+        full = []
+        for owner, owner_counts in zip(self.owners, counts, strict=True):
+            self.partial[owner].append(owner_counts)
+            if len(self.partial[owner]) >= 8:
+                full.append(owner)
+        for owner, merged in zip(full, pl.collect_all(
+                [self._merge(self.partial[o]) for o in full]), strict=True):
+            self.partial[owner] = [merged]
 
     @staticmethod
-    def _merge(parts: list[pl.DataFrame]) -> pl.DataFrame:
-        return pl.concat(parts).group_by("value").agg(pl.col("count").sum())
+    def _merge(parts: list[pl.DataFrame]) -> pl.LazyFrame:
+        return pl.concat([p.lazy() for p in parts]).group_by("value").agg(pl.col("count").sum())
 
     def vocabulary(self, owner: str, min_count: int) -> pl.DataFrame:
         """value -> id, most frequent first (ties by value, so the result is deterministic)."""
         parts = self.partial[owner]
-        counts = (self._merge(parts) if parts
+        counts = (self._merge(parts).collect() if parts
                   else pl.DataFrame(schema={"value": pl.String, "count": pl.UInt32}))
         kept = counts.filter(pl.col("count") >= min_count).sort(
             ["count", "value"], descending=[True, False])
@@ -286,13 +297,14 @@ def _fit(config: PrepareConfig, plan: _Plan, show_progress: bool) -> _Fitted:
     with progress(None, "prepare: fit", "rows", show_progress) as bar:
         for frame in _chunks(config, plan, non_finite):
             total += len(frame)
-            train = frame.filter(pl.col("__split") == 0)
-            train_rows += len(train)
-            if len(train):
-                counter.add(train)
+            in_train = int((frame["__split"] == 0).sum())
+            train_rows += in_train
+            if in_train:
+                counter.add(frame)
                 if standardized:
-                    x = [pl.col(s.column).cast(pl.Float64) for s in standardized]
-                    moments = train.select(
+                    x = [pl.col(s.column).cast(pl.Float64).filter(pl.col("__split") == 0)
+                         for s in standardized]
+                    moments = frame.select(
                         *(e.count().alias(f"n{i}") for i, e in enumerate(x)),
                         *(e.sum().alias(f"s{i}") for i, e in enumerate(x)),
                         *((e**2).sum().alias(f"q{i}") for i, e in enumerate(x))).to_numpy()[0]

@@ -139,9 +139,10 @@ class DelimitedRecipe(Recipe):
 
 def checked_numbers(frame: pl.DataFrame, schema: Schema, source: Path | str,
                     first_row: int) -> pl.DataFrame:
-    """Numeric fields and passthrough columns as Float64, the day as Int64. Text that is not a
-    number is one clear error naming the column, the 1-based data row and the value; empty text
-    is missing (a numeric field's `fill`)."""
+    """Numeric fields and passthrough columns as numbers, the day as an integer. Text that is
+    not a number is one clear error naming the column, the 1-based data row and the value;
+    empty text is missing (a numeric field's `fill`). Columns already of a numeric type (an
+    integer type for the day) stay as they are: every use casts them, and casting cannot fail."""
     targets: dict[str, type[pl.DataType]] = {
         **{f.column: pl.Float64 for f in schema.fields if f.kind == "numeric"},
         **dict.fromkeys(schema.passthrough, pl.Float64)}
@@ -150,7 +151,7 @@ def checked_numbers(frame: pl.DataFrame, schema: Schema, source: Path | str,
     casts = []
     for column, dtype in targets.items():
         current = frame.schema[column]
-        if current == dtype:
+        if current.is_integer() or (dtype == pl.Float64 and current.is_numeric()):
             continue
         try:
             cast = frame[column].cast(dtype, strict=False)
