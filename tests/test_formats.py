@@ -185,24 +185,37 @@ def test_criteo_directory_reads_every_data_file_in_name_order(tmp_path):
         assert read_split(parts, split).equals(read_split(whole, split))
 
 
+def test_files_that_are_not_data_are_skipped_and_named_once(tmp_path, caplog):
+    """Notes, archives, map files and checksums beside the data are skipped, listed in one
+    warning; hidden and companion files silently."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    shutil.copy(RAW / "criteo" / "train.txt", folder / "train.txt")
+    for name in ("README.txt", "notes.md", "train.txt.crc", "sample.zip", "_SUCCESS", ".x.txt",
+                 "LICENSE", "prepare.log.txt"):
+        (folder / name).write_text("not data\n")
+    with caplog.at_level("WARNING", logger="ctrdistill.data.sources"):
+        _, parts = run(tmp_path, "criteo", folder, "x1", name="parts")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"criteo: reading 1 data file(s) from {folder}; skipped, not data: LICENSE, README.txt, "
+        "notes.md, prepare.log.txt, sample.zip, train.txt.crc"]
+    _, whole = run(tmp_path, "criteo", RAW / "criteo", "x1", name="whole")
+    assert all_rows(parts).equals(all_rows(whole))
+
+
 DIRECTORY_ERRORS = [
-    ("criteo", {"train.txt": "criteo", "notes.md": ""},
-     r"raw: 'notes\.md' is not a data file of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv, "
-     r"\*\.tsv\.gz\); move it out of the directory or point --input at the data file"),
-    ("avazu", {"train.csv": "avazu", "sampleSubmission.zip": ""},
-     r"'sampleSubmission\.zip' is not a data file of recipe 'avazu'"),
-    ("frappe", {"frappe.train.libfm": "frappe", "README.md": ""},
-     r"'README\.md' is not a data file of recipe 'frappe'"),
     ("criteo", {"train.txt": "criteo", "old/": ""},
      r"raw: subfolder 'old' in the input directory \(directories are not searched recursively\)"),
-    ("criteo", {"readme.md": ""}, r"'readme\.md' is not a data file of recipe 'criteo'"),
+    ("criteo", {"readme.md": ""}, r"raw: no data files of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, "
+     r"\*\.tsv, \*\.tsv\.gz\); not data: readme\.md$"),
     ("criteo", {}, r"raw: no data files of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv"),
     ("parquet", {".hidden.parquet": ""}, r"raw: no data files of recipe 'parquet' \(\*\.parquet"),
 ]
 
 
 @pytest.mark.parametrize(("recipe", "files", "message"), DIRECTORY_ERRORS)
-def test_directory_input_with_another_file_or_none_is_an_error(tmp_path, recipe, files, message):
+def test_directory_input_with_a_subfolder_or_no_data_is_an_error(tmp_path, recipe, files,
+                                                                 message):
     folder = tmp_path / "raw"
     folder.mkdir()
     for name, source in files.items():
@@ -216,6 +229,13 @@ def test_directory_input_with_another_file_or_none_is_an_error(tmp_path, recipe,
     with pytest.raises(CtrDistillError, match=message):
         run(tmp_path, recipe, folder, None if recipe == "parquet" else "x1", schema=schema)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_given_by_name_that_is_not_data_is_an_error(tmp_path):
+    (tmp_path / "README.txt").write_text("1\t2\n")
+    with pytest.raises(CtrDistillError, match=r"README\.txt is not a data file of recipe 'criteo' "
+                       r"\(by its name\)"):
+        run(tmp_path, "criteo", tmp_path / "README.txt", "x1")
 
 
 def test_avazu_directory_reads_every_csv_with_its_header(tmp_path):

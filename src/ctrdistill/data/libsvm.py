@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ctrdistill.data.recipes import Protocol, Recipe
 from ctrdistill.data.schema import FieldSpec, Schema
-from ctrdistill.data.sources import data_files, read_lines
+from ctrdistill.data.sources import read_lines
 from ctrdistill.errors import CtrDistillError
 
 logger = logging.getLogger(__name__)
@@ -157,13 +157,16 @@ def _field_order(name: str) -> tuple[int, int | str]:
 class LibsvmRecipe(Recipe):
     """libsvm / libfm / libffm text with any number of features per line (module docstring)."""
 
+    extensions = EXTENSIONS
+    skip = ("featindex*",)  # make-ipinyou-data's feature-to-field map beside its data
+
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema | None:
         if path is None or not Path(path).exists():
             return None
         longest: dict[str, int] = {}
         forms: set[bool] = set()
         weighted = 0
-        for file in data_files(path, self.name, EXTENSIONS):
+        for file in self.data_files(path):
             first_row = 0
             for lines in read_lines(file, 1 << 18):
                 chunk = _parse(lines, file, first_row)
@@ -196,7 +199,7 @@ class LibsvmRecipe(Recipe):
             raise CtrDistillError(
                 f"recipe '{self.name}' has no column(s) {unknown or [schema.label]} for the "
                 f"schema (available: label, {BAG_FIELD} or f<field>)")
-        for file in data_files(path, self.name, EXTENSIONS):
+        for file in self.data_files(path):
             first_row = 0
             for lines in read_lines(file, chunk_rows):
                 chunk = _parse(lines, file, first_row)
@@ -225,6 +228,8 @@ class LibfmRecipe(Recipe):
     """libfm text with a fixed layout, one row per line: `label idx:value ...` with one feature
     per field in field order; labels -1/1 (or 0/1). Field f<k> holds the index at position k."""
 
+    extensions = (".libfm", ".txt")
+
     def __init__(self, name: str, description: str, num_fields: int,
                  protocols: dict[str, Protocol]) -> None:
         super().__init__(name, description, protocols)
@@ -239,7 +244,7 @@ class LibfmRecipe(Recipe):
         if missing:
             raise CtrDistillError(f"recipe '{self.name}' has no column(s) {missing} for the schema "
                                   f"(available: {', '.join(available)})")
-        for file in data_files(path, self.name, (".libfm", ".txt")):
+        for file in self.data_files(path):
             first_row = 0
             for lines in read_lines(file, chunk_rows):
                 frame = tokens(lines)
