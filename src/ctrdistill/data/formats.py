@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ctrdistill.data.libsvm import LibfmRecipe, LibsvmRecipe
+from ctrdistill.data.libsvm import LibfmRecipe, LibsvmOptions, LibsvmRecipe
 from ctrdistill.data.recbole import RecboleOptions, RecboleRecipe
 from ctrdistill.data.recipes import Protocol, Recipe, file_types, register_recipe
 from ctrdistill.data.schema import FieldSpec, Schema
@@ -323,7 +323,7 @@ register_recipe(LibfmRecipe(
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))
 register_recipe(LibsvmRecipe(
     "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
-    "number of features per line; labels 0/1 or -1/+1"))
+    "number of features per line; labels 0/1 or -1/+1", options=LibsvmOptions()))
 register_recipe(RecboleRecipe(
     "recbole", "RecBole atomic files: <name>.inter with optional .user/.item (tab-separated, "
     "name:type header); label from label or rating >= 4", options=RecboleOptions()))

@@ -120,7 +120,7 @@ class _Plan:
 
 
 def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
-    recipe = get_recipe(config.recipe).configure(config.options)
+    recipe = get_recipe(config.recipe).configure(config.options).for_input(config.input)
     recipe.announce_input(config.input)
     protocol = None
     if config.protocol is not None:
@@ -431,7 +431,7 @@ def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
             vocab.write_parquet(tmp / VOCAB_DIR / f"{owner}.parquet")
         (tmp / "schema.json").write_text(plan.schema.model_dump_json(indent=2))
         # what scoring new raw logs needs besides the feature map and vocab/
-        save_state(tmp, plan.recipe.name, plan.recipe.options.model_dump()
+        save_state(tmp, plan.recipe.name, plan.recipe.options.model_dump(mode="json")
                    if plan.recipe.options else {}, config.protocol, plan.schema)
         report = {"rows": fitted.rows, "numeric_non_finite": dict(fitted.non_finite)}
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")

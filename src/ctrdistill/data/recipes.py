@@ -69,6 +69,11 @@ class Recipe:
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         raise NotImplementedError
 
+    def for_input(self, path: Path) -> Recipe:
+        """This recipe with the options an input implies (files found beside it), made explicit
+        so that the prepared dataset's saved state reads later inputs the same way."""
+        return self
+
     def data_files(self, path: Path) -> list[Path]:
         """The files a single-table recipe reads from `path`, in order."""
         if not self.extensions:
