@@ -348,20 +348,31 @@ def test_avazu_invalid_hour_is_one_clear_error(tmp_path):
 # -------------------------------------------------------------------------------------- frappe
 
 
-def frappe_raw() -> list[list[str]]:
+FRAPPE_FILES = [RAW / "frappe" / "frappe.train.libfm", RAW / "frappe" / "frappe.test.libfm"]
+
+
+def frappe_raw(files: list[Path] = FRAPPE_FILES) -> list[list[str]]:
     rows = []
-    for file in sorted((RAW / "frappe").glob("*.libfm")):  # the recipe reads files sorted
+    for file in files:  # a files split numbers the train file's rows first
         rows += [line.split() for line in file.read_text().splitlines()]
     assert all(len(r) == 11 for r in rows) and {r[0] for r in rows} == {"-1", "1"}
     return rows
 
 
 def test_frappe_libfm_labels_and_one_hot_fields(tmp_path):
+    """The fixture folder holds Frappe's train and test files: their split is kept; valid rows
+    are drawn from the train file (no validation file) by the protocol's 7:2 proportion."""
     raw = frappe_raw()
     feature_map, out = run(tmp_path, "frappe", RAW / "frappe", "x1")
     assert [f.name for f in feature_map.fields] == [f"f{k}" for k in range(10)]
-    labels = [1.0 if r[0] == "1" else 0.0 for r in raw]
-    rows = check_rows_and_labels(out, feature_map, labels, (0.7, 0.2, 0.1))
+    rows = all_rows(out)
+    assert rows["row_id"].to_list() == list(range(len(raw)))
+    assert rows["label"].to_list() == [1.0 if r[0] == "1" else 0.0 for r in raw]
+    train_lines = len(FRAPPE_FILES[0].read_text().splitlines())
+    split = rows["split"].to_list()
+    assert set(split[train_lines:]) == {"test"}
+    assert abs(split[:train_lines].count("valid") / train_lines - 2 / 9) < 0.08
+    assert feature_map.splits == {s: split.count(s) for s in SPLITS}
     for k in range(10):
         check_id_field(out, feature_map, rows, f"f{k}", [r[1 + k].split(":")[0] for r in raw], 1)
 

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from conftest import all_rows, prepare_recipe
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.recipes import get_recipe
 from ctrdistill.errors import CtrDistillError
 
@@ -246,6 +247,10 @@ def test_ipinyou_folder_reads_one_field_per_featindex_field(tmp_path, caplog):
     assert rows["f26"].to_list() == [([tags[t] for t in r["f26"]] + [0] * 3)[:3] for r in raw]
     state = json.loads((out / "prepare_state.json").read_text())
     assert state["options"]["field_map"] == str((IPINYOU / "featindex.txt").resolve())
+    # scoring a copy elsewhere (no map beside it) reads the same fields through the saved path
+    shutil.copy(IPINYOU / "test.yzx.txt", tmp_path / "test.yzx.txt")
+    (encoded, _), = PrepareState.load(out).read(tmp_path / "test.yzx.txt", 100)
+    assert encoded.equals(rows.head(len(encoded)).select(names))
 
 
 def test_a_field_map_given_as_an_option_reads_a_file_anywhere(tmp_path):

@@ -258,8 +258,15 @@ def recipes_help() -> str:
             lines.append("    protocols: " + "; ".join(
                 f"{key} ({protocol.description})" for key, protocol in recipe.protocols.items()))
         if recipe.options is not None:
-            for option, spec in type(recipe.options).model_fields.items():
-                default = getattr(recipe.options, option)
-                meaning = f": {spec.description}" if spec.description else ""
-                lines.append(f"    options.{option} (default {default!r}){meaning}")
+            lines += option_lines(recipe.options, "options")
     return "\n".join(lines)
+
+
+def option_lines(options: StrictConfig, prefix: str) -> list[str]:
+    """`    prefix.key (default value): meaning` for each key of a config, as --help lists them."""
+    lines = []
+    for option, spec in type(options).model_fields.items():
+        default = getattr(options, option)
+        meaning = f": {spec.description}" if spec.description else ""
+        lines.append(f"    {prefix}.{option} (default {default!r}){meaning}")
+    return lines
