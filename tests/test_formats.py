@@ -192,13 +192,13 @@ def test_files_that_are_not_data_are_skipped_and_named_once(tmp_path, caplog):
     folder.mkdir()
     shutil.copy(RAW / "criteo" / "train.txt", folder / "train.txt")
     for name in ("README.txt", "notes.md", "train.txt.crc", "sample.zip", "_SUCCESS", ".x.txt",
-                 "LICENSE", "prepare.log.txt"):
+                 "LICENSE", "LICENSE.txt"):
         (folder / name).write_text("not data\n")
     with caplog.at_level("WARNING", logger="ctrdistill.data.sources"):
         _, parts = run(tmp_path, "criteo", folder, "x1", name="parts")
     assert [r.getMessage() for r in caplog.records] == [
-        f"criteo: reading 1 data file(s) from {folder}; skipped, not data: LICENSE, README.txt, "
-        "notes.md, prepare.log.txt, sample.zip, train.txt.crc"]
+        f"criteo: reading 1 data file(s) from {folder}; skipped, not data: LICENSE, LICENSE.txt, "
+        "README.txt, notes.md, sample.zip, train.txt.crc"]
     _, whole = run(tmp_path, "criteo", RAW / "criteo", "x1", name="whole")
     assert all_rows(parts).equals(all_rows(whole))
 

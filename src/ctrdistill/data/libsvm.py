@@ -241,7 +241,8 @@ class LibsvmRecipe(Recipe):
     """libsvm / libfm / libffm text with any number of features per line (module docstring)."""
 
     extensions = EXTENSIONS
-    skip = ("featindex*",)  # make-ipinyou-data's feature-to-field map beside its data
+    # beside make-ipinyou-data's .yzx.txt files: its feature-to-field map and its raw logs
+    skip = ("featindex*", "*.log.txt")
 
     def for_input(self, path: Path) -> LibsvmRecipe:
         """With the field map this input uses, found beside it when not given, as an absolute

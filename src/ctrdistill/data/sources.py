@@ -7,12 +7,13 @@ Directory inputs, one rule for every recipe:
 
 - A single-table recipe (criteo, avazu, frappe, libsvm, csv, tsv, parquet, synthetic) reads a
   directory as every file directly inside it whose name ends with one of the recipe's data
-  extensions, optionally followed by `.gz`, in name order. Every other file is skipped, and the
-  skipped names are listed in one warning: names starting with `.` or `_` (`.DS_Store`, Spark's
-  `_SUCCESS`, Hadoop's `.crc`), the recipe's companion files (synthetic: `synth.json`), files with
-  another extension, and files that carry a data extension but are not data by name (README,
-  LICENSE, `*.log`, `*.log.txt`; libsvm: `featindex*`, a feature-to-field map). A subfolder is an
-  error naming it (it is not searched); a directory without a data file is an error.
+  extensions, optionally followed by `.gz`, in name order. Names starting with `.` or `_`
+  (`.DS_Store`, Spark's `_SUCCESS`, Hadoop's `.part-0.crc`) and the recipe's companion files
+  (synthetic: `synth.json`) are skipped silently; every other file is skipped too and named in
+  one warning: another extension, or a data extension on a name that says it is not data
+  (README, LICENSE; libsvm: `featindex*`, a feature-to-field map, and `*.log.txt`, iPinYou's
+  raw logs). A subfolder is an error naming it (it is not searched); a directory without a data
+  file is an error.
 - A multi-table recipe (movielens, recbole) reads a directory as one dataset whose files it
   knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: the one
   `*.inter` file with its `.user`/`.item`); the other files in it are listed in one warning.
@@ -64,7 +65,7 @@ def _pattern(extensions: tuple[str, ...]) -> str:
 
 
 # beside data files in any recipe's directory, whatever their extension
-NOT_DATA = ("readme*", "license*", "*.md", "*.log", "*.log.txt", "*.log.gz", "*.crc")
+NOT_DATA = ("readme*", "license*", "*.md", "*.crc")
 
 
 def not_data(name: str, patterns: tuple[str, ...] = ()) -> bool:
