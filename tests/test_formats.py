@@ -231,6 +231,12 @@ def test_directory_input_with_a_subfolder_or_no_data_is_an_error(tmp_path, recip
     assert not (tmp_path / "out").exists()
 
 
+def test_kaggles_avazu_sample_submission_is_not_data(tmp_path):
+    for name in ("train.gz", "sampleSubmission.gz"):
+        (tmp_path / name).write_bytes(gzip.compress(b"x\n"))
+    assert get_recipe("avazu").data_files(tmp_path) == [tmp_path / "train.gz"]
+
+
 def test_a_file_given_by_name_that_is_not_data_is_an_error(tmp_path):
     (tmp_path / "README.txt").write_text("1\t2\n")
     with pytest.raises(CtrDistillError, match=r"README\.txt is not a data file of recipe 'criteo' "

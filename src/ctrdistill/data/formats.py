@@ -114,6 +114,7 @@ def avazu_schema(derive_time: bool) -> Schema:
 
 class AvazuRecipe(Recipe):
     extensions = (".csv", ".gz")  # Kaggle's is train.gz
+    skip = ("samplesubmission*",)  # beside it in Kaggle's download
 
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         return avazu_schema(derive_time=protocol is None or protocol.derive_time)

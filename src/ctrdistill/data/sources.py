@@ -11,9 +11,9 @@ Directory inputs, one rule for every recipe:
   (`.DS_Store`, Spark's `_SUCCESS`, Hadoop's `.part-0.crc`) and the recipe's companion files
   (synthetic: `synth.json`) are skipped silently; every other file is skipped too and named in
   one warning: another extension, or a data extension on a name that says it is not data
-  (README, LICENSE; libsvm: `featindex*`, a feature-to-field map, and `*.log.txt`, iPinYou's
-  raw logs). A subfolder is an error naming it (it is not searched); a directory without a data
-  file is an error.
+  (README, LICENSE; avazu: `sampleSubmission*`; libsvm: `featindex*`, a feature-to-field map,
+  and `*.log.txt`, iPinYou's raw logs). A subfolder is an error naming it (it is not
+  searched); a directory without a data file is an error.
 - A multi-table recipe (movielens, recbole) reads a directory as one dataset whose files it
   knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: the one
   `*.inter` file with its `.user`/`.item`); the other files in it are listed in one warning.
