@@ -185,24 +185,37 @@ def test_criteo_directory_reads_every_data_file_in_name_order(tmp_path):
         assert read_split(parts, split).equals(read_split(whole, split))
 
 
+def test_files_that_are_not_data_are_skipped_and_named_once(tmp_path, caplog):
+    """Notes, archives, map files and checksums beside the data are skipped, listed in one
+    warning; hidden and companion files silently."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    shutil.copy(RAW / "criteo" / "train.txt", folder / "train.txt")
+    for name in ("README.txt", "notes.md", "train.txt.crc", "sample.zip", "_SUCCESS", ".x.txt",
+                 "LICENSE", "LICENSE.txt"):
+        (folder / name).write_text("not data\n")
+    with caplog.at_level("WARNING", logger="ctrdistill.data.sources"):
+        _, parts = run(tmp_path, "criteo", folder, "x1", name="parts")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"criteo: reading 1 data file(s) from {folder}; skipped, not data: LICENSE, LICENSE.txt, "
+        "README.txt, notes.md, sample.zip, train.txt.crc"]
+    _, whole = run(tmp_path, "criteo", RAW / "criteo", "x1", name="whole")
+    assert all_rows(parts).equals(all_rows(whole))
+
+
 DIRECTORY_ERRORS = [
-    ("criteo", {"train.txt": "criteo", "notes.md": ""},
-     r"raw: 'notes\.md' is not a data file of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv, "
-     r"\*\.tsv\.gz\); move it out of the directory or point --input at the data file"),
-    ("avazu", {"train.csv": "avazu", "sampleSubmission.zip": ""},
-     r"'sampleSubmission\.zip' is not a data file of recipe 'avazu'"),
-    ("frappe", {"frappe.train.libfm": "frappe", "README.md": ""},
-     r"'README\.md' is not a data file of recipe 'frappe'"),
     ("criteo", {"train.txt": "criteo", "old/": ""},
      r"raw: subfolder 'old' in the input directory \(directories are not searched recursively\)"),
-    ("criteo", {"readme.md": ""}, r"'readme\.md' is not a data file of recipe 'criteo'"),
+    ("criteo", {"readme.md": ""}, r"raw: no data files of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, "
+     r"\*\.tsv, \*\.tsv\.gz\); not data: readme\.md$"),
     ("criteo", {}, r"raw: no data files of recipe 'criteo' \(\*\.txt, \*\.txt\.gz, \*\.tsv"),
     ("parquet", {".hidden.parquet": ""}, r"raw: no data files of recipe 'parquet' \(\*\.parquet"),
 ]
 
 
 @pytest.mark.parametrize(("recipe", "files", "message"), DIRECTORY_ERRORS)
-def test_directory_input_with_another_file_or_none_is_an_error(tmp_path, recipe, files, message):
+def test_directory_input_with_a_subfolder_or_no_data_is_an_error(tmp_path, recipe, files,
+                                                                 message):
     folder = tmp_path / "raw"
     folder.mkdir()
     for name, source in files.items():
@@ -216,6 +229,19 @@ def test_directory_input_with_another_file_or_none_is_an_error(tmp_path, recipe,
     with pytest.raises(CtrDistillError, match=message):
         run(tmp_path, recipe, folder, None if recipe == "parquet" else "x1", schema=schema)
     assert not (tmp_path / "out").exists()
+
+
+def test_kaggles_avazu_sample_submission_is_not_data(tmp_path):
+    for name in ("train.gz", "sampleSubmission.gz"):
+        (tmp_path / name).write_bytes(gzip.compress(b"x\n"))
+    assert get_recipe("avazu").data_files(tmp_path) == [tmp_path / "train.gz"]
+
+
+def test_a_file_given_by_name_that_is_not_data_is_an_error(tmp_path):
+    (tmp_path / "README.txt").write_text("1\t2\n")
+    with pytest.raises(CtrDistillError, match=r"README\.txt is not a data file of recipe 'criteo' "
+                       r"\(by its name\)"):
+        run(tmp_path, "criteo", tmp_path / "README.txt", "x1")
 
 
 def test_avazu_directory_reads_every_csv_with_its_header(tmp_path):
@@ -328,20 +354,31 @@ def test_avazu_invalid_hour_is_one_clear_error(tmp_path):
 # -------------------------------------------------------------------------------------- frappe
 
 
-def frappe_raw() -> list[list[str]]:
+FRAPPE_FILES = [RAW / "frappe" / "frappe.train.libfm", RAW / "frappe" / "frappe.test.libfm"]
+
+
+def frappe_raw(files: list[Path] = FRAPPE_FILES) -> list[list[str]]:
     rows = []
-    for file in sorted((RAW / "frappe").glob("*.libfm")):  # the recipe reads files sorted
+    for file in files:  # a files split numbers the train file's rows first
         rows += [line.split() for line in file.read_text().splitlines()]
     assert all(len(r) == 11 for r in rows) and {r[0] for r in rows} == {"-1", "1"}
     return rows
 
 
 def test_frappe_libfm_labels_and_one_hot_fields(tmp_path):
+    """The fixture folder holds Frappe's train and test files: their split is kept; valid rows
+    are drawn from the train file (no validation file) by the protocol's 7:2 proportion."""
     raw = frappe_raw()
     feature_map, out = run(tmp_path, "frappe", RAW / "frappe", "x1")
     assert [f.name for f in feature_map.fields] == [f"f{k}" for k in range(10)]
-    labels = [1.0 if r[0] == "1" else 0.0 for r in raw]
-    rows = check_rows_and_labels(out, feature_map, labels, (0.7, 0.2, 0.1))
+    rows = all_rows(out)
+    assert rows["row_id"].to_list() == list(range(len(raw)))
+    assert rows["label"].to_list() == [1.0 if r[0] == "1" else 0.0 for r in raw]
+    train_lines = len(FRAPPE_FILES[0].read_text().splitlines())
+    split = rows["split"].to_list()
+    assert set(split[train_lines:]) == {"test"}
+    assert abs(split[:train_lines].count("valid") / train_lines - 2 / 9) < 0.08
+    assert feature_map.splits == {s: split.count(s) for s in SPLITS}
     for k in range(10):
         check_id_field(out, feature_map, rows, f"f{k}", [r[1 + k].split(":")[0] for r in raw], 1)
 

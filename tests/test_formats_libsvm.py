@@ -3,6 +3,7 @@ fixtures with any number of features per line, checked against plain-Python pars
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ import polars as pl
 import pytest
 
 from conftest import all_rows, prepare_recipe
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.recipes import get_recipe
 from ctrdistill.errors import CtrDistillError
 
@@ -69,9 +71,9 @@ def test_libsvm_lines_become_one_bag_of_feature_ids(tmp_path, caplog):
         ([vocab.get(t, 1) for t in f] + [0] * longest)[:longest] for f in features]
     weighted = sum(1 for line in LIBSVM.read_text().splitlines() for p in line.split()[1:]
                    if p.split(":")[1] not in ("0", "1"))
-    assert [r.getMessage() for r in caplog.records] == [
+    assert caplog.records[0].getMessage() == (
         f"libsvm: {weighted} feature values other than 0 and 1 in {LIBSVM} are read as "
-        "presence (values are not kept)"]
+        "presence (values are not kept)")
 
 
 def libffm_raw() -> tuple[list[float], list[dict[str, list[str]]]]:
@@ -192,3 +194,116 @@ def test_a_user_schema_may_pick_and_cap_fields(tmp_path):
     assert rows["f3"].to_list() == [f3[r["f3"][0]] for r in raw]
     f11 = stored_vocab(out, "f11")
     assert rows["f11"].to_list() == [[f11[r["f11"][0]]] if "f11" in r else [0] for r in raw]
+
+
+# ------------------------------------------------- iPinYou: index:value lines with a field map
+
+IPINYOU = RAW / "ipinyou"
+
+
+def ipinyou_raw(files: list[Path]) -> tuple[list[float], list[dict[str, list[str]]]]:
+    """Labels and each line's feature indices by field, from featindex.txt with plain Python:
+    `truncate` (no field) is dropped, the price column after the label is not a feature."""
+    field_of = {}
+    for line in (IPINYOU / "featindex.txt").read_text().splitlines():
+        key, index = line.split("\t")
+        if ":" in key:
+            field_of[index] = "f" + key.split(":")[0]
+    labels, rows = [], []
+    for file in files:
+        for line in file.read_text().splitlines():
+            label, _price, *pairs = line.split()
+            labels.append(float(label))
+            fields: dict[str, list[str]] = {}
+            for pair in pairs:
+                index = pair.split(":")[0]
+                if index in field_of:
+                    fields.setdefault(field_of[index], []).append(index)
+            rows.append(fields)
+    return labels, rows
+
+
+def test_ipinyou_folder_reads_one_field_per_featindex_field(tmp_path, caplog):
+    """The featindex.txt beside the .yzx.txt files is found, skipped as data and used: one field
+    per log column (user tags a sequence), not one bag."""
+    labels, raw = ipinyou_raw([IPINYOU / "test.yzx.txt", IPINYOU / "train.yzx.txt"])
+    with caplog.at_level("WARNING"):
+        feature_map, out = run(tmp_path, IPINYOU, options={"skip_columns": 1},
+                               split={"kind": "random", "ratios": [1, 0, 0]})
+    names = ["f1", "f2", "f7", "f9", "f11", "f16", "f26"]
+    assert [f.name for f in feature_map.fields] == names
+    assert [f.kind for f in feature_map.fields] == ["categorical"] * 6 + ["sequence"]
+    assert feature_map.fields[-1].max_length == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"libsvm: reading 2 data file(s) from {IPINYOU}; skipped, not data: featindex.txt, "
+        "make_fixture.py"]
+    rows = all_rows(out)
+    assert rows["label"].to_list() == labels
+    for name in names[:-1]:
+        vocab = expected_vocab([r[name][0] for r in raw])
+        assert stored_vocab(out, name) == vocab, name
+        assert rows[name].to_list() == [vocab[r[name][0]] for r in raw], name
+    tags = expected_vocab([t for r in raw for t in r["f26"]])
+    assert rows["f26"].to_list() == [([tags[t] for t in r["f26"]] + [0] * 3)[:3] for r in raw]
+    state = json.loads((out / "prepare_state.json").read_text())
+    assert state["options"]["field_map"] == str((IPINYOU / "featindex.txt").resolve())
+    # scoring a copy elsewhere (no map beside it) reads the same fields through the saved path
+    shutil.copy(IPINYOU / "test.yzx.txt", tmp_path / "test.yzx.txt")
+    (encoded, _), = PrepareState.load(out).read(tmp_path / "test.yzx.txt", 100)
+    assert encoded.equals(rows.head(len(encoded)).select(names))
+
+
+def test_a_field_map_given_as_an_option_reads_a_file_anywhere(tmp_path):
+    shutil.copy(IPINYOU / "train.yzx.txt", tmp_path / "train.yzx.txt")
+    feature_map, out = run(tmp_path, tmp_path / "train.yzx.txt", options={
+        "skip_columns": 1, "field_map": str(IPINYOU / "featindex.txt")})
+    assert len(feature_map.fields) == 7
+    _, raw = ipinyou_raw([IPINYOU / "train.yzx.txt"])
+    f9 = stored_vocab(out, "f9")
+    rows = all_rows(out)
+    assert [f9.get(r["f9"][0], 1) for r in raw] == rows["f9"].to_list()
+
+
+def test_libsvm_without_a_field_map_warns_that_fm_models_see_one_field(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="ctrdistill.data.libsvm"):
+        feature_map, _ = run(tmp_path, LIBSVM)
+    assert [f.name for f in feature_map.fields] == ["features"]
+    message = caplog.records[-1].getMessage()
+    assert message.startswith(f"libsvm: {LIBSVM} has index:value lines and no field map, so all "
+                              "features form one mean-pooled bag field 'features'")
+    assert "options.field_map" in message
+
+
+FIELD_MAP_ERRORS = [
+    ({}, r"train\.yzx\.txt: bad feature '\d+' at data row 1 \(1-based\): expected index:value, "
+         r".*dropped by options\.skip_columns: 1$"),
+    ({"skip_columns": 2}, r"data row 1 \(1-based\) lacks the 2 plain column\(s\) after the label"),
+    ({"skip_columns": 1, "field_map": "nowhere.txt"},
+     r"options\.field_map: nowhere\.txt is not a file"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), FIELD_MAP_ERRORS)
+def test_field_map_and_column_mistakes_are_one_line(tmp_path, options, message):
+    with pytest.raises(CtrDistillError, match=message):
+        run(tmp_path, IPINYOU / "train.yzx.txt", options=options)
+
+
+def test_an_index_missing_from_the_map_or_a_bad_map_line_is_an_error(tmp_path):
+    folder = tmp_path / "camp"
+    folder.mkdir()
+    (folder / "train.yzx.txt").write_text("1 30 0:1 1:1 5:1\n0 20 0:1 9:1 5:1\n")
+    (folder / "featindex.txt").write_text("truncate\t0\n1:other\t1\n1:Mon\t5\n")
+    with pytest.raises(CtrDistillError, match=r"feature index '9' at data row 2 \(1-based\) is "
+                       r"not in the field map"):
+        run(tmp_path, folder, options={"skip_columns": 1})
+    (folder / "featindex.txt").write_text("truncate\t0\n1:other 1\n")
+    with pytest.raises(CtrDistillError, match=r"featindex\.txt: line 2 is not "
+                       r"`<field>:<value><TAB><index>`: '1:other 1'"):
+        run(tmp_path, folder, options={"skip_columns": 1})
+
+
+def test_the_map_file_itself_is_not_an_input(tmp_path):
+    with pytest.raises(CtrDistillError, match=r"featindex\.txt is not a data file of recipe "
+                       r"'libsvm'"):
+        run(tmp_path, IPINYOU / "featindex.txt")

@@ -97,9 +97,10 @@ def _followed(result: Any, config: Any, args: argparse.Namespace) -> str:
 
 
 def _recipes() -> str:
+    from ctrdistill.data.prepare import split_help
     from ctrdistill.data.recipes import recipes_help
 
-    return recipes_help()
+    return f"{recipes_help()}\n\n{split_help()}"
 
 
 def _labelled(result: Any, config: Any, args: argparse.Namespace) -> str:

@@ -29,11 +29,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ctrdistill.data.libsvm import LibfmRecipe, LibsvmRecipe
+from ctrdistill.data.libsvm import LibfmRecipe, LibsvmOptions, LibsvmRecipe
 from ctrdistill.data.recbole import RecboleOptions, RecboleRecipe
 from ctrdistill.data.recipes import Protocol, Recipe, file_types, register_recipe
 from ctrdistill.data.schema import FieldSpec, Schema
-from ctrdistill.data.sources import data_files, read_delimited, read_lines, report_unused
+from ctrdistill.data.sources import read_delimited, read_lines, report_unused
 from ctrdistill.errors import CtrDistillError
 
 # ------------------------------------------------------------------------------------- helpers
@@ -79,6 +79,8 @@ def criteo_schema(bucketize: bool) -> Schema:
 
 
 class CriteoRecipe(Recipe):
+    extensions = (".txt", ".tsv")
+
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         return criteo_schema(bucketize=protocol is None or protocol.bucketize)
 
@@ -86,7 +88,7 @@ class CriteoRecipe(Recipe):
         _check_columns(schema, CRITEO_COLUMNS, self.name)
         base = {"label": pa.float64(), **dict.fromkeys(CRITEO_NUMERIC, pa.float64()),
                 **dict.fromkeys(CRITEO_CATEGORICAL, pa.string())}
-        for file in data_files(path, self.name, (".txt", ".tsv")):
+        for file in self.data_files(path):
             yield from read_delimited(file, "\t", CRITEO_COLUMNS, file_types(base, schema),
                                       max_rows=chunk_rows, include_columns=schema.raw_columns(),
                                       quote_char=None)
@@ -111,6 +113,9 @@ def avazu_schema(derive_time: bool) -> Schema:
 
 
 class AvazuRecipe(Recipe):
+    extensions = (".csv", ".gz")  # Kaggle's is train.gz
+    skip = ("samplesubmission*",)  # beside it in Kaggle's download
+
     def default_schema(self, protocol: Protocol | None, path: Path | None = None) -> Schema:
         return avazu_schema(derive_time=protocol is None or protocol.derive_time)
 
@@ -121,7 +126,7 @@ class AvazuRecipe(Recipe):
         needs_time = any(c in derived for c in wanted)
         columns = [c for c in AVAZU_COLUMNS if c in wanted or (c == "hour" and needs_time)]
         base = {c: pa.string() for c in AVAZU_COLUMNS} | {"click": pa.float64()}
-        for file in data_files(path, self.name, (".csv", ".gz")):  # Kaggle's is train.gz
+        for file in self.data_files(path):
             for frame in read_delimited(file, ",", None, file_types(base, schema),
                                         max_rows=chunk_rows, include_columns=columns):
                 if needs_time:
@@ -319,7 +324,7 @@ register_recipe(LibfmRecipe(
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))
 register_recipe(LibsvmRecipe(
     "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
-    "number of features per line; labels 0/1 or -1/+1"))
+    "number of features per line; labels 0/1 or -1/+1", options=LibsvmOptions()))
 register_recipe(RecboleRecipe(
     "recbole", "RecBole atomic files: <name>.inter with optional .user/.item (tab-separated, "
     "name:type header); label from label or rating >= 4", options=RecboleOptions()))

@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.encode import VOCAB_DIR, Encoder, save_state, token_expr, without_non_finite
-from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe
+from ctrdistill.data.recipes import Protocol, Recipe, checked_numbers, get_recipe, option_lines
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
     FIRST_ID,
@@ -39,6 +39,7 @@ from ctrdistill.data.schema import (
     FieldSpec,
     Schema,
 )
+from ctrdistill.data.split_files import detected_split_files, given_split_files
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.progress import progress
 from ctrdistill.storage import atomic_directory
@@ -49,10 +50,18 @@ REPORT_FILE = "prepare_report.json"
 
 
 class SplitConfig(StrictConfig):
-    kind: Literal["random", "day"] = Field(
-        "random", description="random: seeded hashes of the row id; day: by the day column")
+    kind: Literal["random", "day", "files"] | None = Field(
+        None, description="random: seeded hashes of the row id; day: by the day column; files: "
+        "by the file a row comes from (split.files, else the file names). Default: files when "
+        "every data file of a directory input names a split (a word train, valid/validation, "
+        "test in its name) and no ratios are given, else random")
     ratios: tuple[float, float, float] | None = Field(
-        None, description="train/valid/test fractions; default from the protocol, else 8:1:1")
+        None, description="train/valid/test fractions; default from the protocol, else 8:1:1. "
+        "Files split: the splits without files are drawn from the train files by them")
+    files: dict[Literal["train", "valid", "test"], list[str]] | None = Field(
+        None, description="files split: each split's file names in the input directory, e.g. "
+        "{train: [a.csv], valid: [b.csv], test: [c.csv]} (a split's files are read in the "
+        "order listed); data files in no split are left out")
     seed: int = Field(2026, description="seed of the random split's hashes")
     train_days: list[int] | None = Field(
         None, description="day split: the training days, in any order; rows of days in no list "
@@ -62,8 +71,18 @@ class SplitConfig(StrictConfig):
                                   "days")
     test_days: list[int] = Field(default_factory=list, description="day split: the test days")
 
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_file(cls, value: Any) -> Any:
+        """`train: a.csv` is `train: [a.csv]`."""
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
+        if self.files is not None and self.kind not in (None, "files"):
+            raise ValueError(f"files needs kind: files (or no kind), not {self.kind}")
         if self.ratios is not None and (min(self.ratios) < 0 or abs(sum(self.ratios) - 1) > 1e-6):
             raise ValueError("ratios must be non-negative and sum to 1")
         days = {"train_days": self.train_days or [], "valid_days": self.valid_days,
@@ -86,6 +105,15 @@ class SplitConfig(StrictConfig):
                 "validate on days before the test days, or list train_days to choose the days "
                 "of each split yourself")
         return self
+
+
+def split_help() -> str:
+    """The split keys of a prepare config, as `prepare --help` and docs/recipes.md list them."""
+    return "\n".join([
+        "split: how rows go to train, valid and test (`split:` in the prepare config, or --set "
+        "split.KEY=VALUE). Row ids number the rows in reading order from 0: a directory's data "
+        "files in name order; in a files split the train files, then the valid ones, then the "
+        "test ones", *option_lines(SplitConfig(), "split")])
 
 
 class PrepareConfig(StrictConfig):
@@ -117,10 +145,11 @@ class _Plan:
     schema: Schema
     ratios: tuple[float, float, float]
     split: SplitConfig
+    files: dict[int, list[Path]] | None = None  # a files split: each split's files
 
 
 def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
-    recipe = get_recipe(config.recipe).configure(config.options)
+    recipe = get_recipe(config.recipe).configure(config.options).for_input(config.input)
     recipe.announce_input(config.input)
     protocol = None
     if config.protocol is not None:
@@ -138,7 +167,12 @@ def _plan(config: PrepareConfig) -> tuple[_Plan, Protocol | None]:
     ratios = config.split.ratios or (protocol.ratios if protocol else (0.8, 0.1, 0.1))
     if config.split.kind == "day" and schema.day is None:
         raise CtrDistillError("a day split needs a schema with a `day` column")
-    return _Plan(recipe, schema, ratios, config.split), protocol
+    files = None
+    if config.split.kind == "files" or config.split.files is not None:
+        files = given_split_files(recipe, config.input, config.split.files)
+    elif config.split.kind is None and config.split.ratios is None:
+        files = detected_split_files(recipe, config.input)
+    return _Plan(recipe, schema, ratios, config.split, files), protocol
 
 
 def uniform_hash(row_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -178,12 +212,20 @@ def _assign_days(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
     return out
 
 
-def _assign_split(frame: pl.DataFrame, plan: _Plan) -> np.ndarray:
-    """0 train, 1 valid, 2 test for each row; -1 leaves the row out."""
+def _assign_split(frame: pl.DataFrame, plan: _Plan, file_split: int | None) -> np.ndarray:
+    """0 train, 1 valid, 2 test for each row; -1 leaves the row out. `file_split`: the split of
+    the file the rows come from (a files split)."""
     if plan.split.kind == "day":
         return _assign_days(frame, plan)
-    u = uniform_hash(frame["row_id"].to_numpy(), plan.split.seed)
     train, valid, _ = plan.ratios
+    if plan.files is not None and file_split is not None:
+        drawn = [s for s in (1, 2) if not plan.files[s]]
+        if file_split or not drawn:
+            return np.full(len(frame), file_split, dtype=np.int8)
+        # the train files also give the splits that have no files, in the ratios' proportions
+        weights = [plan.ratios[0], *(plan.ratios[s] if s in drawn else 0.0 for s in (1, 2))]
+        train, valid = (w / max(sum(weights), 1e-12) for w in weights[:2])
+    u = uniform_hash(frame["row_id"].to_numpy(), plan.split.seed)
     return np.where(u < train, 0, np.where(u < train + valid, 1, 2)).astype(np.int8)
 
 
@@ -251,24 +293,35 @@ def _owner_of(spec: FieldSpec) -> str:
     return spec.share_vocab_with or spec.name
 
 
+def _sources(config: PrepareConfig, plan: _Plan) -> list[tuple[Path, int | None]]:
+    """What is read in order, with the split each gives (files split) or None (all the input)."""
+    if plan.files is None:
+        return [(config.input, None)]
+    return [(file, split) for split in range(3) for file in plan.files[split]]
+
+
 def _chunks(config: PrepareConfig, plan: _Plan,
             non_finite: Counter[str] | None = None) -> Iterator[pl.DataFrame]:
     """Raw chunks with a stable global row id and the split of each row; non-finite numerics are
     missing, and counted into `non_finite` when given."""
     first_row = 0
-    for frame in plan.recipe.read(config.input, plan.schema, config.chunk_rows):
-        # whatever the recipe, numeric columns reach the strict casts below as numbers
-        frame = checked_numbers(frame, plan.schema, config.input, first_row)
-        frame, counts = without_non_finite(frame, plan.schema)
-        if non_finite is not None:
-            non_finite.update(counts)
-        label = check_label(frame, plan.schema.label, config.input, first_row)
-        frame = frame.with_columns(
-            label.alias("__label"),
-            pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
-        frame = frame.with_columns(pl.Series("__split", _assign_split(frame, plan)))
-        first_row += len(frame)
-        yield frame
+    for source, file_split in _sources(config, plan):
+        source_row = 0  # errors name the source's own 1-based data rows
+        for frame in plan.recipe.read(source, plan.schema, config.chunk_rows):
+            # whatever the recipe, numeric columns reach the strict casts below as numbers
+            frame = checked_numbers(frame, plan.schema, source, source_row)
+            frame, counts = without_non_finite(frame, plan.schema)
+            if non_finite is not None:
+                non_finite.update(counts)
+            label = check_label(frame, plan.schema.label, source, source_row)
+            frame = frame.with_columns(
+                label.alias("__label"),
+                pl.int_range(first_row, first_row + len(frame), dtype=pl.Int64).alias("row_id"))
+            frame = frame.with_columns(pl.Series("__split",
+                                                 _assign_split(frame, plan, file_split)))
+            first_row += len(frame)
+            source_row += len(frame)
+            yield frame
 
 
 @dataclass
@@ -443,9 +496,13 @@ def prepare(config: PrepareConfig, show_progress: bool = True) -> FeatureMap:
             vocab.write_parquet(tmp / VOCAB_DIR / f"{owner}.parquet")
         (tmp / "schema.json").write_text(plan.schema.model_dump_json(indent=2))
         # what scoring new raw logs needs besides the feature map and vocab/
-        save_state(tmp, plan.recipe.name, plan.recipe.options.model_dump()
+        save_state(tmp, plan.recipe.name, plan.recipe.options.model_dump(mode="json")
                    if plan.recipe.options else {}, config.protocol, plan.schema)
-        report = {"rows": fitted.rows, "numeric_non_finite": dict(fitted.non_finite)}
+        report: dict[str, Any] = {"rows": fitted.rows,
+                                  "numeric_non_finite": dict(fitted.non_finite)}
+        if plan.files is not None:
+            report["split_files"] = {SPLITS[s]: [f.name for f in files]
+                                     for s, files in plan.files.items()}
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         feature_map.save(tmp / FEATURE_MAP_FILE)
     return feature_map

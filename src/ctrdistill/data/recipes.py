@@ -12,7 +12,7 @@ import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from ctrdistill.config import StrictConfig, validate_config
 from ctrdistill.data.schema import Schema
-from ctrdistill.data.sources import data_files, read_delimited, read_parquet
+from ctrdistill.data.sources import data_files, read_delimited, read_parquet, report_skipped
 from ctrdistill.errors import CtrDistillError, unknown_name
 
 
@@ -42,6 +42,11 @@ class Recipe:
     description: str
     protocols: dict[str, Protocol] = field(default_factory=dict)
     options: StrictConfig | None = None
+    # a single-table recipe's data files (the directory rule of ctrdistill.data.sources): their
+    # extensions, companion files and name patterns of files beside them that are not data
+    extensions: ClassVar[tuple[str, ...]] = ()
+    companions: ClassVar[tuple[str, ...]] = ()
+    skip: ClassVar[tuple[str, ...]] = ()
 
     def configure(self, options: Mapping[str, Any]) -> Recipe:
         """This recipe with the user's `options` over its defaults; unknown keys are an error."""
@@ -64,8 +69,22 @@ class Recipe:
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         raise NotImplementedError
 
+    def for_input(self, path: Path) -> Recipe:
+        """This recipe with the options an input implies (files found beside it), made explicit
+        so that the prepared dataset's saved state reads later inputs the same way."""
+        return self
+
+    def data_files(self, path: Path) -> list[Path]:
+        """The files a single-table recipe reads from `path`, in order."""
+        if not self.extensions:
+            raise CtrDistillError(f"recipe '{self.name}' reads a directory as one dataset, not "
+                                  "as separate data files")
+        return data_files(path, self.name, self.extensions, self.companions, self.skip)
+
     def announce_input(self, path: Path) -> None:
-        """Log, once per prepare, what a multi-table recipe reads from `path` and what not."""
+        """Log, once per prepare, what the recipe reads from `path` and what not."""
+        if self.extensions:
+            report_skipped(path, self.name, self.extensions, self.companions, self.skip)
 
 
 def text_column_types(schema: Schema) -> dict[str, pa.DataType]:
@@ -123,13 +142,13 @@ class DelimitedRecipe(Recipe):
         super().__init__(name, f"generic {name.upper()} (header by default); needs a schema",
                          options=DelimitedOptions(delimiter=delimiter,
                                                   quote_char=None if delimiter == "\t" else '"'))
-        self.extensions = extensions
+        self.extensions = extensions  # csv and tsv differ
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
         options = self.options
         assert isinstance(options, DelimitedOptions)
         types = text_column_types(schema)
-        for file in data_files(path, self.name, self.extensions):
+        for file in self.data_files(path):
             for frame in read_delimited(file, options.delimiter, options.columns, types,
                                         skip_rows=int(options.header and bool(options.columns)),
                                         max_rows=chunk_rows, include_columns=schema.raw_columns(),
@@ -173,10 +192,10 @@ def checked_numbers(frame: pl.DataFrame, schema: Schema, source: Path | str,
 class ParquetRecipe(Recipe):
     """Generic Parquet file or directory of Parquet files; the schema names the columns."""
 
-    companions: tuple[str, ...] = ()
+    extensions = (".parquet",)
 
     def read(self, path: Path, schema: Schema, chunk_rows: int) -> Iterator[pl.DataFrame]:
-        for file in data_files(path, self.name, (".parquet",), self.companions):
+        for file in self.data_files(path):
             first_row = 0
             for frame in read_parquet(file, schema.raw_columns(), chunk_rows):
                 # Parquet columns carry any type: numbers may arrive as integers or as text
@@ -240,8 +259,15 @@ def recipes_help() -> str:
             lines.append("    protocols: " + "; ".join(
                 f"{key} ({protocol.description})" for key, protocol in recipe.protocols.items()))
         if recipe.options is not None:
-            for option, spec in type(recipe.options).model_fields.items():
-                default = getattr(recipe.options, option)
-                meaning = f": {spec.description}" if spec.description else ""
-                lines.append(f"    options.{option} (default {default!r}){meaning}")
+            lines += option_lines(recipe.options, "options")
     return "\n".join(lines)
+
+
+def option_lines(options: StrictConfig, prefix: str) -> list[str]:
+    """`    prefix.key (default value): meaning` for each key of a config, as --help lists them."""
+    lines = []
+    for option, spec in type(options).model_fields.items():
+        default = getattr(options, option)
+        meaning = f": {spec.description}" if spec.description else ""
+        lines.append(f"    {prefix}.{option} (default {default!r}){meaning}")
+    return lines

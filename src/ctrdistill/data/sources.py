@@ -8,19 +8,24 @@ Directory inputs, one rule for every recipe:
 - A single-table recipe (criteo, avazu, frappe, libsvm, csv, tsv, parquet, synthetic) reads a
   directory as every file directly inside it whose name ends with one of the recipe's data
   extensions, optionally followed by `.gz`, in name order. Names starting with `.` or `_`
-  (`.DS_Store`, Spark's `_SUCCESS`) are skipped, as are the recipe's companion files
-  (synthetic: `synth.json`). Any other file, or a subfolder, is an error naming it; a directory
-  without a data file is an error.
+  (`.DS_Store`, Spark's `_SUCCESS`, Hadoop's `.part-0.crc`) and the recipe's companion files
+  (synthetic: `synth.json`) are skipped silently; every other file is skipped too and named in
+  one warning: another extension, or a data extension on a name that says it is not data
+  (README, LICENSE; avazu: `sampleSubmission*`; libsvm: `featindex*`, a feature-to-field map,
+  and `*.log.txt`, iPinYou's raw logs). A subfolder is an error naming it (it is not
+  searched); a directory without a data file is an error.
 - A multi-table recipe (movielens, recbole) reads a directory as one dataset whose files it
   knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: the one
   `*.inter` file with its `.user`/`.item`); the other files in it are listed in one warning.
-- A file input is read as it is, whatever its name. Tar and zip archives are refused with a hint
-  to extract them first.
+- A file input is read as it is, whatever its extension, unless its name says it is not data
+  (the patterns above): then it is an error. Tar and zip archives are refused with a hint to
+  extract them first.
 """
 
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import logging
 import re
 import tarfile
@@ -59,15 +64,20 @@ def _pattern(extensions: tuple[str, ...]) -> str:
     return ", ".join(f"*{e}" + ("" if e == ".gz" else f", *{e}.gz") for e in extensions)
 
 
-def data_files(path: Path, recipe: str, extensions: tuple[str, ...],
-               companions: tuple[str, ...] = ()) -> list[Path]:
-    """A file input as it is, or a directory's data files by the rule of the module docstring."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise CtrDistillError(f"input not found: {path}")
-    files = []
+# beside data files in any recipe's directory, whatever their extension
+NOT_DATA = ("readme*", "license*", "*.md", "*.crc")
+
+
+def not_data(name: str, patterns: tuple[str, ...] = ()) -> bool:
+    """Whether a file's name says it is not data (case-insensitive glob patterns)."""
+    lower = name.lower()
+    return any(fnmatch.fnmatchcase(lower, p) for p in (*NOT_DATA, *patterns))
+
+
+def _scan(path: Path, recipe: str, extensions: tuple[str, ...], companions: tuple[str, ...],
+          skip: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """A directory's data files, and the names skipped as not data (hidden ones left out)."""
+    files, skipped = [], []
     for entry in sorted(path.iterdir()):
         name = entry.name
         if name.startswith(HIDDEN_PREFIXES) or name in companions:
@@ -75,16 +85,41 @@ def data_files(path: Path, recipe: str, extensions: tuple[str, ...],
         if entry.is_dir():
             raise CtrDistillError(f"{path}: subfolder {name!r} in the input directory "
                                   "(directories are not searched recursively)")
-        if not _matches(name, extensions):
-            raise CtrDistillError(
-                f"{path}: {name!r} is not a data file of recipe '{recipe}' "
-                f"({_pattern(extensions)}); move it out of the directory or point --input at the "
-                "data file")
-        files.append(entry)
+        if _matches(name, extensions) and not not_data(name, skip):
+            files.append(entry)
+        else:
+            skipped.append(name)
     if not files:
         raise CtrDistillError(f"{path}: no data files of recipe '{recipe}' "
-                              f"({_pattern(extensions)})")
-    return files
+                              f"({_pattern(extensions)})" + (
+                                  f"; not data: {', '.join(skipped)}" if skipped else ""))
+    return files, skipped
+
+
+def data_files(path: Path, recipe: str, extensions: tuple[str, ...],
+               companions: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> list[Path]:
+    """A file input as it is, or a directory's data files by the rule of the module docstring;
+    `skip`: the recipe's own patterns of files that are not data."""
+    path = Path(path)
+    if path.is_file():
+        if not_data(path.name, skip):
+            raise CtrDistillError(f"{path} is not a data file of recipe '{recipe}' (by its name); "
+                                  "point --input at the data file or its directory")
+        return [path]
+    if not path.is_dir():
+        raise CtrDistillError(f"input not found: {path}")
+    return _scan(path, recipe, extensions, companions, skip)[0]
+
+
+def report_skipped(path: Path, recipe: str, extensions: tuple[str, ...],
+                   companions: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """One warning naming the files of a directory input that are skipped as not data."""
+    path = Path(path)
+    if path.is_dir():
+        files, skipped = _scan(path, recipe, extensions, companions, skip)
+        if skipped:
+            logger.warning("%s: reading %d data file(s) from %s; skipped, not data: %s", recipe,
+                           len(files), path, ", ".join(skipped))
 
 
 def report_unused(folder: Path, used: list[Path], recipe: str) -> None:
