@@ -71,8 +71,12 @@ def unseen_counts(frame: pl.DataFrame, state: PrepareState) -> dict[str, pl.Data
             frame.lazy().select(tokens.alias("value")).drop_nulls()
             .filter(value.cast(state.encoder.enums[owner], strict=False).is_null())
             .group_by("value").len("count"))
-    return {owner: _summed([part.collect() for part in parts])
-            for owner, parts in found.items()}
+    owners = [owner for owner, parts in found.items() for _ in parts]
+    collected: dict[str, list[pl.DataFrame]] = {}
+    for owner, part in zip(owners, pl.collect_all([p for ps in found.values() for p in ps]),
+                           strict=True):  # the fields in parallel
+        collected.setdefault(owner, []).append(part)
+    return {owner: _summed(parts) for owner, parts in collected.items()}
 
 
 def _summed(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -319,10 +319,10 @@ class _Follower:
         return entry
 
     def _labeller(self, metrics: list[dict[str, Any]]) -> tuple[CTRModel | None, str]:
-        """The teacher that labels this partition and what the students learn from (one of
-        LABELS): the current teacher while it is healthy, else the guard's fallback: its last
-        healthy version (no labeller, and the students skip the partition, if there was none)
-        or the hard labels (no labeller)."""
+        """The teacher that labels this partition and what the students learn from (their
+        `student_labels`): the current teacher while it is healthy, else the guard's fallback:
+        its last healthy version (no labeller, and the students skip the partition, if there
+        was none) or the hard labels (no labeller)."""
         teacher = self.trainers[TEACHER].strategy.served_model()
         problem = self._health_problem(metrics)
         was_healthy, self.state["healthy"] = self.state["healthy"], problem is None
@@ -386,7 +386,9 @@ class _Follower:
         if saved:
             teacher = copy.deepcopy(self.trainers[TEACHER].strategy.served_model())
             teacher.load_state_dict(saved)
-            with torch.random.fork_rng(devices=[]):  # its new rows do not move the RNG
+            device = next(teacher.parameters()).device
+            # its new rows do not move the RNG that the models' new rows are drawn from
+            with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
                 grow_embeddings(teacher, sizes)
             self.state["healthy_teacher"] = _copy(teacher.state_dict())
         for trainer in self.trainers.values():
