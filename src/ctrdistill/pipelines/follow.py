@@ -316,6 +316,10 @@ class _Follower:
         logger.info("partition %s (%d rows): teacher AUC %.4f before training; %s", partition.name,
                     len(rows), teacher["auc"], ", ".join(
                         f"{r['model']} {r['auc']:.4f}" for r in metrics if r is not teacher))
+        if unseen is not None:
+            logger.info("OOV rate %.2f%% (the prepared vocabulary alone: %.2f%%); vocabulary "
+                        "+%d id(s) after it", 100 * teacher["oov_rate"],
+                        100 * teacher["oov_rate_prepared"], teacher["vocabulary_added"])
         return entry
 
     def _labeller(self, metrics: list[dict[str, Any]]) -> tuple[CTRModel | None, str]:
@@ -372,10 +376,7 @@ class _Follower:
             return 0
         vocabulary["added"] = extend(vocabulary["added"], added)
         self._grow_models(vocabulary["added"])
-        count = sum(len(a["values"]) for a in added.values())
-        logger.info("vocabulary grew by %d id(s): %s", count, ", ".join(
-            f"{owner} +{len(a['values'])}" for owner, a in added.items()))
-        return count
+        return sum(len(a["values"]) for a in added.values())
 
     def _grow_models(self, added: Counts) -> None:
         """Vocabularies of the prepared dataset plus the `added` ids, and every model's
