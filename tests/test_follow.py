@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -25,6 +26,8 @@ from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
 from ctrdistill.pipelines.follow import STATE, _Follower, follow
+
+ort = pytest.importorskip("onnxruntime")
 
 SYNTH = {"max_vocab": 300, "numeric_fields": 3, "categorical_fields": 6, "seed": 5}
 TRAIN = {"epochs": 1, "batch_size": 512, "progress": False, "lr": 0.005, "threads": 1}
@@ -336,3 +339,109 @@ def test_follow_reads_partitions_from_an_s3_landing_zone(prepared, s3_endpoint, 
     result = follow(config, once=True)
     assert [p["name"] for p in result.history] == [partition_name(0), partition_name(1)]
     assert all(p["status"] == "done" and p["rows"] == 600 for p in result.history)
+
+
+GROW = {"oov": "grow", "min_count": 2, "window": 2}
+
+
+@pytest.fixture(scope="module")
+def grown(prepared, landing, tmp_path_factory) -> tuple[Path, list]:
+    """An uninterrupted follow with growing vocabularies, and what each growth did to the
+    models' embedding tables: (old rows before, the same rows after) per table."""
+    from ctrdistill.models.layers.embedding import FeatureEmbedding
+    from ctrdistill.pipelines import follow as module
+
+    out = tmp_path_factory.mktemp("grown")
+    growths = []
+    original = module.grow_embeddings
+
+    def recording(model, sizes, optimizers=()):
+        tables = [m for m in model.modules() if isinstance(m, FeatureEmbedding)]
+        before = [t.table.weight.detach().clone() for t in tables]
+        offsets = [dict(t.vocab_offsets) for t in tables]
+        sized = [dict(t.vocab_sizes) for t in tables]
+        added = original(model, sizes, optimizers)
+        for table, rows, offset, size in zip(tables, before, offsets, sized, strict=True):
+            growths.append([(rows[offset[o]:offset[o] + n],
+                             table.field_table(o, n).detach().clone()) for o, n in size.items()])
+        return added
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "grow_embeddings", recording)
+        follow(_config(prepared, landing, out, vocabulary=GROW), once=True)
+    return out / "f", growths
+
+
+def test_vocabularies_grow_and_the_oov_rate_drops(grown, reference, prepared, landing):
+    from ctrdistill.data.encode import PrepareState
+    from ctrdistill.serving.graph import preprocessing_model, raw_inputs
+
+    directory, growths = grown
+    metrics = pl.read_parquet(directory / "metrics.parquet").filter(model="teacher")
+    frozen = pl.read_parquet(reference / "metrics.parquet").filter(model="teacher")
+    # the prepared vocabulary's rate is the frozen run's; the grown one is lower after growth
+    assert metrics["oov_rate_prepared"].to_list() == frozen["oov_rate"].to_list()
+    assert metrics["oov_rate"][0] == metrics["oov_rate_prepared"][0]
+    assert (metrics["oov_rate"][1:] < 0.7 * metrics["oov_rate_prepared"][1:]).all()
+    assert metrics["oov_rate"][2] < 0.5 * metrics["oov_rate_prepared"][2]
+    assert metrics["vocabulary_added"][0] > 0 and metrics["vocabulary_rows"].is_sorted()
+    # growth never moved or changed an old row (a table per model) at any boundary
+    assert len(growths) >= 2 * 3
+    for tables in growths:
+        for before, after in tables:
+            assert torch.equal(before, after)
+    # the bundles carry the grown vocabularies: old ids keep their ids, the graph maps new ones
+    base = PrepareState.load(prepared)
+    bundle = PrepareState.load(directory / "bundles" / "small" / "v000002" / "prepare")
+    state = _state(directory)
+    for owner, vocab in base.encoder.vocabularies.items():
+        served = bundle.encoder.vocabularies[owner].sort("id")
+        assert served.head(len(vocab)).select("value", "id").equals(
+            vocab.sort("id").select("value", "id"))
+        assert served["value"].to_list()[len(vocab):] == state["vocabulary"]["added"].get(
+            owner, {"values": []})["values"][:len(served) - len(vocab)]
+    raw = pl.read_parquet(landing / partition_name(2) / "part-0.parquet")
+    feeds = {spec.name: (raw[spec.name].cast(pl.String).fill_null("").to_numpy().astype(object)
+                         if spec.dtype == "string" else
+                         raw[spec.name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                         ).reshape(-1, 1) for spec in raw_inputs(bundle)}
+    session = ort.InferenceSession(preprocessing_model(bundle, 20).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    ids = session.run(["categorical"], feeds)[0]
+    expected = bundle.encoder.blocks(bundle.encoder.features(bundle.encoder.clean(raw, "p", 0)))
+    np.testing.assert_array_equal(ids, expected["categorical"])
+    sizes = [base.feature_map.categorical[j].vocab_size for j in range(ids.shape[1])]
+    assert (ids >= np.array(sizes)).any()  # grown ids reach the graph's output
+
+
+@pytest.mark.parametrize("module, attr, n, before", [
+    # growing the models after partition 1, before its commit
+    ("ctrdistill.pipelines.follow", "_Follower._grow_models", 2, False),
+    # labelling partition 2 with models grown at two boundaries
+    ("ctrdistill.continuous.labels", "publish", 2, True),
+])
+def test_sigkill_then_restart_with_growth_equals_an_uninterrupted_run(
+        prepared, landing, grown, tmp_path, module, attr, n, before):
+    config = _config(prepared, landing, tmp_path / "runs", vocabulary=GROW)
+    _run_killed(config, tmp_path, module, attr, n, before)
+    follow(config, once=True)
+    _assert_same_run(tmp_path / "runs" / "f", grown[0])
+    _assert_same(_state(tmp_path / "runs" / "f")["vocabulary"], _state(grown[0])["vocabulary"])
+
+
+def test_students_fall_back_to_hard_labels(prepared, landing, tmp_path, monkeypatch, caplog):
+    verdicts = iter([None, "broken on purpose"])
+    monkeypatch.setattr(_Follower, "_health_problem", lambda self, metrics: next(verdicts))
+    guard = {"min_auc": 0.0, "fallback": "hard_labels"}
+    with caplog.at_level(logging.WARNING, "ctrdistill"):
+        follow(_config(prepared, landing, tmp_path, teacher_guard=guard), once=True)
+    assert "students train on the hard labels" in caplog.text
+    directory = tmp_path / "f"
+    store = LabelStore(directory / "labels")
+    assert [p["day"] for p in store.partitions("train")] == [1]  # nothing labelled after
+    metrics = pl.read_parquet(directory / "metrics.parquet").filter(model="tiny")
+    assert metrics["student_labels"].to_list() == ["none", "teacher", "hard_labels"]
+    assert metrics["distilled"].to_list() == [False, True, False]
+    state = _state(directory)
+    assert "students" in state["processed"][2]["rows_per_second"]  # they trained on it
+    assert (directory / "bundles" / "tiny" / "latest").read_text().strip() == "v000002"

@@ -17,6 +17,12 @@ what is derived from the state after it (store manifest, metrics, plot, status) 
 from it on restart. A partition that fails to parse is quarantined (committed with its error)
 unless `on_bad_partition: stop`.
 
+New ids (`vocabulary.oov: grow`): each partition's out-of-vocabulary ids are counted into the
+committed state, and at its end the ones that reached `min_count` within the window get rows
+(ctrdistill.continuous.vocabulary) in every model, before the commit; a restart rebuilds the
+grown vocabularies from the committed ids and grows the models to them before loading their
+states. Bundles exported afterwards carry the grown `prepare/`.
+
 Layout of `output_dir/name/`: config.json, state.pt, status.json, metrics.parquet,
 metrics.png, labels/ (the label store), students/NAME/ (the last exported student as a run
 directory) and bundles/NAME/.
@@ -46,6 +52,16 @@ from ctrdistill.continuous.labels import empty_manifest, label_partition, publis
 from ctrdistill.continuous.report import plot_metrics, write_metrics
 from ctrdistill.continuous.source import DirectorySource, LandingConfig, Partition, Source
 from ctrdistill.continuous.synthetic import write_landing
+from ctrdistill.continuous.vocabulary import (
+    Counts,
+    VocabularyConfig,
+    empty_state,
+    extend,
+    grow,
+    grown_state,
+    vocab_sizes,
+    write_state,
+)
 from ctrdistill.data.dataset import ColumnData, frame_to_columns
 from ctrdistill.data.encode import PrepareState, copy_state
 from ctrdistill.data.loader import BatchLoader
@@ -65,6 +81,7 @@ from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.growth import grow_embeddings
 from ctrdistill.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -80,6 +97,10 @@ PARSE_ERRORS = (CtrDistillError, pl.exceptions.PolarsError, pa.ArrowException, O
                 ValueError)
 #: Metrics of progressive validation kept per model (those the data allows).
 KEPT = ("auc", "logloss", "calibration", "gauc", "bayes_auc", "auc_gap")
+#: What the students of a partition learned from (`student_labels` in metrics.parquet): the
+#: current teacher's labels, its last healthy version's, the hard labels, or nothing (warm-up,
+#: or an unhealthy teacher without a healthy version).
+HARD_LABELS, NO_LABELS = "hard_labels", "none"
 
 
 class StudentConfig(StrictConfig):
@@ -94,6 +115,10 @@ class TeacherGuard(StrictConfig):
     behind_students_for: int | None = Field(
         None, ge=1, description="... or below the best student's for this many partitions in "
         "a row")
+    fallback: Literal["last_healthy", "hard_labels"] = Field(
+        "last_healthy", description="what students learn from while the teacher is unhealthy: "
+        "its last healthy version (they skip the partition if there is none) or the hard "
+        "labels alone")
 
 
 class FollowConfig(StrictConfig):
@@ -109,8 +134,12 @@ class FollowConfig(StrictConfig):
     train: DayTrainConfig = Field(default_factory=DayTrainConfig,
                                   description="training on each partition (every model)")
     teacher_guard: TeacherGuard | None = Field(
-        None, description="while the teacher is unhealthy, students distil from its last "
-        "healthy version (or wait for one); None: always from the current teacher")
+        None, description="while the teacher is unhealthy, students learn from its last "
+        "healthy version or the hard labels (its fallback); None: always from the current "
+        "teacher")
+    vocabulary: VocabularyConfig = Field(
+        default_factory=VocabularyConfig, description="ids the prepared vocabulary lacks: "
+        "one OOV row, or vocabularies that grow at partition boundaries")
     export_every: int = Field(0, ge=0, description="export every student every K partitions "
                               "(0: never)")
     export_format: Literal["onnx", "torchscript"] = Field("onnx", description="bundle format")
@@ -135,6 +164,7 @@ class _Follower:
 
     def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path) -> None:
         self.config = config
+        self.base = prepared  # the prepared dataset's; `prepared` is grown from it
         self.prepared = prepared
         self.out = out
         feature_map = prepared.feature_map
@@ -156,6 +186,12 @@ class _Follower:
             "processed": [], "metrics": [], "exports": 0, "healthy": True, "behind": 0,
             "healthy_teacher": {},
             "store": empty_manifest(feature_map, config.landing.path, hidden)}
+        if self.growing:
+            self.state["vocabulary"] = empty_state()
+
+    @property
+    def growing(self) -> bool:
+        return self.config.vocabulary.oov == "grow"
 
     @property
     def store(self) -> Path:
@@ -177,6 +213,8 @@ class _Follower:
         path = self.out / STATE
         if path.is_file():
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if self.growing:  # the models take the committed vocabulary's shapes first
+                self._grow_models(state["vocabulary"]["added"])
             for name, trainer in self.trainers.items():
                 trainer.load_learner_state(state["learners"][name])
             self.state = {k: v for k, v in state.items() if k != "learners"}
@@ -198,15 +236,20 @@ class _Follower:
         self.trainers[name].fit(loader, None)
 
     def _evaluate(self, rows: ColumnData, index: int, name: str,
-                  oov: dict[str, float]) -> list[dict[str, Any]]:
+                  frame: pl.DataFrame) -> list[dict[str, Any]]:
+        feature_map = self.prepared.feature_map
+        oov = oov_rates(frame, feature_map)
+        partition = {"oov_rate": _mean(oov), **{f"oov.{field}": r for field, r in oov.items()}}
+        if self.growing:  # what the prepared vocabulary alone would have left out
+            partition["oov_rate_prepared"] = _mean(oov_rates(frame, feature_map,
+                                                             vocab_sizes(self.base)))
         records = []
         for model, trainer in self.trainers.items():
             metrics = trainer.evaluate(rows)
             records.append({"partition": name, "index": index, "model": model,
                             "role": TEACHER if model == TEACHER else "student",
                             "rows": len(rows), **{k: metrics[k] for k in KEPT if k in metrics},
-                            "oov_rate": sum(oov.values()) / max(len(oov), 1),
-                            **{f"oov.{field}": rate for field, rate in oov.items()}})
+                            **partition})
         return records
 
     def process(self, source: Source, partition: Partition) -> dict[str, Any]:
@@ -217,7 +260,7 @@ class _Follower:
         start = time.perf_counter()
         try:
             with source.local(partition) as files:
-                frame = encode_files(self.prepared, files)
+                frame, unseen = encode_files(self.prepared, files, count_unseen=self.growing)
         except PARSE_ERRORS as error:
             message = " ".join(str(error).split()) or type(error).__name__
             if self.config.on_bad_partition == "stop":
@@ -230,31 +273,38 @@ class _Follower:
         rows = frame_to_columns(frame, self.prepared.feature_map)
         seconds["encode"] = time.perf_counter() - start
 
-        def timed(stage: str, work) -> None:
+        def timed(stage: str, work) -> Any:
             began = time.perf_counter()
-            work()
+            result = work()
             seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - began
+            return result
 
-        metrics: list[dict[str, Any]] = []
-        timed("evaluate", lambda: metrics.extend(
-            self._evaluate(rows, index, partition.name, oov_rates(frame, self.prepared))))
-        labeller = self._labeller(metrics) if index >= self.config.warmup_partitions else None
-        distilled = labeller is not None
+        metrics = timed("evaluate", lambda: self._evaluate(rows, index, partition.name, frame))
+        labeller, labels = (self._labeller(metrics) if index >= self.config.warmup_partitions
+                            else (None, NO_LABELS))
         if labeller is not None:
             timed("label", lambda: self._label(labeller, rows, index, partition.name))
             store = LabelStore(self.store)
-            for name in sorted(self.config.students):
-                student = self.config.students[name]
-                joined = store.join(rows, "train", [index], hidden=student.strategy.needs_hidden)
-                timed("students", lambda n=name, r=joined: self._fit(n, r, index))
+        for name in sorted(self.config.students) if labels != NO_LABELS else ():
+            student = self.config.students[name]
+            # on hard labels the rows carry no teacher logits: the strategy fits the labels
+            joined = rows if labeller is None else store.join(
+                rows, "train", [index], hidden=student.strategy.needs_hidden)
+            timed("students", lambda n=name, r=joined: self._fit(n, r, index))
         timed("teacher", lambda: self._fit(TEACHER, rows, index))
         every = self.config.export_every
-        if distilled and every and (index + 1) % every == 0:
+        if labels != NO_LABELS and every and (index + 1) % every == 0:
             timed("export", lambda: self._export(self.state["exports"] + 1))
             self.state["exports"] += 1
+        if unseen is not None:
+            added = timed("vocabulary", lambda: self._grow_vocabulary(unseen))
         for record in metrics:
-            record["distilled"] = distilled
+            record["distilled"] = labeller is not None
+            record["student_labels"] = labels
             record["teacher_healthy"] = self.state["healthy"]
+            if unseen is not None:
+                record["vocabulary_added"] = added
+                record["vocabulary_rows"] = sum(vocab_sizes(self.prepared).values())
         entry |= {"status": "done", "rows": len(rows), "committed": time.time(),
                   "rows_per_second": {stage: len(rows) / max(s, 1e-9)
                                       for stage, s in seconds.items()}}
@@ -266,29 +316,38 @@ class _Follower:
         logger.info("partition %s (%d rows): teacher AUC %.4f before training; %s", partition.name,
                     len(rows), teacher["auc"], ", ".join(
                         f"{r['model']} {r['auc']:.4f}" for r in metrics if r is not teacher))
+        if unseen is not None:
+            logger.info("OOV rate %.2f%% (the prepared vocabulary alone: %.2f%%); vocabulary "
+                        "+%d id(s) after it", 100 * teacher["oov_rate"],
+                        100 * teacher["oov_rate_prepared"], teacher["vocabulary_added"])
         return entry
 
-    def _labeller(self, metrics: list[dict[str, Any]]) -> CTRModel | None:
-        """The teacher that labels this partition: the current one while it is healthy, else
-        the last healthy version (None, and the students wait, if there was none)."""
+    def _labeller(self, metrics: list[dict[str, Any]]) -> tuple[CTRModel | None, str]:
+        """The teacher that labels this partition and what the students learn from (their
+        `student_labels`): the current teacher while it is healthy, else the guard's fallback:
+        its last healthy version (no labeller, and the students skip the partition, if there
+        was none) or the hard labels (no labeller)."""
         teacher = self.trainers[TEACHER].strategy.served_model()
         problem = self._health_problem(metrics)
         was_healthy, self.state["healthy"] = self.state["healthy"], problem is None
         if problem is None:
             if not was_healthy:
                 logger.warning("the teacher is healthy again: students distil from it")
-            self.state["healthy_teacher"] = {k: v.detach().cpu().clone()
-                                             for k, v in teacher.state_dict().items()}
-            return teacher
+            self.state["healthy_teacher"] = _copy(teacher.state_dict())
+            return teacher, "teacher"
+        guard = self.config.teacher_guard  # set: only a guard finds problems
+        if guard is not None and guard.fallback == HARD_LABELS:
+            logger.warning("teacher unhealthy (%s): students train on the hard labels", problem)
+            return None, HARD_LABELS
         saved = self.state["healthy_teacher"]
         logger.warning("teacher unhealthy (%s): %s", problem,
                        "students distil from its last healthy version" if saved
                        else "no healthy version yet, students skip this partition")
         if not saved:
-            return None
+            return None, NO_LABELS
         fallback = copy.deepcopy(teacher)
         fallback.load_state_dict(saved)
-        return fallback
+        return fallback, "last_healthy_teacher"
 
     def _health_problem(self, metrics: list[dict[str, Any]]) -> str | None:
         """Why the teacher is unhealthy on this partition's progressive validation, or None."""
@@ -306,6 +365,37 @@ class _Follower:
                     f"{self.state['behind']} partition(s)")
         return None
 
+    def _grow_vocabulary(self, unseen: Counts) -> int:
+        """At the partition's end: its unseen ids join the window's counts, and those that
+        reached min_count get rows in every vocabulary, model, the last healthy teacher and
+        the store's feature map. Returns the number of ids added."""
+        setting, vocabulary = self.config.vocabulary, self.state["vocabulary"]
+        added, vocabulary["window"] = grow([*vocabulary["window"], unseen][-setting.window:],
+                                           setting.min_count)
+        if not added:
+            return 0
+        vocabulary["added"] = extend(vocabulary["added"], added)
+        self._grow_models(vocabulary["added"])
+        return sum(len(a["values"]) for a in added.values())
+
+    def _grow_models(self, added: Counts) -> None:
+        """Vocabularies of the prepared dataset plus the `added` ids, and every model's
+        embedding tables (with their optimizer state) to their sizes."""
+        self.prepared = grown_state(self.base, added)
+        sizes = vocab_sizes(self.prepared)
+        saved = self.state["healthy_teacher"]
+        if saved:
+            teacher = copy.deepcopy(self.trainers[TEACHER].strategy.served_model())
+            teacher.load_state_dict(saved)
+            device = next(teacher.parameters()).device
+            # its new rows do not move the RNG that the models' new rows are drawn from
+            with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+                grow_embeddings(teacher, sizes)
+            self.state["healthy_teacher"] = _copy(teacher.state_dict())
+        for trainer in self.trainers.values():
+            grow_embeddings(trainer.strategy, sizes, trainer.optimizers)
+        self.state["store"]["feature_map_fingerprint"] = self.prepared.feature_map.fingerprint()
+
     def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
         previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
         self.state["store"] = label_partition(self.store, self.state["store"], teacher,
@@ -320,7 +410,9 @@ class _Follower:
             model = self.trainers[name].strategy.served_model()
             with atomic_file(run.checkpoint()) as tmp:
                 save_checkpoint(tmp, model, self.prepared.feature_map)
-            if not (run.path / "prepare").is_dir():
+            if self.growing:  # the bundle's preprocessing maps the grown ids
+                write_state(self.prepared, self.config.data, run.path)
+            elif not (run.path / "prepare").is_dir():
                 copy_state(self.config.data, run.path)
             root = self.out / "bundles" / name
             target = root / version
@@ -330,6 +422,14 @@ class _Follower:
                            overwrite=True)
             set_latest(root, version)
             logger.info("exported %s as %s", name, target)
+
+
+def _mean(rates: dict[str, float]) -> float:
+    return sum(rates.values()) / max(len(rates), 1)
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
 def _same_bundle(bundle: Path, checkpoint: Path) -> bool:

@@ -7,7 +7,8 @@ leak into served scores. Both add the ensemble's own fitting loss when it is lea
 gate) and report the label-free distillation loss as the held-out term "distill".
 
 Teacher logits (B, M) and hidden vectors come from the batch when cached or read from a label
-store, else from the frozen teachers run live (`ensemble.teacher_outputs`).
+store, else from the frozen teachers run live (`ensemble.teacher_outputs`); a batch with
+neither (follow's fallback while its teacher is unhealthy) trains on the hard labels alone.
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ class KDStrategy(_Distill):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.student.encode(batch)
-        z_e, weights, teacher_hidden = self.ensemble_logit(batch)
         hard = bce(out.logit, batch.label)
+        if not self.has_teacher(batch):  # no teacher outputs (follow's hard-label fallback)
+            return {"loss": hard, "bce": hard}
+        z_e, weights, teacher_hidden = self.ensemble_logit(batch)
         distill = self.d(z_e, out.logit)  # z_e is detached inside: the gate gets no gradient
         terms = {"bce": hard, "distill": distill}
         total = hard + self.weight * distill
@@ -147,8 +150,10 @@ class AuxDistillStrategy(_Distill):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         heads = self.heads(batch)
         main, aux = heads[SERVED], heads["aux"]
-        z_e, weights, _ = self.ensemble_logit(batch)
         hard = bce(main, batch.label)
+        if not self.has_teacher(batch):  # no teacher outputs: the main head on hard labels
+            return {"loss": hard, "bce": hard}
+        z_e, weights, _ = self.ensemble_logit(batch)
         distill = self.d(z_e, aux)  # reaches the shared layers through the aux head only
         terms = {"bce": hard, "distill": distill} | self._ensemble_terms(z_e, weights, batch)
         total = hard + self.weight * distill + terms.get("gate", 0.0)

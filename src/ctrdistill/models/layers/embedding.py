@@ -25,19 +25,25 @@ class FeatureEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.init_std = init_std
         offsets: dict[str, int] = {}
+        sizes: dict[str, int] = {}
         total = 0
         for field in feature_map.categorical + feature_map.sequence:
             owner = field.vocab or field.name
             if owner not in offsets:
                 offsets[owner] = total
+                sizes[owner] = field.vocab_size
                 total += field.vocab_size
         self.vocab_offsets = offsets
+        self.vocab_sizes = sizes
         self.num_rows = total
         self.table = nn.Embedding(max(total, 1), dim)
         nn.init.normal_(self.table.weight, std=init_std)
-        cat_offsets = [offsets[f.vocab or f.name] for f in feature_map.categorical]
-        seq_offsets = [offsets[f.vocab or f.name] for f in feature_map.sequence]
+        self.owners = {kind: [f.vocab or f.name for f in feature_map.of_kind(kind)]
+                       for kind in ("categorical", "sequence")}
+        cat_offsets = [offsets[o] for o in self.owners["categorical"]]
+        seq_offsets = [offsets[o] for o in self.owners["sequence"]]
         self.register_buffer("cat_offsets", torch.tensor(cat_offsets, dtype=torch.long))
         self.register_buffer("seq_offsets", torch.tensor(seq_offsets, dtype=torch.long))
         self.n_cat = len(cat_offsets)
@@ -85,3 +91,32 @@ class FeatureEmbedding(nn.Module):
         """The rows of one vocabulary (for collapse analysis)."""
         start = self.vocab_offsets[vocab_owner]
         return self.table.weight[start : start + vocab_size]
+
+    @torch.no_grad()
+    def grow(self, sizes: dict[str, int]) -> torch.Tensor | None:
+        """Append rows to vocabularies: `sizes` gives owners their new (larger) vocab_size.
+        Old rows keep their values and ids; new rows are drawn as at construction. The table
+        stays the same Parameter (optimizers keep referring to it) and is laid out as one
+        built for the grown feature map. Returns each old row's new position (to move per-row
+        optimizer state along), or None when nothing grew."""
+        grown = {o: sizes.get(o, size) for o, size in self.vocab_sizes.items()}
+        shrunk = [o for o, size in grown.items() if size < self.vocab_sizes[o]]
+        if shrunk:
+            raise ValueError(f"vocabularies only grow: {shrunk[0]!r} would shrink")
+        if grown == self.vocab_sizes:
+            return None
+        weight = self.table.weight
+        pieces, positions, offsets, total = [], [], {}, 0
+        for owner, start in self.vocab_offsets.items():
+            old, new = self.vocab_sizes[owner], grown[owner]
+            pieces.append(weight[start:start + old])
+            pieces.append(weight.new_empty(new - old, self.dim).normal_(std=self.init_std))
+            positions.append(torch.arange(total, total + old, device=weight.device))
+            offsets[owner] = total
+            total += new
+        weight.data = torch.cat(pieces)
+        self.table.num_embeddings = total
+        self.vocab_offsets, self.vocab_sizes, self.num_rows = offsets, grown, total
+        for kind, buffer in (("categorical", self.cat_offsets), ("sequence", self.seq_offsets)):
+            buffer.copy_(torch.tensor([offsets[o] for o in self.owners[kind]]))
+        return torch.cat(positions)
