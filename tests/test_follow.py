@@ -445,3 +445,39 @@ def test_students_fall_back_to_hard_labels(prepared, landing, tmp_path, monkeypa
     state = _state(directory)
     assert "students" in state["processed"][2]["rows_per_second"]  # they trained on it
     assert (directory / "bundles" / "tiny" / "latest").read_text().strip() == "v000002"
+
+
+def test_serve_switches_to_the_bundle_follow_exports_next(prepared, landing, tmp_path):
+    """`serve` on a student's bundle folder written by follow serves its latest version, and
+    switches to the next one follow exports while it serves."""
+    import shutil
+
+    import httpx
+
+    from ctrdistill.serving import load_bundle
+    from test_serve import served
+
+    zone = tmp_path / "zone"
+    for index in range(2):
+        shutil.copytree(landing / partition_name(index), zone / partition_name(index))
+    config = _config(prepared, zone, tmp_path / "runs", export_format="onnx",
+                     students={"tiny": {"model": {"name": "lr"}}})
+    follow(config, once=True)
+    bundles = tmp_path / "runs" / "f" / "bundles" / "tiny"
+    inputs = load_bundle(bundles / "v000001").inputs
+    raw = pl.read_parquet(landing / partition_name(2) / "part-0.parquet").head(3)
+    rows = raw.select(pl.col(i["name"]).cast(pl.String) if i["dtype"] == "string"
+                      else pl.col(i["name"]) for i in inputs).to_dicts()
+    with served(bundles, reload_interval=0.05) as address, httpx.Client(base_url=address) as client:
+        assert client.get("/metadata").json()["version"] == "v000001"
+        first = client.post("/predict", json={"rows": rows})
+        shutil.copytree(landing / partition_name(2), zone / partition_name(2))
+        follow(config, once=True)
+        deadline = time.monotonic() + 30
+        while client.get("/metadata").json()["version"] != "v000002":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = client.post("/predict", json={"rows": rows})
+    assert first.status_code == second.status_code == 200
+    # the student trained on partition 2 in between: the new version scores differently
+    assert first.json()["probabilities"] != second.json()["probabilities"]
