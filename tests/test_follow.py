@@ -21,11 +21,13 @@ import yaml
 
 from conftest import prepare_synthetic
 from ctrdistill.cli import main
+from ctrdistill.continuous.labels import parameters_sha256
 from ctrdistill.continuous.synthetic import MARKER, partition_name, write_landing
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.synthetic import SynthConfig
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
-from ctrdistill.pipelines.follow import STATE, _Follower, follow
+from ctrdistill.pipelines.follow import STATE, FollowConfig, _Follower, follow
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -196,6 +198,47 @@ def test_students_distil_from_the_last_healthy_teacher(prepared, landing, refere
     expected = LabelStore(reference / "labels")
     assert store.frame("train", [1]).equals(expected.frame("train", [1]))
     assert not store.frame("train", [2]).equals(expected.frame("train", [2]))
+
+
+def _teacher_sha(config: dict, prepared: Path) -> str:
+    """The parameters' identity of the teacher a follow directory committed last."""
+    follower = _Follower(FollowConfig(**config), PrepareState.load(prepared),
+                         Path(config["output_dir"]) / config["name"])
+    follower.restore()
+    return parameters_sha256(follower.trainers["teacher"].strategy.served_model())
+
+
+@pytest.mark.parametrize("updates", ["stale", "leaked"])
+def test_teacher_updates_stale_or_leaked(prepared, landing, reference, tmp_path, updates):
+    config = _config(prepared, landing, tmp_path, teacher_updates=updates, export_every=0)
+    follow(config, once=True)
+    store = LabelStore(tmp_path / "f" / "labels")
+    versions = [v["teachers"][0]["checkpoint_sha256"] for v in store.teacher_versions]
+    final = _teacher_sha(config, prepared)
+    status = json.loads((tmp_path / "f" / "status.json").read_text())
+    if updates == "stale":  # trained on the warm-up partition only: one version labels all
+        assert versions == [final]
+        assert "teacher" not in status["rows_per_second"]
+    else:  # the last partition was labelled by the teacher that had trained on it
+        assert len(versions) == 2 and versions[-1] == final
+        assert store.teacher_versions[-1]["teachers"][0]["run"].endswith(partition_name(2))
+        continual = _config(prepared, landing, reference.parent)
+        assert LabelStore(reference / "labels").teacher_versions[-1]["teachers"][0][
+            "checkpoint_sha256"] != _teacher_sha(continual, prepared)
+
+
+def test_a_guard_may_be_added_to_a_committed_follow(prepared, tmp_path, caplog):
+    zone = tmp_path / "zone"
+    write_landing(SynthConfig(**SYNTH), zone, 2, ROWS)
+    follow(_config(prepared, zone, tmp_path, export_every=0), once=True)
+    write_landing(SynthConfig(**SYNTH), zone, 1, ROWS, first=2)
+    guard = {"min_auc": 1.0, "fallback": "hard_labels"}  # no teacher passes it
+    with caplog.at_level(logging.WARNING, "ctrdistill"):
+        follow(_config(prepared, zone, tmp_path, export_every=0, teacher_guard=guard),
+               once=True)
+    assert "students train on the hard labels" in caplog.text
+    labels = pl.read_parquet(tmp_path / "f" / "metrics.parquet")["student_labels"]
+    assert labels.to_list()[-3:] == ["hard_labels"] * 3
 
 
 def test_synth_cli_lands_partitions(tmp_path, capsys):

@@ -7,7 +7,9 @@ on it: AUC, logloss, calibration, OOV rate per field, into `metrics.parquet` and
 label store (a new teacher version per partition); every student trains on it from the stored
 labels; the teacher trains on it; every `export_every` partitions each student becomes a new
 bundle version `bundles/NAME/v000001/` with `latest` switched to it. The first
-`warmup_partitions` train the teacher only.
+`warmup_partitions` train the teacher only. `teacher_updates` changes the teacher's part for
+experiments on distribution shift: a stale teacher (warm-up partitions only) or a leaked one
+(trained on the partition before it labels it).
 
 Exactly once: a partition's work ends with one atomic write of `state.pt` (learner states of
 the teacher and every student, the label store's manifest, the processed-partition log,
@@ -131,6 +133,11 @@ class FollowConfig(StrictConfig):
     students: dict[Name, StudentConfig] = Field(min_length=1, description="students by name")
     warmup_partitions: int = Field(1, ge=1, description="partitions the teacher trains on "
                                    "before it labels any (students start after them)")
+    teacher_updates: Literal["continual", "stale", "leaked"] = Field(
+        "continual", description="continual: the teacher labels each partition before it "
+        "trains on it (one partition behind); stale: it trains on the warm-up partitions only; "
+        "leaked: it trains on each partition before labelling it, so its labels have seen "
+        "their rows (to measure that leakage, not for production)")
     train: DayTrainConfig = Field(default_factory=DayTrainConfig,
                                   description="training on each partition (every model)")
     teacher_guard: TeacherGuard | None = Field(
@@ -154,9 +161,10 @@ class FollowConfig(StrictConfig):
                        "Airflow); otherwise keep following")
 
 
-#: Keys that may change between runs of one follow directory (they do not shape its models).
+#: Keys that may change between runs of one follow directory (they do not shape its models; a
+#: guard may be added to a follow whose teacher went wrong).
 OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
-               "export_format", "landing", "once")
+               "export_format", "landing", "once", "teacher_guard")
 
 
 class _Follower:
@@ -280,6 +288,10 @@ class _Follower:
             return result
 
         metrics = timed("evaluate", lambda: self._evaluate(rows, index, partition.name, frame))
+        updates = self.config.teacher_updates
+        trains_teacher = updates != "stale" or index < self.config.warmup_partitions
+        if trains_teacher and updates == "leaked":
+            timed("teacher", lambda: self._fit(TEACHER, rows, index))
         labeller, labels = (self._labeller(metrics) if index >= self.config.warmup_partitions
                             else (None, NO_LABELS))
         if labeller is not None:
@@ -291,7 +303,8 @@ class _Follower:
             joined = rows if labeller is None else store.join(
                 rows, "train", [index], hidden=student.strategy.needs_hidden)
             timed("students", lambda n=name, r=joined: self._fit(n, r, index))
-        timed("teacher", lambda: self._fit(TEACHER, rows, index))
+        if trains_teacher and updates != "leaked":
+            timed("teacher", lambda: self._fit(TEACHER, rows, index))
         every = self.config.export_every
         if labels != NO_LABELS and every and (index + 1) % every == 0:
             timed("export", lambda: self._export(self.state["exports"] + 1))
@@ -398,6 +411,8 @@ class _Follower:
 
     def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
         previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
+        if self.config.teacher_updates == "leaked":
+            previous = name
         self.state["store"] = label_partition(self.store, self.state["store"], teacher,
                                               previous, rows, index, name)
 
