@@ -162,9 +162,9 @@ class FollowConfig(StrictConfig):
 
 
 #: Keys that may change between runs of one follow directory (they do not shape its models; a
-#: guard may be added to a follow whose teacher went wrong).
+#: guard may be added to a follow whose teacher went wrong; the directory may move).
 OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
-               "export_format", "landing", "once", "teacher_guard")
+               "export_format", "landing", "once", "teacher_guard", "name", "output_dir")
 
 
 class _Follower:
