@@ -81,6 +81,7 @@ from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.device import resolve_device
 from ctrdistill.training.growth import grow_embeddings
 from ctrdistill.training.trainer import Trainer
 
@@ -162,11 +163,14 @@ OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
 class _Follower:
     """The teacher, the students and the committed state across partitions."""
 
-    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path) -> None:
+    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path,
+                 group: distributed.Group | None = None) -> None:
         self.config = config
         self.base = prepared  # the prepared dataset's; `prepared` is grown from it
         self.prepared = prepared
         self.out = out
+        self.group = group
+        self.main = group is None or group.is_main  # the rank that writes
         feature_map = prepared.feature_map
         torch.manual_seed(config.train.seed)
         teacher = PlainStrategy(build_model(config.teacher, feature_map))
@@ -203,11 +207,15 @@ class _Follower:
 
     # --- commit and restart -------------------------------------------------------------------
     def commit(self) -> None:
-        """The one atomic write that makes a partition's work happen."""
+        """The one atomic write that makes a partition's work happen (by rank 0; every rank
+        calls it, and none goes on before it is written)."""
         state = dict(self.state, learners={name: trainer.learner_state()
                                            for name, trainer in self.trainers.items()})
-        with atomic_file(self.out / STATE) as tmp:
-            torch.save(state, tmp)
+        if self.main:
+            with atomic_file(self.out / STATE) as tmp:
+                torch.save(state, tmp)
+        if self.group:
+            distributed.barrier()
 
     def restore(self) -> None:
         path = self.out / STATE
@@ -221,7 +229,10 @@ class _Follower:
         self.publish()
 
     def publish(self) -> None:
-        """What is derived from the committed state: store manifest, metrics and plot."""
+        """What is derived from the committed state: store manifest, metrics and plot (rank 0
+        writes them)."""
+        if not self.main:
+            return
         self.store.mkdir(parents=True, exist_ok=True)
         (self.store / "partitions").mkdir(exist_ok=True)
         publish(self.store, self.state["store"])
@@ -258,13 +269,17 @@ class _Follower:
         entry: dict[str, Any] = {"name": partition.name, "index": index}
         seconds: dict[str, float] = {}
         start = time.perf_counter()
+        message = None
         try:
             with source.local(partition) as files:
                 frame, unseen = encode_files(self.prepared, files, count_unseen=self.growing)
         except PARSE_ERRORS as error:
             message = " ".join(str(error).split()) or type(error).__name__
+        if self.group:  # every rank encodes it: one that could not, quarantines it for all
+            message = next((m for m in distributed.all_gather(message) if m is not None), None)
+        if message is not None:
             if self.config.on_bad_partition == "stop":
-                raise CtrDistillError(f"partition {partition.name}: {message}") from None
+                raise CtrDistillError(f"partition {partition.name}: {message}")
             logger.warning("partition %s quarantined: %s", partition.name, message)
             entry |= {"status": "quarantined", "error": message, "committed": time.time()}
             self.state["processed"].append(entry)
@@ -394,16 +409,21 @@ class _Follower:
             self.state["healthy_teacher"] = _copy(teacher.state_dict())
         for trainer in self.trainers.values():
             grow_embeddings(trainer.strategy, sizes, trainer.optimizers)
+            trainer.reshaped()  # under DDP: every rank takes rank 0's new rows
+        if saved and self.group:  # and its copy of the last healthy teacher's
+            self.state["healthy_teacher"] = distributed.broadcast(self.state["healthy_teacher"])
         self.state["store"]["feature_map_fingerprint"] = self.prepared.feature_map.fingerprint()
 
     def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
         previous = self.state["processed"][-1]["name"] if self.state["processed"] else None
         self.state["store"] = label_partition(self.store, self.state["store"], teacher,
-                                              previous, rows, index, name)
+                                              previous, rows, index, name, self.group)
 
     def _export(self, number: int) -> None:
-        """Every student as bundle version `number`; one already exported from the same
-        parameters (a partition redone after a crash) is kept."""
+        """Every student as bundle version `number` (written by rank 0); one already exported
+        from the same parameters (a partition redone after a crash) is kept."""
+        if not self.main:
+            return
         version = version_name(number)
         for name in sorted(self.config.students):
             run = RunDirectory(self.out / "students" / name)
@@ -520,33 +540,44 @@ def read_status(directory: str | Path) -> dict[str, Any]:
 def follow(config: FollowConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Follow the landing zone (or, with `once: true`, process what has landed and stop)."""
     config = resolve(FollowConfig, config, **overrides)
-    if distributed.launched_world() > 1:
-        raise CtrDistillError("follow runs in one process (launch it without torchrun)")
+    group = distributed.group(resolve_device(config.train.device))
+    if distributed.restarted():  # torchrun restarted the group after a failure: it resumes
+        config = config.model_copy(update={"overwrite": False})
+    main = group is None or group.is_main
     prepared = PrepareState.load(config.data)
     source = DirectorySource(config.landing)
     out = config.output_dir / config.name
-    fd = _lock(out)
+    fd = _lock(out) if main else None
     try:
-        _start_or_resume(config, out)
-        with atomic_file(out / "config.json") as tmp:
-            tmp.write_text(config.model_dump_json(indent=1))
-        follower = _Follower(config, prepared, out)
+        if main:
+            _start_or_resume(config, out)
+            with atomic_file(out / "config.json") as tmp:
+                tmp.write_text(config.model_dump_json(indent=1))
+        if group:
+            distributed.barrier()  # rank 0 has emptied or checked the directory
+        follower = _Follower(config, prepared, out, group)
         follower.restore()
+        status: dict[str, Any] = {}
         while True:
-            new = [p for p in source.complete() if p.name not in follower.done]
+            new = [p for p in source.complete() if p.name not in follower.done] if main else []
+            if group:  # the ranks take the partitions rank 0 saw, even if more land meanwhile
+                new = distributed.broadcast(new)
             for partition in new:
                 follower.process(source, partition)
-                status = _status(follower, source, out)
-                logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
-                            status["partitions_waiting"], status["oldest_waiting_age_seconds"])
-            if not new:
+                if main:
+                    status = _status(follower, source, out)
+                    logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
+                                status["partitions_waiting"],
+                                status["oldest_waiting_age_seconds"])
+            if not new and main:
                 status = _status(follower, source, out)
             if config.once:
                 break
             if not new:
                 time.sleep(config.poll_seconds)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     processed = follower.state["processed"]
     return Result(out, status, follower.state["metrics"], processed,
                   f"{config.name}: progressive validation")
