@@ -53,13 +53,18 @@ sys.exit(main(["follow", sys.argv[1], "--once"]))
 
 
 def _config(prepared: Path, landing: Path, out: Path) -> dict:
+    """Growing vocabularies, and a guard that finds the teacher unhealthy on partition 1 only
+    (its AUC there is about 0.545), so that the students learn from the hard labels there: the
+    aux student's loss then leaves its aux head out, which DDP must expect."""
     dnn = {"name": "dnn", "embedding_dim": 4, "dropout": 0.0}
     return {"name": "f", "output_dir": str(out), "landing": {"path": str(landing)},
             "data": str(prepared), "train": TRAIN, "export_every": 1,
             "export_format": "torchscript", "vocabulary": {"oov": "grow", "min_count": 2},
+            "teacher_guard": {"min_auc": 0.55, "fallback": "hard_labels"},
             "teacher": dnn | {"hidden_units": [16]},
             "students": {"tiny": {"model": {"name": "lr"}},
-                         "small": {"model": dnn | {"hidden_units": [8]}}}}
+                         "small": {"model": dnn | {"hidden_units": [8]},
+                                   "strategy": {"kind": "aux"}}}}
 
 
 def _state(directory: Path) -> dict:
@@ -113,7 +118,7 @@ def test_two_processes_commit_each_partition_once(group_run, reference):
         (partition_name(0), "done"), (partition_name(1), "done")]
     assert run.stdout.count("committed: 2 partition(s)") == 1  # rank 0 alone reports
     assert left["status"]["partitions_committed"] == 2 and left["status"]["bundle_versions"] == 1
-    assert [p["rows"] for p in state["store"]["partitions"].values()] == [ROWS]
+    assert state["store"]["partitions"] == {}  # partition 1: on the hard labels
     # progressive validation over whole partitions, as one process measures it
     metrics = state["metrics"]
     expected = [m for m in _state(reference)["metrics"] if m["index"] < 2]
@@ -122,6 +127,8 @@ def test_two_processes_commit_each_partition_once(group_run, reference):
         for key in ("auc", "logloss", "oov_rate", "vocabulary_added", "vocabulary_rows"):
             assert got[key] == pytest.approx(want[key], abs=1e-5), (got["model"], key)
     assert state["metrics"][0]["vocabulary_added"] > 0
+    assert [m["student_labels"] for m in metrics if m["model"] == "small"] == [
+        "none", "hard_labels"]
     assert left["latest"] == "v000001"
     assert {"metrics.parquet", "metrics.png", "labels", "students"} <= left["files"]
 
@@ -145,6 +152,8 @@ def test_a_restarted_group_resumes_and_ends_as_one_process(group_run, source, re
     directory = Path(yaml.safe_load(path.read_text())["output_dir"]) / "f"
     state, expected = _state(directory), _state(reference)
     assert [p["name"] for p in state["processed"]] == [partition_name(i) for i in range(4)]
+    assert [m["student_labels"] for m in state["metrics"] if m["model"] == "small"] == [
+        "none", "hard_labels", "teacher", "teacher"]
     # every rank grew the vocabularies by the whole partitions' counts, as one process does
     assert state["vocabulary"] == expected["vocabulary"]
     for model, learner in expected["learners"].items():

@@ -23,6 +23,17 @@ committed state, and at its end the ones that reached `min_count` within the win
 grown vocabularies from the committed ids and grows the models to them before loading their
 states. Bundles exported afterwards carry the grown `prepare/`.
 
+Several processes (`--nproc N`, torchrun): every rank encodes the whole partition (so the
+unseen-id counts, and the vocabulary growth they decide, are the same on every rank), the ranks
+share its scoring (progressive validation gathers the whole partition's metrics on every rank;
+labelling gathers the logits on rank 0, which writes the label file) and every model's training
+(DDP, as `train`). Rank 0 lists the landing zone and tells the others which partitions to
+process, and holds the lock; it alone writes: the commit, the store manifest, metrics, plot,
+status and bundles; the others wait for each commit. Every rank restores from `state.pt`, so a
+group torchrun restarts resumes after the last committed partition. The follow directory must
+be one that every rank sees (one machine, or a shared file system); the landing zone may be on
+object storage.
+
 Layout of `output_dir/name/`: config.json, state.pt, status.json, metrics.parquet,
 metrics.png, labels/ (the label store), students/NAME/ (the last exported student as a run
 directory) and bundles/NAME/.
@@ -150,7 +161,8 @@ class FollowConfig(StrictConfig):
     poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
                                 "zone when nothing is new")
     overwrite: bool = Field(False, description="remove the follow directory and start afresh "
-                            "(at every start: a restarted process then does not resume)")
+                            "(at every start: a process started again then does not resume; a "
+                            "group torchrun restarts after a failure does)")
     once: bool = Field(False, description="process what has landed and stop (for cron or "
                        "Airflow); otherwise keep following")
 
@@ -176,6 +188,10 @@ class _Follower:
         teacher = PlainStrategy(build_model(config.teacher, feature_map))
         self.trainers = {TEACHER: Trainer(teacher, config.train)}
         hidden_dim = teacher.served_model().hidden_dim
+        guard = config.teacher_guard
+        # on hard labels a student's loss leaves out its distillation parameters (aux head,
+        # hint map, gate), which DDP must then expect
+        hard = guard is not None and guard.fallback == HARD_LABELS
         # Each student's initial weights depend on its name alone, not on the order or the
         # set of students in the config (YAML writers may sort keys).
         for name in sorted(config.students):
@@ -183,7 +199,7 @@ class _Follower:
             torch.manual_seed(config.train.seed + zlib.crc32(name.encode()))
             strategy = kd_strategy(student.strategy, build_model(student.model, feature_map),
                                    [], 1, feature_map, stored_hidden_dim=hidden_dim)
-            self.trainers[name] = Trainer(strategy, config.train)
+            self.trainers[name] = Trainer(strategy, config.train, unused_parameters=hard)
         torch.manual_seed(config.train.seed)
         hidden = any(s.strategy.needs_hidden for s in config.students.values())
         self.state: dict[str, Any] = {

@@ -114,8 +114,12 @@ def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]
 
 
 class Trainer:
-    def __init__(self, strategy: Strategy, config: TrainConfig) -> None:
+    def __init__(self, strategy: Strategy, config: TrainConfig,
+                 unused_parameters: bool = False) -> None:
+        """`unused_parameters`: some steps' losses may leave parameters out (DDP then looks
+        for them after each backward pass, which costs a walk of the autograd graph)."""
         self.config = config
+        self.unused_parameters = unused_parameters
         if config.threads:
             torch.set_num_threads(config.threads)
         keep_freed_memory()
@@ -148,7 +152,8 @@ class Trainer:
         if self.group is None:
             return self.strategy
         return nn.parallel.DistributedDataParallel(
-            self.strategy, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.strategy, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.unused_parameters)
 
     def reshaped(self) -> None:
         """Call after the strategy's parameters changed shape (vocabulary growth), on every
