@@ -16,11 +16,16 @@ import pytest
 import torch
 import yaml
 
-from conftest import prepare_synthetic
+from conftest import make_feature_map, prepare_synthetic
 from ctrdistill.continuous.synthetic import partition_name, write_landing
 from ctrdistill.data.synthetic import SynthConfig
+from ctrdistill.models import build_model
 from ctrdistill.pipelines.follow import STATE, follow
 from ctrdistill.pipelines.load import load_run
+from ctrdistill.strategies.plain import PlainStrategy
+from ctrdistill.training import distributed
+from ctrdistill.training.config import TrainConfig
+from ctrdistill.training.trainer import Trainer
 from test_distributed import env, torchrun
 
 SYNTH = {"max_vocab": 300, "numeric_fields": 3, "categorical_fields": 6, "seed": 5}
@@ -173,3 +178,15 @@ def test_a_restarted_group_resumes_and_ends_as_one_process(group_run, source, re
     got, want = (pl.concat(load_run(d / "students" / "small", device="cpu").score_raw(raw))
                  for d in (directory, reference))
     assert (got["logit"] - want["logit"]).abs().max() < 1e-3
+
+
+def test_a_larger_group_resumes_a_smaller_ones_state():
+    """A follow directory one process started may go on with two: the extra rank takes a
+    saved rank's RNG state."""
+    trainer = Trainer(PlainStrategy(build_model({"name": "lr"}, make_feature_map())),
+                      TrainConfig(progress=False))
+    state = trainer.learner_state()
+    torch.rand(3)
+    trainer.group = distributed.Group(rank=1, world=2, local_rank=1, backend="gloo")
+    trainer.load_learner_state(state)
+    assert torch.equal(torch.get_rng_state(), state["rng"][0][0])
