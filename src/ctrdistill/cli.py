@@ -176,7 +176,7 @@ VERBS: dict[str, Verb] = {
         "continuous distillation from a landing zone: each new partition validated, labelled "
         "once, distilled into every student, trained into the teacher, exported every K",
         "ctrdistill.pipelines.follow", "follow", "FollowConfig", CONFIG_FILE, _followed,
-        "ctrdistill follow configs/follow_example.yaml --once", table=False,
+        "ctrdistill follow configs/follow_example.yaml --once", table=False, processes=True,
         instead={"status": ("print where the follow directory DIR stands (lag, rows/s per "
                             "stage, last committed partition) and exit", _follow_status)}),
     "label": Verb(

@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import torch
 
 from ctrdistill.data.dataset import ColumnData, row_ids_digest
 from ctrdistill.data.schema import FeatureMap
 from ctrdistill.labels.store import FORMAT_VERSION, HIDDEN, LOGITS, MANIFEST, teacher_logits
 from ctrdistill.models.base import CTRModel
 from ctrdistill.storage import atomic_file
+from ctrdistill.training import distributed
 
 SPLIT = "train"  # a partition's rows are all training rows, once they have been evaluated
 
@@ -47,13 +50,41 @@ def empty_manifest(feature_map: FeatureMap, source: str, hidden: bool) -> dict[s
             "partitions": {}}
 
 
+def _scores(teacher: CTRModel, rows: ColumnData, hidden: bool,
+            group: distributed.Group | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The teacher's logits (and hidden vectors) on every row; under a group each rank scores
+    its share and rank 0 alone gets them all (None on the others)."""
+    if group is None:
+        return teacher_logits([teacher], rows, hidden=hidden)
+    start, end = distributed.shard_bounds(len(rows), group.rank, group.world)
+    share = teacher_logits([teacher], rows.subset(torch.arange(start, end)), hidden=hidden) \
+        if end > start else None
+    parts = [p for p in distributed.gather(share) or [] if p is not None]
+    if not group.is_main:
+        return None
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]) if hidden else None)
+
+
 def label_partition(store: Path, manifest: dict[str, Any], teacher: CTRModel,
-                    trained_through: str | None, rows: ColumnData, index: int,
-                    name: str) -> dict[str, Any]:
+                    trained_through: str | None, rows: ColumnData, index: int, name: str,
+                    group: distributed.Group | None = None) -> dict[str, Any]:
     """Score `rows` (partition number `index`, called `name`) with `teacher` into `store`; the
-    manifest with this partition (and its teacher version) is written and returned."""
+    manifest with this partition (and its teacher version) is written and returned. Under a
+    DDP `group` the ranks share the scoring, rank 0 writes, and every rank gets the manifest
+    once it is written."""
     manifest = json.loads(json.dumps(manifest))  # the committed one stays as it was
-    logits, vectors = teacher_logits([teacher], rows, hidden=manifest["hidden"])
+    scores = _scores(teacher, rows, manifest["hidden"], group)
+    if scores is not None:
+        manifest = _write(store, manifest, teacher, trained_through, rows, scores, index, name)
+    return manifest if group is None else distributed.broadcast(manifest)
+
+
+def _write(store: Path, manifest: dict[str, Any], teacher: CTRModel,
+           trained_through: str | None, rows: ColumnData,
+           scores: tuple[np.ndarray, np.ndarray | None], index: int,
+           name: str) -> dict[str, Any]:
+    logits, vectors = scores
     labels = pl.DataFrame({"row_id": rows.row_id.numpy(), LOGITS: logits}
                           | ({} if vectors is None else {HIDDEN: vectors}))
     file = f"partitions/p{index:06d}.parquet"

@@ -25,6 +25,17 @@ committed state, and at its end the ones that reached `min_count` within the win
 grown vocabularies from the committed ids and grows the models to them before loading their
 states. Bundles exported afterwards carry the grown `prepare/`.
 
+Several processes (`--nproc N`, torchrun): every rank encodes the whole partition (so the
+unseen-id counts, and the vocabulary growth they decide, are the same on every rank), the ranks
+share its scoring (progressive validation gathers the whole partition's metrics on every rank;
+labelling gathers the logits on rank 0, which writes the label file) and every model's training
+(DDP, as `train`). Rank 0 lists the landing zone and tells the others which partitions to
+process, and holds the lock; it alone writes: the commit, the store manifest, metrics, plot,
+status and bundles; the others wait for each commit. Every rank restores from `state.pt`, so a
+group torchrun restarts resumes after the last committed partition. The follow directory must
+be one that every rank sees (one machine, or a shared file system); the landing zone may be on
+object storage.
+
 Layout of `output_dir/name/`: config.json, state.pt, status.json, metrics.parquet,
 metrics.png, labels/ (the label store), students/NAME/ (the last exported student as a run
 directory) and bundles/NAME/.
@@ -83,6 +94,7 @@ from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.device import resolve_device
 from ctrdistill.training.growth import grow_embeddings
 from ctrdistill.training.trainer import Trainer
 
@@ -156,7 +168,8 @@ class FollowConfig(StrictConfig):
     poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
                                 "zone when nothing is new")
     overwrite: bool = Field(False, description="remove the follow directory and start afresh "
-                            "(at every start: a restarted process then does not resume)")
+                            "(at every start: a process started again then does not resume; a "
+                            "group torchrun restarts after a failure does)")
     once: bool = Field(False, description="process what has landed and stop (for cron or "
                        "Airflow); otherwise keep following")
 
@@ -170,16 +183,23 @@ OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
 class _Follower:
     """The teacher, the students and the committed state across partitions."""
 
-    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path) -> None:
+    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path,
+                 group: distributed.Group | None = None) -> None:
         self.config = config
         self.base = prepared  # the prepared dataset's; `prepared` is grown from it
         self.prepared = prepared
         self.out = out
+        self.group = group
+        self.main = group is None or group.is_main  # the rank that writes
         feature_map = prepared.feature_map
         torch.manual_seed(config.train.seed)
         teacher = PlainStrategy(build_model(config.teacher, feature_map))
         self.trainers = {TEACHER: Trainer(teacher, config.train)}
         hidden_dim = teacher.served_model().hidden_dim
+        guard = config.teacher_guard
+        # on hard labels a student's loss leaves out its distillation parameters (aux head,
+        # hint map, gate), which DDP must then expect
+        hard = guard is not None and guard.fallback == HARD_LABELS
         # Each student's initial weights depend on its name alone, not on the order or the
         # set of students in the config (YAML writers may sort keys).
         for name in sorted(config.students):
@@ -187,7 +207,7 @@ class _Follower:
             torch.manual_seed(config.train.seed + zlib.crc32(name.encode()))
             strategy = kd_strategy(student.strategy, build_model(student.model, feature_map),
                                    [], 1, feature_map, stored_hidden_dim=hidden_dim)
-            self.trainers[name] = Trainer(strategy, config.train)
+            self.trainers[name] = Trainer(strategy, config.train, unused_parameters=hard)
         torch.manual_seed(config.train.seed)
         hidden = any(s.strategy.needs_hidden for s in config.students.values())
         self.state: dict[str, Any] = {
@@ -211,11 +231,15 @@ class _Follower:
 
     # --- commit and restart -------------------------------------------------------------------
     def commit(self) -> None:
-        """The one atomic write that makes a partition's work happen."""
+        """The one atomic write that makes a partition's work happen (by rank 0; every rank
+        calls it, and none goes on before it is written)."""
         state = dict(self.state, learners={name: trainer.learner_state()
                                            for name, trainer in self.trainers.items()})
-        with atomic_file(self.out / STATE) as tmp:
-            torch.save(state, tmp)
+        if self.main:
+            with atomic_file(self.out / STATE) as tmp:
+                torch.save(state, tmp)
+        if self.group:
+            distributed.barrier()
 
     def restore(self) -> None:
         path = self.out / STATE
@@ -229,7 +253,10 @@ class _Follower:
         self.publish()
 
     def publish(self) -> None:
-        """What is derived from the committed state: store manifest, metrics and plot."""
+        """What is derived from the committed state: store manifest, metrics and plot (rank 0
+        writes them)."""
+        if not self.main:
+            return
         self.store.mkdir(parents=True, exist_ok=True)
         (self.store / "partitions").mkdir(exist_ok=True)
         publish(self.store, self.state["store"])
@@ -266,13 +293,17 @@ class _Follower:
         entry: dict[str, Any] = {"name": partition.name, "index": index}
         seconds: dict[str, float] = {}
         start = time.perf_counter()
+        message = None
         try:
             with source.local(partition) as files:
                 frame, unseen = encode_files(self.prepared, files, count_unseen=self.growing)
         except PARSE_ERRORS as error:
             message = " ".join(str(error).split()) or type(error).__name__
+        if self.group:  # every rank encodes it: one that could not, quarantines it for all
+            message = next((m for m in distributed.all_gather(message) if m is not None), None)
+        if message is not None:
             if self.config.on_bad_partition == "stop":
-                raise CtrDistillError(f"partition {partition.name}: {message}") from None
+                raise CtrDistillError(f"partition {partition.name}: {message}")
             logger.warning("partition %s quarantined: %s", partition.name, message)
             entry |= {"status": "quarantined", "error": message, "committed": time.time()}
             self.state["processed"].append(entry)
@@ -407,6 +438,9 @@ class _Follower:
             self.state["healthy_teacher"] = _copy(teacher.state_dict())
         for trainer in self.trainers.values():
             grow_embeddings(trainer.strategy, sizes, trainer.optimizers)
+            trainer.reshaped()  # under DDP: every rank takes rank 0's new rows
+        if saved and self.group:  # and its copy of the last healthy teacher's
+            self.state["healthy_teacher"] = distributed.broadcast(self.state["healthy_teacher"])
         self.state["store"]["feature_map_fingerprint"] = self.prepared.feature_map.fingerprint()
 
     def _label(self, teacher: CTRModel, rows: ColumnData, index: int, name: str) -> None:
@@ -414,11 +448,13 @@ class _Follower:
         if self.config.teacher_updates == "leaked":
             previous = name
         self.state["store"] = label_partition(self.store, self.state["store"], teacher,
-                                              previous, rows, index, name)
+                                              previous, rows, index, name, self.group)
 
     def _export(self, number: int) -> None:
-        """Every student as bundle version `number`; one already exported from the same
-        parameters (a partition redone after a crash) is kept."""
+        """Every student as bundle version `number` (written by rank 0); one already exported
+        from the same parameters (a partition redone after a crash) is kept."""
+        if not self.main:
+            return
         version = version_name(number)
         for name in sorted(self.config.students):
             run = RunDirectory(self.out / "students" / name)
@@ -535,33 +571,44 @@ def read_status(directory: str | Path) -> dict[str, Any]:
 def follow(config: FollowConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Follow the landing zone (or, with `once: true`, process what has landed and stop)."""
     config = resolve(FollowConfig, config, **overrides)
-    if distributed.launched_world() > 1:
-        raise CtrDistillError("follow runs in one process (launch it without torchrun)")
+    group = distributed.group(resolve_device(config.train.device))
+    if distributed.restarted():  # torchrun restarted the group after a failure: it resumes
+        config = config.model_copy(update={"overwrite": False})
+    main = group is None or group.is_main
     prepared = PrepareState.load(config.data)
     source = DirectorySource(config.landing)
     out = config.output_dir / config.name
-    fd = _lock(out)
+    fd = _lock(out) if main else None
     try:
-        _start_or_resume(config, out)
-        with atomic_file(out / "config.json") as tmp:
-            tmp.write_text(config.model_dump_json(indent=1))
-        follower = _Follower(config, prepared, out)
+        if main:
+            _start_or_resume(config, out)
+            with atomic_file(out / "config.json") as tmp:
+                tmp.write_text(config.model_dump_json(indent=1))
+        if group:
+            distributed.barrier()  # rank 0 has emptied or checked the directory
+        follower = _Follower(config, prepared, out, group)
         follower.restore()
+        status: dict[str, Any] = {}
         while True:
-            new = [p for p in source.complete() if p.name not in follower.done]
+            new = [p for p in source.complete() if p.name not in follower.done] if main else []
+            if group:  # the ranks take the partitions rank 0 saw, even if more land meanwhile
+                new = distributed.broadcast(new)
             for partition in new:
                 follower.process(source, partition)
-                status = _status(follower, source, out)
-                logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
-                            status["partitions_waiting"], status["oldest_waiting_age_seconds"])
-            if not new:
+                if main:
+                    status = _status(follower, source, out)
+                    logger.info("lag: %d partition(s) waiting, the oldest for %.0f s",
+                                status["partitions_waiting"],
+                                status["oldest_waiting_age_seconds"])
+            if not new and main:
                 status = _status(follower, source, out)
             if config.once:
                 break
             if not new:
                 time.sleep(config.poll_seconds)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     processed = follower.state["processed"]
     return Result(out, status, follower.state["metrics"], processed,
                   f"{config.name}: progressive validation")

@@ -84,5 +84,19 @@ def all_gather(value: Any) -> list[Any]:
     return gathered
 
 
+def gather(value: Any) -> list[Any] | None:
+    """Every rank's `value` in rank order on rank 0 (None on the others)."""
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's `value` on every rank (the others pass anything, e.g. their own)."""
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     dist.barrier()

@@ -114,8 +114,12 @@ def flatten_metrics(per_output: dict[str, dict[str, float]]) -> dict[str, float]
 
 
 class Trainer:
-    def __init__(self, strategy: Strategy, config: TrainConfig) -> None:
+    def __init__(self, strategy: Strategy, config: TrainConfig,
+                 unused_parameters: bool = False) -> None:
+        """`unused_parameters`: some steps' losses may leave parameters out (DDP then looks
+        for them after each backward pass, which costs a walk of the autograd graph)."""
         self.config = config
+        self.unused_parameters = unused_parameters
         if config.threads:
             torch.set_num_threads(config.threads)
         keep_freed_memory()
@@ -129,12 +133,7 @@ class Trainer:
                            and m.table.weight.requires_grad]
         self.optimizers = self._optimizers()
         self.scaler = grad_scaler(self.device, config.precision)
-        # DDP all-reduces gradients as they are computed; it wraps the strategy, whose forward
-        # is its loss, so the trainer drives it unchanged.
-        self.forward: nn.Module = strategy
-        if self.group:
-            self.forward = nn.parallel.DistributedDataParallel(
-                strategy, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward = self._wrapped()
         self.plateau = []
         if config.lr_plateau and config.early_stop:
             p = config.lr_plateau
@@ -146,6 +145,23 @@ class Trainer:
                 o, mode="max", factor=p.factor, patience=max(p.patience - 1, 0),
                 threshold=config.early_stop.min_delta, threshold_mode="abs",
                 min_lr=p.min_lr) for o in self.optimizers]
+
+    def _wrapped(self) -> nn.Module:
+        """DDP all-reduces gradients as they are computed; it wraps the strategy, whose forward
+        is its loss, so the trainer drives it unchanged."""
+        if self.group is None:
+            return self.strategy
+        return nn.parallel.DistributedDataParallel(
+            self.strategy, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.unused_parameters)
+
+    def reshaped(self) -> None:
+        """Call after the strategy's parameters changed shape (vocabulary growth), on every
+        rank: DDP sizes its gradient buckets when it wraps, and wrapping again also gives every
+        rank rank 0's parameters (the new rows each rank drew)."""
+        if self.group is not None:
+            self.forward = self.strategy  # the old wrapper, and its gradient hooks, go first
+            self.forward = self._wrapped()
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config
@@ -236,7 +252,9 @@ class Trainer:
             scheduler.load_state_dict(saved)
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"][self.group.rank if self.group else 0]
+        # a group larger than the one that saved it: the extra ranks take saved ranks' states
+        saved = state["rng"]
+        rng = saved[(self.group.rank if self.group else 0) % len(saved)]
         torch.set_rng_state(rng[0])
         if len(rng) > 1 and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng[1:])
