@@ -15,14 +15,17 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from pydantic import ConfigDict, Field
 
 from ctrdistill.config import StrictConfig
+from ctrdistill.data.hashing import murmurhash3
 from ctrdistill.data.recipes import DelimitedRecipe, ParquetRecipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
@@ -93,6 +96,24 @@ def without_non_finite(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFram
                               for c, e in finite.items()), per_field
 
 
+def hashed_ids(tokens: pl.Series, enum: pl.Enum, first_bucket: int,
+               buckets: int) -> pl.Series:
+    """Ids of string tokens (or of lists of them): a vocabulary's (`enum`) where it has the
+    token, else row `first_bucket + MurmurHash3(token) % buckets`; each distinct unseen token
+    is hashed once."""
+    if isinstance(tokens.dtype, pl.List):  # flattened, then cut back into the same lists
+        lengths = tokens.list.len().fill_null(0).to_numpy()
+        ids = hashed_ids(tokens.explode().drop_nulls(), enum, first_bucket, buckets)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
+        return pl.Series(tokens.name, pa.LargeListArray.from_arrays(
+            offsets, ids.rechunk().to_arrow()))
+    ids = tokens.cast(enum, strict=False).to_physical().cast(pl.Int32) + FIRST_ID
+    unseen = tokens.filter(ids.is_null()).unique()
+    rows = pl.Series(murmurhash3(unseen) % np.uint32(buckets) + first_bucket, dtype=pl.Int32)
+    return ids.fill_null(tokens.replace_strict(unseen, rows, default=None,
+                                               return_dtype=pl.Int32))
+
+
 @dataclass
 class Encoder:
     """Raw columns -> the encoded fields of `feature_map` (ids, transformed numerics).
@@ -116,8 +137,17 @@ class Encoder:
         position = tokens.cast(self.enums[owner], strict=False).to_physical().cast(pl.Int32)
         return (position + FIRST_ID).fill_null(OOV_ID)
 
+    def _hashed_ids(self, tokens: pl.Expr, owner: str, dtype: pl.DataType) -> pl.Expr:
+        """`_ids`, with the values the vocabulary lacks in its hashed buckets: whole columns
+        go to NumPy (in `list.eval`, a Python function would be called once per row)."""
+        bucketed = partial(hashed_ids, enum=self.enums[owner],
+                           first_bucket=FIRST_ID + len(self.vocabularies[owner]),
+                           buckets=self.feature_map.oov_buckets)
+        return tokens.map_batches(bucketed, return_dtype=dtype, is_elementwise=True)
+
     def field_exprs(self) -> list[pl.Expr]:
         specs = {s.name: s for s in self.schema.fields}
+        hashing = self.feature_map.oov_buckets > 0
         exprs = []
         for field in self.feature_map.fields:
             spec = specs[field.name]
@@ -129,12 +159,17 @@ class Encoder:
                 continue
             owner = field.vocab or field.name
             if field.kind == "sequence":
-                encoded = token_expr(spec).list.eval(self._ids(pl.element(), owner))
+                tokens = token_expr(spec).list.head(field.max_length)
+                encoded = (self._hashed_ids(tokens, owner, pl.List(pl.Int32)) if hashing
+                           else tokens.list.eval(self._ids(pl.element(), owner)))
                 padding = pl.lit([PAD_ID] * field.max_length, dtype=pl.List(pl.Int32))
                 exprs.append(pl.concat_list(encoded.list.head(field.max_length), padding)
                              .list.head(field.max_length).alias(field.name))
             else:
-                exprs.append(self._ids(token_expr(spec), owner).alias(field.name))
+                tokens = token_expr(spec)
+                ids = (self._hashed_ids(tokens, owner, pl.Int32()) if hashing
+                       else self._ids(tokens, owner))
+                exprs.append(ids.alias(field.name))
         return exprs
 
     def clean(self, frame: pl.DataFrame, source: Path | str, first_row: int) -> pl.DataFrame:
