@@ -102,6 +102,7 @@ def hashed_ids(tokens: pl.Series, enum: pl.Enum, first_bucket: int,
     token, else row `first_bucket + MurmurHash3(token) % buckets`; each distinct unseen token
     is hashed once."""
     if isinstance(tokens.dtype, pl.List):  # flattened, then cut back into the same lists
+        # (tokens are never null: the nulls of the flat series are the empty lists')
         lengths = tokens.list.len().fill_null(0).to_numpy()
         ids = hashed_ids(tokens.explode().drop_nulls(), enum, first_bucket, buckets)
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
@@ -119,9 +120,10 @@ class Encoder:
     """Raw columns -> the encoded fields of `feature_map` (ids, transformed numerics).
 
     Each vocabulary is held as a Polars Enum of its values in id order, so looking a token up
-    is a cast (unseen tokens become null, then OOV): the same cost per row for a chunk of a
-    million rows and for one served row, where mapping by value would rebuild a hash table of
-    the whole vocabulary on every call."""
+    is a cast (unseen tokens become null, then OOV or, with the feature map's `oov_buckets`,
+    their hashed bucket): the same cost per row for a chunk of a million rows and for one
+    served row, where mapping by value would rebuild a hash table of the whole vocabulary on
+    every call."""
 
     schema: Schema
     feature_map: FeatureMap
