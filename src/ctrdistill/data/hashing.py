@@ -28,9 +28,10 @@ def _round(h: np.ndarray, k: np.ndarray) -> np.ndarray:
     return _rotl(h ^ _mix(k), 13) * np.uint32(5) + np.uint32(0xE6546B64)
 
 
-def murmurhash3(values: pl.Series) -> np.ndarray:
+def murmurhash3(values: pl.Series | pa.Array) -> np.ndarray:
     """uint32 MurmurHash3_x86_32 (seed 0) of each string's UTF-8 bytes (no nulls)."""
-    arrow = pc.cast(values.to_arrow(), pa.large_string())
+    arrow = pc.cast(values.to_arrow() if isinstance(values, pl.Series) else values,
+                    pa.large_string())
     if isinstance(arrow, pa.ChunkedArray):
         arrow = arrow.combine_chunks()
     _, offsets, data = arrow.buffers()
