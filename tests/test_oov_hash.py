@@ -4,6 +4,8 @@ exported ONNX graph (onnxruntime's MurmurHash3) and TorchScript bundles."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import onnxruntime as ort
 import polars as pl
@@ -124,14 +126,16 @@ TRAIN = {"epochs": 1, "batch_size": 512, "progress": False, "threads": 1}
 
 def test_follow_with_hashed_buckets_scores_unseen_ids_alike_everywhere(tmp_path):
     prepared = prepare_synthetic(tmp_path / "prep", rows=2000, **SYNTH)
-    landing = tmp_path / "landing"
+    landing, zone = tmp_path / "landing", tmp_path / "zone"
     write_landing(SynthConfig(**SYNTH), landing, 2, 800, new_ids_rate=0.3)
-    config = {"name": "f", "output_dir": str(tmp_path / "runs"), "landing": {"path": str(landing)},
+    config = {"name": "f", "output_dir": str(tmp_path / "runs"), "landing": {"path": str(zone)},
               "data": str(prepared), "train": TRAIN, "export_every": 1,
               "teacher": {"name": "dnn", "embedding_dim": 4, "hidden_units": [8]},
               "students": {"tiny": {"model": {"name": "fm", "embedding_dim": 4}}},
               "vocabulary": {"oov": "hash", "buckets": BUCKETS}}
-    follow(config, once=True)
+    for index in range(2):  # the second partition after a restart: the models keep their rows
+        shutil.copytree(landing / partition_name(index), zone / partition_name(index))
+        follow(config, once=True)
     directory = tmp_path / "runs" / "f"
     metrics = pl.read_parquet(directory / "metrics.parquet").filter(model="teacher")
     # after: nothing on the one OOV row; before: what the prepared vocabulary lacks (hashed)
