@@ -5,6 +5,11 @@ vocabulary are counted per partition, and at a partition boundary the ones seen 
 model's old rows stay valid; sequence fields grow like the others (their tokens, up to
 `max_length` per row, are counted).
 
+Hashed buckets (`oov: hash`) are fixed when a follow starts: the prepared vocabularies stay as
+they are, each gains `buckets` rows after it (`FeatureMap.oov_buckets`, in the fingerprint), and
+the Encoder and the exported graph send every id a vocabulary lacks to one of them by
+MurmurHash3; nothing is kept between partitions.
+
 What is kept between partitions is plain lists (`weights_only` torch state, committed with the
 partition): per vocabulary owner, `{"values": [...], "counts": [...]}`.
 """
@@ -16,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ctrdistill.config import StrictConfig
 from ctrdistill.data.encode import (
@@ -35,14 +40,26 @@ Counts = dict[str, dict[str, list]]  # owner -> {"values": [...], "counts": [...
 
 
 class VocabularyConfig(StrictConfig):
-    oov: Literal["single", "grow"] = Field(
+    oov: Literal["single", "grow", "hash"] = Field(
         "single", description="ids outside the prepared vocabulary: single (they share its "
-        "OOV row) or grow (an id seen min_count times within window partitions gets the next "
-        "row of its vocabulary at a partition boundary; existing rows never move)")
+        "OOV row), grow (an id seen min_count times within window partitions gets the next "
+        "row of its vocabulary at a partition boundary; existing rows never move) or hash "
+        "(each vocabulary gets `buckets` more rows, and an id it lacks takes row "
+        "MurmurHash3(id) % buckets of them, in training, bundles and their ONNX graph alike)")
     min_count: int = Field(2, ge=1, description="oov: grow: times an unseen id must occur "
                            "within the window to get a row")
     window: int = Field(4, ge=1, description="oov: grow: partitions over which unseen ids "
                         "are counted")
+    buckets: int | None = Field(None, ge=1, description="oov: hash (and only it): hashed rows "
+                                "per vocabulary")
+
+    @model_validator(mode="after")
+    def _check(self) -> VocabularyConfig:
+        if self.oov == "hash" and self.buckets is None:
+            raise ValueError("oov: hash needs buckets (the hashed rows per vocabulary)")
+        if self.oov != "hash" and self.buckets is not None:
+            raise ValueError(f"buckets applies only to oov: hash (not {self.oov})")
+        return self
 
 
 def _frame(counts: dict[str, list]) -> pl.DataFrame:
@@ -139,6 +156,17 @@ def grown_state(base: PrepareState, added: Counts) -> PrepareState:
             "vocab_size": len(vocabularies[f.vocab or f.name]) + FIRST_ID})
             for f in feature_map.fields],
         "vocab_digests": {o: vocabulary_digest(v) for o, v in vocabularies.items()}})
+    return PrepareState(base.state, Encoder(base.schema, feature_map, vocabularies))
+
+
+def hashed_state(base: PrepareState, buckets: int) -> PrepareState:
+    """`base` with `buckets` hashed rows after each vocabulary for the ids it lacks."""
+    vocabularies = base.encoder.vocabularies
+    feature_map = base.feature_map.model_copy(update={
+        "oov_buckets": buckets,
+        "fields": [f if f.kind == "numeric" else f.model_copy(update={
+            "vocab_size": FIRST_ID + len(vocabularies[f.vocab or f.name]) + buckets})
+            for f in base.feature_map.fields]})
     return PrepareState(base.state, Encoder(base.schema, feature_map, vocabularies))
 
 

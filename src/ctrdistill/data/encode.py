@@ -15,14 +15,18 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ConfigDict, Field
 
 from ctrdistill.config import StrictConfig
+from ctrdistill.data.hashing import murmurhash3
 from ctrdistill.data.recipes import DelimitedRecipe, ParquetRecipe, checked_numbers, get_recipe
 from ctrdistill.data.schema import (
     FEATURE_MAP_FILE,
@@ -93,14 +97,36 @@ def without_non_finite(frame: pl.DataFrame, schema: Schema) -> tuple[pl.DataFram
                               for c, e in finite.items()), per_field
 
 
+def _filled(tokens: pa.Array, ids: pa.Array, first_bucket: int, buckets: int) -> pa.Array:
+    unseen = pc.is_null(ids)
+    rows = murmurhash3(pc.filter(tokens, unseen)) % np.uint32(buckets) + np.uint32(first_bucket)
+    return pc.replace_with_mask(ids, unseen, pa.array(rows.astype(np.int32)))
+
+
+def hashed_ids(pairs: pl.Series, first_bucket: int, buckets: int) -> pl.Series:
+    """The `ids` of a struct series of `tokens` and their `ids` (or lists of both), where
+    null (tokens the vocabulary lacks), the row `first_bucket + MurmurHash3(token) % buckets`.
+    In Arrow, whose calls cost microseconds where Polars' cost ~50 us (one served row); the
+    unseen tokens are hashed as they come, 6x faster than mapping their distinct values
+    back."""
+    tokens, ids = pairs.to_arrow().flatten()
+    if not isinstance(ids.type, pa.LargeListType | pa.ListType):
+        return pl.Series(_filled(tokens, ids, first_bucket, buckets))
+    flat = _filled(pc.list_flatten(tokens), pc.list_flatten(ids), first_bucket, buckets)
+    lengths = pc.list_value_length(ids).fill_null(0).to_numpy()  # cut back into the lists
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int64())
+    return pl.Series(pa.LargeListArray.from_arrays(offsets, flat))
+
+
 @dataclass
 class Encoder:
     """Raw columns -> the encoded fields of `feature_map` (ids, transformed numerics).
 
     Each vocabulary is held as a Polars Enum of its values in id order, so looking a token up
-    is a cast (unseen tokens become null, then OOV): the same cost per row for a chunk of a
-    million rows and for one served row, where mapping by value would rebuild a hash table of
-    the whole vocabulary on every call."""
+    is a cast (unseen tokens become null, then OOV or, with the feature map's `oov_buckets`,
+    their hashed bucket): the same cost per row for a chunk of a million rows and for one
+    served row, where mapping by value would rebuild a hash table of the whole vocabulary on
+    every call."""
 
     schema: Schema
     feature_map: FeatureMap
@@ -112,12 +138,29 @@ class Encoder:
                       for owner, vocab in self.vocabularies.items()}
         self.exprs = self.field_exprs()  # built once: a request's rows are encoded in ~ms
 
-    def _ids(self, tokens: pl.Expr, owner: str) -> pl.Expr:
+    def _known(self, tokens: pl.Expr, owner: str) -> pl.Expr:
+        """Ids of the tokens in the vocabulary, null for the others."""
         position = tokens.cast(self.enums[owner], strict=False).to_physical().cast(pl.Int32)
-        return (position + FIRST_ID).fill_null(OOV_ID)
+        return position + FIRST_ID
+
+    def _ids(self, tokens: pl.Expr, owner: str) -> pl.Expr:
+        return self._known(tokens, owner).fill_null(OOV_ID)
+
+    def _hashed_ids(self, tokens: pl.Expr, owner: str, sequence: bool) -> pl.Expr:
+        """`_ids`, with the tokens the vocabulary lacks in its hashed buckets. The lookup
+        stays in Polars (an Enum passed to Python costs ~25 ms per call at 100k values); a
+        whole column goes to NumPy to be hashed (in `list.eval`, a Python function would be
+        called once per row)."""
+        known = (tokens.list.eval(self._known(pl.element(), owner)) if sequence
+                 else self._known(tokens, owner))
+        bucketed = partial(hashed_ids, first_bucket=FIRST_ID + len(self.vocabularies[owner]),
+                           buckets=self.feature_map.oov_buckets)
+        return pl.struct(tokens.alias("tokens"), known.alias("ids")).map_batches(
+            bucketed, return_dtype=pl.List(pl.Int32) if sequence else pl.Int32)
 
     def field_exprs(self) -> list[pl.Expr]:
         specs = {s.name: s for s in self.schema.fields}
+        hashing = self.feature_map.oov_buckets > 0
         exprs = []
         for field in self.feature_map.fields:
             spec = specs[field.name]
@@ -129,12 +172,17 @@ class Encoder:
                 continue
             owner = field.vocab or field.name
             if field.kind == "sequence":
-                encoded = token_expr(spec).list.eval(self._ids(pl.element(), owner))
+                tokens = token_expr(spec).list.head(field.max_length)
+                encoded = (self._hashed_ids(tokens, owner, sequence=True) if hashing
+                           else tokens.list.eval(self._ids(pl.element(), owner)))
                 padding = pl.lit([PAD_ID] * field.max_length, dtype=pl.List(pl.Int32))
                 exprs.append(pl.concat_list(encoded.list.head(field.max_length), padding)
                              .list.head(field.max_length).alias(field.name))
             else:
-                exprs.append(self._ids(token_expr(spec), owner).alias(field.name))
+                tokens = token_expr(spec)
+                ids = (self._hashed_ids(tokens, owner, sequence=False) if hashing
+                       else self._ids(tokens, owner))
+                exprs.append(ids.alias(field.name))
         return exprs
 
     def clean(self, frame: pl.DataFrame, source: Path | str, first_row: int) -> pl.DataFrame:

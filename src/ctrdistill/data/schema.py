@@ -2,7 +2,9 @@
 
 Encoding conventions (shared by every prepared dataset):
 - categorical ids: 0 is padding (sequences only), 1 is out-of-vocabulary (unseen or rarer than
-  `min_count`), 2.. are the vocabulary sorted by descending training count;
+  `min_count`), 2.. are the vocabulary sorted by descending training count; with
+  `oov_buckets` K (`follow`'s `vocabulary.oov: hash`), K rows after the vocabulary take the
+  values it lacks instead of 1, by MurmurHash3 of the value (ctrdistill.data.hashing);
 - a missing categorical value becomes the empty-string token, counted like any other value;
 - a missing continuous numeric value becomes the field's `fill` (default 0) before its transform;
   NaN, ±inf and values beyond float32's range count as missing (and are reported by `prepare`);
@@ -142,6 +144,9 @@ class FeatureMap(StrictConfig):
     vocab_digests: dict[str, str] = Field(
         default_factory=dict, description="a digest of each vocabulary's value -> id map, by "
         "owner, so a vocabulary re-fitted to the same size still changes the fingerprint")
+    oov_buckets: int = Field(
+        0, ge=0, description="hashed OOV rows after each vocabulary: a value it lacks gets row "
+        "len(vocabulary) + 2 + MurmurHash3(value) % oov_buckets (0: the one OOV row, id 1)")
 
     def of_kind(self, kind: FieldKind) -> list[EncodedField]:
         return [f for f in self.fields if f.kind == kind]
@@ -167,6 +172,9 @@ class FeatureMap(StrictConfig):
         payload: Any = [f.model_dump() for f in self.fields]
         if self.vocab_digests:  # absent from older feature maps: their fingerprints stay valid
             payload = {"fields": payload, "vocabularies": self.vocab_digests}
+        if self.oov_buckets:  # likewise: only feature maps with hashed buckets include them
+            payload = {"fields": payload, "vocabularies": self.vocab_digests,
+                       "oov_buckets": self.oov_buckets}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def difference(self, trained_on: FeatureMap) -> str:
@@ -176,6 +184,9 @@ class FeatureMap(StrictConfig):
             if here != there:
                 return (f"field {index + 1} is {repr(here) if here else 'absent'} here, "
                         f"{repr(there) if there else 'absent'} in the checkpoint")
+        if self.oov_buckets != trained_on.oov_buckets:
+            return (f"{self.oov_buckets} hashed OOV bucket(s) here, {trained_on.oov_buckets} in "
+                    "the checkpoint")
         for mine, theirs in zip(self.fields, trained_on.fields, strict=True):
             for key, value in mine.model_dump().items():
                 if value != getattr(theirs, key):

@@ -23,7 +23,9 @@ New ids (`vocabulary.oov: grow`): each partition's out-of-vocabulary ids are cou
 committed state, and at its end the ones that reached `min_count` within the window get rows
 (ctrdistill.continuous.vocabulary) in every model, before the commit; a restart rebuilds the
 grown vocabularies from the committed ids and grows the models to them before loading their
-states. Bundles exported afterwards carry the grown `prepare/`.
+states. Bundles exported afterwards carry the grown `prepare/`. With `oov: hash`, the models
+are built from the start on the prepared vocabularies plus `buckets` hashed rows each (their
+feature map's `oov_buckets`), which bundles carry too; the config fixes them for a restart.
 
 Several processes (`--nproc N`, torchrun): every rank encodes the whole partition (so the
 unseen-id counts, and the vocabulary growth they decide, are the same on every rank), the ranks
@@ -72,6 +74,7 @@ from ctrdistill.continuous.vocabulary import (
     extend,
     grow,
     grown_state,
+    hashed_state,
     vocab_sizes,
     write_state,
 )
@@ -158,7 +161,7 @@ class FollowConfig(StrictConfig):
         "teacher")
     vocabulary: VocabularyConfig = Field(
         default_factory=VocabularyConfig, description="ids the prepared vocabulary lacks: "
-        "one OOV row, or vocabularies that grow at partition boundaries")
+        "one OOV row, vocabularies that grow at partition boundaries, or hashed buckets")
     export_every: int = Field(0, ge=0, description="export every student every K partitions "
                               "(0: never)")
     export_format: Literal["onnx", "torchscript"] = Field("onnx", description="bundle format")
@@ -186,12 +189,13 @@ class _Follower:
     def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path,
                  group: distributed.Group | None = None) -> None:
         self.config = config
-        self.base = prepared  # the prepared dataset's; `prepared` is grown from it
-        self.prepared = prepared
+        self.base = prepared  # the prepared dataset's; `prepared` is grown or hashed from it
+        buckets = config.vocabulary.buckets
+        self.prepared = hashed_state(prepared, buckets) if buckets else prepared
         self.out = out
         self.group = group
         self.main = group is None or group.is_main  # the rank that writes
-        feature_map = prepared.feature_map
+        feature_map = self.prepared.feature_map
         torch.manual_seed(config.train.seed)
         teacher = PlainStrategy(build_model(config.teacher, feature_map))
         self.trainers = {TEACHER: Trainer(teacher, config.train)}
@@ -220,6 +224,11 @@ class _Follower:
     @property
     def growing(self) -> bool:
         return self.config.vocabulary.oov == "grow"
+
+    @property
+    def own_vocabulary(self) -> bool:
+        """The models' vocabularies are the prepared dataset's grown or hashed."""
+        return self.config.vocabulary.oov != "single"
 
     @property
     def store(self) -> Path:
@@ -275,9 +284,13 @@ class _Follower:
         feature_map = self.prepared.feature_map
         oov = oov_rates(frame, feature_map)
         partition = {"oov_rate": _mean(oov), **{f"oov.{field}": r for field, r in oov.items()}}
-        if self.growing:  # what the prepared vocabulary alone would have left out
+        if self.own_vocabulary:  # what the prepared vocabulary alone would have left out
             partition["oov_rate_prepared"] = _mean(oov_rates(frame, feature_map,
                                                              vocab_sizes(self.base)))
+        if feature_map.oov_buckets:  # the ids it lacks are exactly those hashed
+            logger.info("OOV rate %.2f%% (the prepared vocabulary alone: %.2f%%, hashed into "
+                        "%d bucket(s) per vocabulary)", 100 * partition["oov_rate"],
+                        100 * partition["oov_rate_prepared"], feature_map.oov_buckets)
         records = []
         for model, trainer in self.trainers.items():
             metrics = trainer.evaluate(rows)
@@ -461,7 +474,7 @@ class _Follower:
             model = self.trainers[name].strategy.served_model()
             with atomic_file(run.checkpoint()) as tmp:
                 save_checkpoint(tmp, model, self.prepared.feature_map)
-            if self.growing:  # the bundle's preprocessing maps the grown ids
+            if self.own_vocabulary:  # the bundle's preprocessing maps the grown or hashed ids
                 write_state(self.prepared, self.config.data, run.path)
             elif not (run.path / "prepare").is_dir():
                 copy_state(self.config.data, run.path)

@@ -28,20 +28,33 @@ from typing import Any
 
 import numpy as np
 import onnx
+import polars as pl
 from onnx import TensorProto, helper, numpy_helper
 
 from ctrdistill.data.encode import BLOCKS, FLOAT32_MAX, MISSING_TOKEN, PrepareState
 from ctrdistill.data.formats import AVAZU_TIME_FIELDS
+from ctrdistill.data.hashing import murmurhash3
 from ctrdistill.data.recipes import ParquetRecipe, get_recipe
-from ctrdistill.data.schema import OOV_ID, PAD_ID, EncodedField, FieldSpec
+from ctrdistill.data.schema import FIRST_ID, OOV_ID, PAD_ID, EncodedField, FieldSpec
 from ctrdistill.data.sources import NULL_VALUES
 
 ML_DOMAIN = "ai.onnx.ml"
 ML_OPSET = 2
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops: MurmurHash3 for hashed OOV buckets
+MS_OPSET = 1
 HOUR_COLUMN = "hour"  # Avazu's raw YYMMDDHH, from which x4 derives its time fields
 INT64_MIN = -float(2**63)
 _NO_KEY = "\x00"  # a vocabulary without values still needs one key: it never matches
 _SEP = "\x1f"  # after a vocabulary's number in the keys of the joint lookup
+_UNSEEN = -1  # the lookup's default where unseen values are hashed
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """Hashed OOV buckets: `buckets` rows from `first` (a number, or one per column)."""
+
+    buckets: int
+    first: int | list[list[int]]
 
 
 @dataclass(frozen=True)
@@ -98,11 +111,22 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), names, domain=domain, **attrs))
         return names[0] if outputs == 1 else names
 
-    def lookup(self, tokens: str, vocab: dict[str, int]) -> str:
-        """Ids of text `tokens`: OOV if not a key of `vocab`."""
+    def lookup(self, tokens: str, vocab: dict[str, int], hashed: Hashed | None = None,
+               text: str | None = None) -> str:
+        """Ids of text `tokens`: OOV if not a key of `vocab`, or with `hashed` buckets, the
+        bucket of the unprefixed `text` (the tokens themselves unless given)."""
         keys = vocab or {_NO_KEY: OOV_ID}
-        return self.op("LabelEncoder", tokens, domain=ML_DOMAIN, keys_strings=list(keys),
-                       values_int64s=list(keys.values()), default_int64=OOV_ID)
+        ids = self.op("LabelEncoder", tokens, domain=ML_DOMAIN, keys_strings=list(keys),
+                      values_int64s=list(keys.values()),
+                      default_int64=OOV_ID if hashed is None else _UNSEEN)
+        if hashed is None:
+            return ids
+        hashes = self.op("MurmurHash3", text or tokens, domain=MS_DOMAIN, positive=1, seed=0)
+        bucket = self.op("Add", self.op("Mod", self.op("Cast", hashes, to=TensorProto.INT64),
+                                        self.const(hashed.buckets, np.int64)),
+                         self.const(hashed.first, np.int64))
+        return self.op("Where", self.op("Equal", ids, self.const(_UNSEEN, np.int64)), bucket,
+                       ids)
 
 
 def _missing(g: _Graph, x: str) -> str:
@@ -140,11 +164,12 @@ def _bucket_tokens(g: _Graph, x: str) -> str:
     return g.op("Where", missing, g.const(np.array([MISSING_TOKEN]), object), text)
 
 
-def _sequence(g: _Graph, text: str, spec: FieldSpec, vocab: dict[str, int], length: int) -> str:
+def _sequence(g: _Graph, text: str, spec: FieldSpec, vocab: dict[str, int], length: int,
+              hashed: Hashed | None) -> str:
     """(B, 1) text -> (B, 1, length) ids: split, empty tokens dropped, cut, padded."""
     tokens = g.op("StringSplit", text, delimiter=spec.separator, outputs=2)[0]  # (B, 1, W)
     present = g.op("Not", g.op("Equal", tokens, g.const(np.array([MISSING_TOKEN]), object)))
-    ids = g.op("Where", present, g.lookup(tokens, vocab),
+    ids = g.op("Where", present, g.lookup(tokens, vocab, hashed),
                g.const(PAD_ID, np.int64))
     # move present tokens to the front in their order: sort by (present, -position)
     width = g.op("Gather", g.op("Shape", tokens), g.const([2], np.int64))
@@ -192,8 +217,19 @@ def _avazu_time(g: _Graph, hour: str) -> dict[str, str]:
     return dict(zip(AVAZU_TIME_FIELDS, (hh, weekday, weekend), strict=True))
 
 
-def null_spellings(vocab: dict[str, int]) -> dict[str, int]:
-    return dict.fromkeys(NULL_VALUES, vocab.get(MISSING_TOKEN, OOV_ID))
+def null_spellings(vocab: dict[str, int], missing: int = OOV_ID) -> dict[str, int]:
+    """The null spellings' id: the missing token's (`missing` if the vocabulary lacks it)."""
+    return dict.fromkeys(NULL_VALUES, vocab.get(MISSING_TOKEN, missing))
+
+
+def _first_bucket(state: PrepareState, owner: str) -> int:
+    return FIRST_ID + len(state.encoder.vocabularies[owner])
+
+
+def _hashed(state: PrepareState, owner: str) -> Hashed | None:
+    """The hashed buckets of vocabulary `owner` (None without them)."""
+    buckets = state.feature_map.oov_buckets
+    return Hashed(buckets, _first_bucket(state, owner)) if buckets else None
 
 
 def _vocabularies(state: PrepareState) -> dict[str, dict[str, int]]:
@@ -228,11 +264,20 @@ def _categorical(g: _Graph, state: PrepareState, vocabularies: dict[str, dict[st
     keys: dict[str, int] = {}
     for owner in owners:
         vocab = vocabularies.get(owner, {})
-        merged = {**(null_spellings(vocab) if text_nulls else {}), **vocab}
+        bucketed = _hashed(state, owner)
+        missing = (OOV_ID if bucketed is None else  # the missing token's bucket
+                   bucketed.first + int(murmurhash3(pl.Series([MISSING_TOKEN]))[0])
+                   % bucketed.buckets)
+        merged = {**(null_spellings(vocab, missing) if text_nulls else {}), **vocab}
         keys.update({f"{number[owner]}{_SEP}{value}": id_ for value, id_ in merged.items()})
     prefixes = np.array([[f"{number[f.vocab or f.name]}{_SEP}" for f in fields]], dtype=object)
     joined = g.op("Concat", *(tokens[f.name] for f in fields), axis=1)
-    return g.lookup(g.op("StringConcat", g.const(prefixes, object), joined), keys)
+    prefixed = g.op("StringConcat", g.const(prefixes, object), joined)
+    buckets = state.feature_map.oov_buckets
+    if not buckets:
+        return g.lookup(prefixed, keys)
+    first = [[_first_bucket(state, f.vocab or f.name) for f in fields]]  # per column
+    return g.lookup(prefixed, keys, Hashed(buckets, first), joined)
 
 
 def preprocessing_model(state: PrepareState, opset: int, ir_version: int | None = None,
@@ -256,7 +301,7 @@ def preprocessing_model(state: PrepareState, opset: int, ir_version: int | None 
     for seq in fm.sequence:
         blocks["sequence"].append(_sequence(g, source[seq.name], specs[seq.name],
                                             vocabularies.get(seq.vocab or seq.name, {}),
-                                            seq.max_length))
+                                            seq.max_length, _hashed(state, seq.vocab or seq.name)))
     outputs = []
     for kind, parts in blocks.items():
         if parts:
@@ -271,8 +316,10 @@ def preprocessing_model(state: PrepareState, opset: int, ir_version: int | None 
             i.name, TensorProto.STRING if i.dtype == "string" else TensorProto.DOUBLE,
             ["batch", 1]) for i in inputs],
         outputs, initializer=g.constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid(ML_DOMAIN, ML_OPSET)])
+    domains = [("", opset), (ML_DOMAIN, ML_OPSET)]
+    if fm.oov_buckets:
+        domains.append((MS_DOMAIN, MS_OPSET))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(*d) for d in domains])
     if ir_version is not None:
         model.ir_version = ir_version
     onnx.checker.check_model(model, full_check=True)
@@ -284,7 +331,7 @@ def raw_model(state: PrepareState, model: onnx.ModelProto) -> onnx.ModelProto:
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     pre = preprocessing_model(state, opset, model.ir_version, prefix="pre/")
     for entry in model.opset_import:  # the model's other domains (none of them ai.onnx.ml)
-        if entry.domain not in ("", "ai.onnx", ML_DOMAIN):
+        if entry.domain not in ("", "ai.onnx", *(o.domain for o in pre.opset_import)):
             pre.opset_import.append(entry)
     return onnx.compose.merge_models(
         pre, model, io_map=[(f"pre/{i.name}", i.name) for i in model.graph.input])
