@@ -15,7 +15,8 @@ Runs (each a `follow --once` directory under `WORKDIR/runs/`; one that finished 
   labels it) and `stale` (it trains on the warm-up partitions only).
 The prepared dataset whose preprocessing encodes the landing zone is partition 0 alone (the
 history a deployment starts from); the first `--warmup` partitions train the teacher alone.
-Writes `follow.json`, `follow.md` and `follow_*.png` into the workdir.
+Each run's wall time and processed log go to `runs/NAME.json`; once all are there, `follow.md`
+and `follow_*.png` are written into the workdir.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ logger = logging.getLogger("bench_follow")
 TEACHER = {"name": "dcnv2", "size": "medium"}
 SIZES = ("tiny", "small", "medium")
 GUARD = {"behind_students_for": 2, "fallback": "last_healthy"}
+RUNS = ("main", "broken", "guarded", "frozen", "leaked", "stale")
 LATE = 16  # partitions at the end that the summary averages over
 
 
@@ -82,7 +84,7 @@ def _break_teacher(directory: Path, factor: float) -> None:
         torch.save(state, tmp)
 
 
-def run_all(args: argparse.Namespace) -> dict[str, Any]:
+def run_all(args: argparse.Namespace) -> None:
     work: Path = args.workdir
     landing, runs = work / "landing", work / "runs"
     last = landing / partition_name(args.partitions - 1) / MARKER
@@ -98,46 +100,49 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "warmup_partitions": args.warmup, "vocabulary": {"oov": "grow", "min_count": 2,
                                                              "window": 4},
             "train": {"batch_size": args.batch, "progress": False, "threads": args.threads}}
-    results = json.loads((work / "follow.json").read_text()) if (
-        work / "follow.json").exists() else {"settings": {k: str(v) for k, v in
-                                                          vars(args).items()}, "seconds": {}}
+    wanted = set(args.runs)
 
-    def run(name: str, config: dict[str, Any], zone: Path) -> None:
-        directory = runs / name / "follow"
-        if name in results["seconds"]:
+    def run(name: str, config: dict[str, Any], zone: Path, before: Any = None) -> None:
+        """Follow `zone` into `runs/NAME/follow` (after `before()`) unless its record exists."""
+        record = runs / f"{name}.json"
+        if name not in wanted or record.exists():
             return
         logger.info("run %s", name)
-        seconds = _follow(config | {"output_dir": str(runs / name)}, zone)
-        results["seconds"][name] = results["seconds"].get(f"{name} (first part)", 0) + seconds
-        results["seconds"].pop(f"{name} (first part)", None)
-        results[name] = {"processed": torch.load(directory / STATE, map_location="cpu",
-                                                 weights_only=True)["processed"]}
-        _save(work, results)
+        seconds = before() if before is not None else 0.0
+        seconds += _follow(config | {"output_dir": str(runs / name)}, zone)
+        directory = runs / name / "follow"
+        processed = torch.load(directory / STATE, map_location="cpu",
+                               weights_only=True)["processed"]
+        with atomic_file(record) as tmp:
+            tmp.write_text(json.dumps({"seconds": seconds, "processed": processed}))
 
     main = base | {"students": _students(alone=True), "export_every": args.export_every}
     snapshot = runs / f"main-at-{args.break_at}" / "follow"
-    if "main" not in results["seconds"] and not snapshot.exists():
-        seconds = _follow(main | {"output_dir": str(runs / "main")}, first)
-        results["seconds"]["main (first part)"] = seconds
-        _save(work, results)
-        shutil.copytree(runs / "main" / "follow", snapshot, symlinks=True)
-    run("main", main, full)
+
+    def first_part() -> float:
+        """main through the break, kept as the broken runs' start; returns its wall time."""
+        timing = snapshot.parent / "seconds.json"
+        if not timing.exists():
+            seconds = _follow(main | {"output_dir": str(runs / "main")}, first)
+            shutil.copytree(runs / "main" / "follow", snapshot, symlinks=True)
+            timing.write_text(json.dumps(seconds))
+        return json.loads(timing.read_text())
+
+    run("main", main, full, before=first_part)
     for name, guard in (("broken", None), ("guarded", GUARD)):
-        directory = runs / name / "follow"
-        if name not in results["seconds"] and not directory.exists():
-            shutil.copytree(snapshot, directory, symlinks=True)
-            _break_teacher(directory, args.break_factor)
-        run(name, main | {"teacher_guard": guard, "export_every": 0}, full)
+        def broken(directory: Path = runs / name / "follow") -> float:
+            if not (snapshot.parent / "seconds.json").exists():
+                raise SystemExit(f"{directory.parent.name} starts from {snapshot}: run main "
+                                 "first")
+            if not directory.exists():
+                shutil.copytree(snapshot, directory, symlinks=True)
+                _break_teacher(directory, args.break_factor)
+            return 0.0
+        run(name, main | {"teacher_guard": guard, "export_every": 0}, full, before=broken)
     distilled = base | {"students": _students(alone=False)}
     run("frozen", distilled | {"vocabulary": {"oov": "single"}}, full)
     run("leaked", distilled | {"teacher_updates": "leaked"}, full)
     run("stale", distilled | {"teacher_updates": "stale"}, full)
-    return results
-
-
-def _save(work: Path, results: dict[str, Any]) -> None:
-    with atomic_file(work / "follow.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1))
 
 
 # --- what the runs show -----------------------------------------------------------------------
@@ -150,13 +155,14 @@ def _auc(frame: pl.DataFrame, model: str, lo: int, hi: int) -> float:
     return float(part["auc"].mean())
 
 
-def summary(work: Path, args: argparse.Namespace, results: dict[str, Any]) -> str:
+def summary(work: Path, args: argparse.Namespace) -> str:
     n, late = args.partitions, max(args.partitions - LATE, args.warmup)
     main = metrics(work, "main")
     bayes = float(main.filter(pl.col("index") >= late).unique("index")["bayes_auc"].mean())
     rows = args.rows_per_partition * n
-    stage_rates = pl.DataFrame([p["rows_per_second"] for p in results["main"]["processed"]])
-    seconds = results["seconds"]["main"]
+    record = json.loads((work / "runs" / "main.json").read_text())
+    stage_rates = pl.DataFrame([p["rows_per_second"] for p in record["processed"]])
+    seconds = record["seconds"]
     lines = [f"## main: {n} partitions x {args.rows_per_partition:,} rows, drift {args.drift}, "
              f"new ids {args.new_ids_rate}, teacher {TEACHER}", "",
              f"end to end {rows / seconds:,.0f} rows/s ({seconds / n:.1f} s per partition: "
@@ -263,11 +269,16 @@ def main() -> None:
     parser.add_argument("--export-every", type=int, default=16)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS),
+                        help="the runs this process does (two processes may share a workdir: "
+                        "one with main first)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results = run_all(args)
-    text = summary(args.workdir, args, results)
+    run_all(args)
+    if not all((args.workdir / "runs" / f"{name}.json").exists() for name in RUNS):
+        return  # another process runs the rest
+    text = summary(args.workdir, args)
     with atomic_file(args.workdir / "follow.md") as tmp:
         tmp.write_text(text)
     plot(args.workdir, args)
