@@ -82,7 +82,8 @@ class Recipe:
         return bool(self.extensions)
 
     def data_files(self, path: Path) -> list[Path]:
-        """The files a single-table recipe reads from `path`, in order."""
+        """The files a single-table recipe reads from `path`, in order (a multi-table recipe
+        with `file_splits` lists its own)."""
         if not self.extensions:
             raise CtrDistillError(f"recipe '{self.name}' reads a directory as one dataset, not "
                                   "as separate data files")
