@@ -65,6 +65,9 @@ def given_split_files(recipe: Recipe, path: Path,
     """`split.kind: files`: the files `names` lists per split (names in the input directory),
     else the ones the file names give; data files in no split are left out, with a warning."""
     path = Path(path)
+    if not recipe.file_splits:
+        raise CtrDistillError(f"recipe '{recipe.name}' reads its input as one dataset, so it has "
+                              "no split files (split.kind files)")
     if not path.is_dir():
         raise CtrDistillError(f"split.kind files needs a directory input of split files, not "
                               f"{path}")
