@@ -163,7 +163,8 @@ def test_inputs_that_are_not_one_recbole_dataset(tmp_path):
     folder = copy_dataset(tmp_path)
     shutil.copy(folder / "ml-100k.inter", folder / "other.inter")
     with pytest.raises(CtrDistillError, match=r"several \.inter files in .*ml-100k \(ml-100k"
-                                              r"\.inter, other\.inter\); point --input at one"):
+                                              r"\.inter, other\.inter\) that are not one "
+                                              r"dataset's .*; point --input at one"):
         run(tmp_path, folder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CtrDistillError, match=r"recbole: no \.inter file in .*empty"):

@@ -154,6 +154,12 @@ def test_split_files_with_another_kind_is_refused():
                                       "test_days": [1]}, "split")
 
 
+def test_a_recipe_that_reads_one_dataset_has_no_split_files(tmp_path):
+    with pytest.raises(CtrDistillError, match=r"recipe 'movielens' reads its input as one "
+                                              r"dataset, so it has no split files"):
+        prepare_recipe(tmp_path, "movielens", RAW / "ml-100k", split={"kind": "files"})
+
+
 @pytest.mark.parametrize(("extra", "input", "message"), ERRORS)
 def test_split_file_mistakes_are_one_line(tmp_path, extra, input, message):
     folder = tmp_path / "raw"

@@ -326,8 +326,9 @@ register_recipe(LibsvmRecipe(
     "libsvm", "libsvm/libfm `label idx:val ...` or libffm `label field:idx:val ...` text, any "
     "number of features per line; labels 0/1 or -1/+1", options=LibsvmOptions()))
 register_recipe(RecboleRecipe(
-    "recbole", "RecBole atomic files: <name>.inter with optional .user/.item (tab-separated, "
-    "name:type header); label from label or rating >= 4", options=RecboleOptions()))
+    "recbole", "RecBole atomic files: <name>.inter, or benchmark files <name>.train.inter, "
+    "<name>.valid.inter, <name>.test.inter, with optional .user/.item (tab-separated, name:type "
+    "header); label from label or rating >= 4", options=RecboleOptions()))
 register_recipe(MovielensRecipe(
     "movielens", "MovieLens ml-100k u.data or ml-1m ratings.dat; click = rating >= 4",
     {"x1": Protocol((0.7, 0.2, 0.1), 1, False, "7:2:1, min count 1")}))

@@ -3,7 +3,13 @@
 Each is tab-separated (no quoting) with a header line of `name:type` columns, types `token`,
 `token_seq` (space-separated tokens), `float` and `float_seq`. The input is the dataset
 directory (`ml-100k/` holding `ml-100k.inter` ...; other files in it are listed in a warning) or
-the `.inter` file (the side files are found beside it by name).
+an `.inter` file (the side files are found beside it by name).
+
+- A dataset's interactions may be split over several files, RecBole's benchmark files
+  `<name>.<suffix>.inter` (`benchmark_filename: [train, valid, test]`); every one joins the same
+  `<name>.user`/`<name>.item` and has the same columns. These are the recipe's data files: a
+  files split (`ctrdistill.data.split_files`) gives each its split, a random one pools them in
+  name order.
 
 - User and item features are joined onto the interactions by the user and item id columns
   (options `user_id_field`, `item_id_field`; default `user_id`, `item_id`); an id missing from
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import polars as pl
@@ -91,12 +98,41 @@ def _atomic(path: Path) -> _Atomic:
 
 @dataclass(frozen=True)
 class _Dataset:
-    inter: _Atomic
+    inters: list[_Atomic]  # in name order, all with the same columns
     user: _Atomic | None
     item: _Atomic | None
 
+    @property
+    def inter(self) -> _Atomic:
+        """The first .inter file: its columns are every one's."""
+        return self.inters[0]
+
     def files(self) -> list[Path]:
-        return [a.path for a in (self.inter, self.user, self.item) if a is not None]
+        return [a.path for a in (*self.inters, self.user, self.item) if a is not None]
+
+
+def _names(inter: Path) -> list[str]:
+    """The dataset names an .inter file may belong to: `x.inter`'s own, and for `n.s.inter`
+    (RecBole's benchmark file of dataset `n`, split `s`) `n`."""
+    stem = inter.name.removesuffix(".inter")
+    return [stem, *([stem.rsplit(".", 1)[0]] if "." in stem else [])]
+
+
+def _side_name(inters: list[Path]) -> str:
+    """The name of the .user/.item files the .inter files join: the one name they all belong to;
+    a lone file's own name where side files of that name exist."""
+    if len(inters) == 1:
+        names = _names(inters[0])
+        folder = inters[0].parent
+        return next((n for n in names if any((folder / f"{n}.{s}").is_file()
+                                              for s in ("user", "item"))), names[0])
+    shared = set.intersection(*(set(_names(p)) for p in inters))
+    if not shared:
+        raise CtrDistillError(
+            f"recbole: several .inter files in {inters[0].parent} "
+            f"({', '.join(p.name for p in inters)}) that are not one dataset's <name>.inter or "
+            "<name>.<suffix>.inter; point --input at one")
+    return shared.pop()
 
 
 def _dataset(path: Path) -> _Dataset:
@@ -105,19 +141,21 @@ def _dataset(path: Path) -> _Dataset:
         inters = sorted(p for p in path.glob("*.inter") if p.is_file())
         if not inters:
             raise CtrDistillError(f"recbole: no .inter file in {path}")
-        if len(inters) > 1:
-            raise CtrDistillError(f"recbole: several .inter files in {path} "
-                                  f"({', '.join(p.name for p in inters)}); point --input at one")
-        inter = inters[0]
     elif path.is_file():
         if path.suffix != ".inter":
             raise CtrDistillError(f"recbole: {path} is not a .inter file (the input is the "
                                   "dataset directory or its .inter file)")
-        inter = path
+        inters = [path]
     else:
         raise CtrDistillError(f"input not found: {path}")
-    side = {s: inter.with_suffix(f".{s}") for s in ("user", "item")}
-    return _Dataset(_atomic(inter), *(_atomic(p) if p.is_file() else None for p in side.values()))
+    name = _side_name(inters)
+    atomics = [_atomic(p) for p in inters]
+    for other in atomics[1:]:
+        if other.types != atomics[0].types:
+            raise CtrDistillError(f"recbole: {other.path.name} and {atomics[0].path.name} have "
+                                  "different columns (a dataset's .inter files share a header)")
+    side = [inters[0].with_name(f"{name}.{s}") for s in ("user", "item")]
+    return _Dataset(atomics, *(_atomic(p) if p.is_file() else None for p in side))
 
 
 class RecboleRecipe(Recipe):
@@ -126,6 +164,14 @@ class RecboleRecipe(Recipe):
     def _options(self) -> RecboleOptions:
         assert isinstance(self.options, RecboleOptions)
         return self.options
+
+    @property
+    def file_splits(self) -> bool:
+        return True
+
+    def data_files(self, path: Path) -> list[Path]:
+        """The .inter files; a files split gives each its split."""
+        return [a.path for a in _dataset(path).inters]
 
     def announce_input(self, path: Path) -> None:
         if Path(path).is_dir():
@@ -207,9 +253,10 @@ class RecboleRecipe(Recipe):
         needed = [c for c in data.inter.names
                   if c in wanted or c in keys or (derived and c == options.rating_field)
                   or ("day" in wanted and c == options.time_field)]
-        for frame in read_delimited(data.inter.path, "\t", data.inter.names,
-                                    self._types(data.inter, schema), skip_rows=1,
-                                    max_rows=chunk_rows, include_columns=needed, quote_char=None):
+        frames = chain.from_iterable(read_delimited(
+            inter.path, "\t", inter.names, self._types(inter, schema), skip_rows=1,
+            max_rows=chunk_rows, include_columns=needed, quote_char=None) for inter in data.inters)
+        for frame in frames:
             if derived:
                 frame = frame.with_columns(
                     (pl.col(options.rating_field) >= options.rating_threshold).cast(pl.Float64)

@@ -74,8 +74,16 @@ class Recipe:
         so that the prepared dataset's saved state reads later inputs the same way."""
         return self
 
+    @property
+    def file_splits(self) -> bool:
+        """Whether `data_files` lists files that each hold rows of their own, so that a files
+        split can give each file its split: a single-table recipe's data files; a multi-table
+        recipe says so itself (recbole's .inter files, not movielens' one table)."""
+        return bool(self.extensions)
+
     def data_files(self, path: Path) -> list[Path]:
-        """The files a single-table recipe reads from `path`, in order."""
+        """The files a single-table recipe reads from `path`, in order (a multi-table recipe
+        with `file_splits` lists its own)."""
         if not self.extensions:
             raise CtrDistillError(f"recipe '{self.name}' reads a directory as one dataset, not "
                                   "as separate data files")

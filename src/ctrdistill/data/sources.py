@@ -15,8 +15,9 @@ Directory inputs, one rule for every recipe:
   and `*.log.txt`, iPinYou's raw logs). A subfolder is an error naming it (it is not
   searched); a directory without a data file is an error.
 - A multi-table recipe (movielens, recbole) reads a directory as one dataset whose files it
-  knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: the one
-  `*.inter` file with its `.user`/`.item`); the other files in it are listed in one warning.
+  knows by name (movielens: `u.data` or `ratings.dat` with their side files; recbole: its
+  `*.inter` files, one or RecBole's benchmark files `<name>.<suffix>.inter`, with the
+  `<name>.user`/`.item` they all join); the other files in it are listed in one warning.
 - A file input is read as it is, whatever its extension, unless its name says it is not data
   (the patterns above): then it is an error. Tar and zip archives are refused with a hint to
   extract them first.

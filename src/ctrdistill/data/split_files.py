@@ -1,6 +1,8 @@
 """Pre-split inputs: a directory whose files are the train, valid and test splits (Frappe's
 `frappe.train.libfm`/`frappe.validation.libfm`/`frappe.test.libfm`, BARS' `train.csv`/
-`valid.csv`/`test.csv`) keeps that split instead of being pooled and split again at random.
+`valid.csv`/`test.csv`, RecBole's `ml-1m.train.inter`/`ml-1m.valid.inter`/`ml-1m.test.inter`)
+keeps that split instead of being pooled and split again at random. The files are the recipe's
+data files (`Recipe.data_files`), each read on its own.
 
 A file names a split by a word of its name (words are runs of letters): train or training;
 valid, validation, val or dev; test or testing. A name with none, or with two different ones,
@@ -36,11 +38,11 @@ def _describe(files: dict[int, list[Path]]) -> str:
 
 
 def detected_split_files(recipe: Recipe, path: Path) -> dict[int, list[Path]] | None:
-    """The natural default: a directory of a single-table recipe whose every data file names
-    one split, a training one among them, gives that split. Where only some names do, the files
-    are pooled as before, with a warning."""
+    """The natural default: a directory whose every data file (`Recipe.data_files`, where the
+    recipe reads its files apart) names one split, a training one among them, gives that split.
+    Where only some names do, the files are pooled as before, with a warning."""
     path = Path(path)
-    if not path.is_dir() or not recipe.extensions:
+    if not path.is_dir() or not recipe.file_splits:
         return None
     files = recipe.data_files(path)
     splits = [split_of_name(f.name) for f in files]
@@ -63,6 +65,9 @@ def given_split_files(recipe: Recipe, path: Path,
     """`split.kind: files`: the files `names` lists per split (names in the input directory),
     else the ones the file names give; data files in no split are left out, with a warning."""
     path = Path(path)
+    if not recipe.file_splits:
+        raise CtrDistillError(f"recipe '{recipe.name}' reads its input as one dataset, so it has "
+                              "no split files (split.kind files)")
     if not path.is_dir():
         raise CtrDistillError(f"split.kind files needs a directory input of split files, not "
                               f"{path}")
