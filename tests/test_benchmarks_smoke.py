@@ -33,3 +33,18 @@ def test_zoo_table_end_to_end(tmp_path: Path) -> None:
     table = (tmp_path / "zoo_1000.md").read_text()
     assert "| lr |" in table
     assert (tmp_path / "zoo-1000" / "lr" / "metrics.json").is_file()
+
+
+def test_follow_experiment_end_to_end(tmp_path: Path) -> None:
+    # The 48-partition experiment of BENCHMARKS.md §13 at a few thousand rows: its six runs,
+    # the broken teacher's snapshot, the tables and the plots.
+    command = [sys.executable, "-m", "benchmarks.bench_follow", "--workdir", str(tmp_path),
+               "--partitions", "4", "--rows-per-partition", "1500", "--warmup", "1",
+               "--break-at", "2", "--export-every", "2"]
+    done = subprocess.run(command, cwd=ROOT, env=os.environ | {"BENCH_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = (tmp_path / "follow.md").read_text()
+    assert "| broken, guard |" in report and "| leaked teacher |" in report
+    assert (tmp_path / "follow_variants.png").stat().st_size > 10_000
+    assert (tmp_path / "runs" / "main" / "follow" / "bundles" / "tiny-kd" / "latest").is_file()
