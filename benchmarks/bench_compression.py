@@ -110,6 +110,15 @@ def cost(model: torch.nn.Module, test) -> dict:
             "latency_ms": batch1_latency_ms(model, test, requests=2000)}
 
 
+def ensemble_cost(teachers: list[dict]) -> dict:
+    """The cost of teachers run one after another (an ensemble without its gate)."""
+    return {"params": sum(c["params"] for c in teachers),
+            "model_bytes": sum(c["model_bytes"] for c in teachers),
+            "inference_samples_per_second": 1 / sum(1 / c["inference_samples_per_second"]
+                                                    for c in teachers),
+            "latency_ms": sum(c["latency_ms"] for c in teachers)}
+
+
 def cheaper(ensemble: dict, row: dict) -> dict:
     """How many times cheaper than the ensemble `row` is to serve, by both measures."""
     return {"cheaper_at_1": ensemble["latency_ms"] / row["latency_ms"],
@@ -138,11 +147,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
         "auc": sum(r["ensemble.auc"] for r in ensemble_runs) / len(ensemble_runs),
         "logloss": common.mean_std([r["ensemble.logloss"] for r in ensemble_runs], 5),
         "calibration": common.mean_std([r["ensemble.calibration"] for r in ensemble_runs], 4),
-        "params": sum(c["params"] for _, c in teachers.values()),
-        "model_bytes": sum(c["model_bytes"] for _, c in teachers.values()),
-        "inference_samples_per_second": 1 / sum(1 / c["inference_samples_per_second"]
-                                                for _, c in teachers.values()),
-        "latency_ms": sum(c["latency_ms"] for _, c in teachers.values())}
+        **ensemble_cost([c for _, c in teachers.values()])}
     rows = [{"model": f"teacher {name}", **one_run(common.run_metrics(run)["test"]), **c}
             for name, (run, c) in teachers.items()] + [ensemble]
     for size, by_method in results.items():

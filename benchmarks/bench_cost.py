@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import bench_distill, common
+from benchmarks.bench_compression import cheaper, ensemble_cost
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import SIZES
 from ctrdistill.models.registry import build_model, model_config
@@ -53,15 +54,9 @@ def costs(prep: Path, specs: dict[str, dict]) -> list[dict]:
     rows = [{"model": name, "params": model.num_parameters(), "model_bytes": model_bytes(model),
              **timed[name]} for name, model in models.items()]
     teachers = [r for r in rows if r["model"].startswith("teacher ")]
-    ensemble = {"model": ENSEMBLE, "params": sum(r["params"] for r in teachers),
-                "model_bytes": sum(r["model_bytes"] for r in teachers),
-                "inference_samples_per_second": 1 / sum(
-                    1 / r["inference_samples_per_second"] for r in teachers),
-                "latency_ms": sum(r["latency_ms"] for r in teachers)}
+    ensemble = {"model": ENSEMBLE, **ensemble_cost(teachers)}
     rows.insert(len(teachers), ensemble)
-    return [r | {"cheaper_at_4096": r["inference_samples_per_second"]
-                 / ensemble["inference_samples_per_second"],
-                 "cheaper_at_1": ensemble["latency_ms"] / r["latency_ms"]} for r in rows]
+    return [r | cheaper(ensemble, r) for r in rows]
 
 
 def table(rows: list[dict]) -> str:
