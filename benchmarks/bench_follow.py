@@ -214,19 +214,28 @@ def summary(work: Path, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trained(frame: pl.DataFrame, warmup: int) -> pl.DataFrame:
+    """Rows of models that had trained before being scored: students score their first
+    partition (the warm-up's end) untrained, at chance."""
+    return frame.filter((pl.col("model") == "teacher") | (pl.col("index") > warmup))
+
+
 def plot(work: Path, args: argparse.Namespace) -> list[Path]:
     plt = pyplot()
-    main = metrics(work, "main")
+    main = _trained(metrics(work, "main"), args.warmup)
+    # the students' range after warm-up; the teacher's first partitions and a broken teacher
+    # fall below it
+    bottom = float(main.filter(pl.col("model") != "teacher")["auc"].min()) - 0.01
     fig, ax = plt.subplots(figsize=(9, 5))
     for (model,), part in main.sort("index").group_by("model", maintain_order=True):
         style = "-" if model == "teacher" or model.endswith("-kd") else ":"
         ax.plot(part["index"], part["auc"], style, lw=1.5 if model == "teacher" else 1,
                 label=model)
-    data = main.unique("index").sort("index")
+    data = metrics(work, "main").unique("index").sort("index")
     ax.plot(data["index"], data["bayes_auc"], "k--", lw=1, label="Bayes AUC")
     ax.set(xlabel="partition (arrival order)", ylabel="progressive AUC (before training)",
            title="teacher and students on arriving partitions (dotted: alone)")
-    ax.set_ylim(bottom=float(main.filter(pl.col("index") >= args.warmup)["auc"].min()) - 0.01)
+    ax.set_ylim(bottom=bottom)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3)
     paths = [save_figure(fig, work / "follow_students.png")]
@@ -239,15 +248,14 @@ def plot(work: Path, args: argparse.Namespace) -> list[Path]:
                                   ("stale", "stale")])]
     for ax, (title, runs) in zip(axes, panels, strict=True):
         for name, label in runs:
-            frame = metrics(work, name).sort("index")
+            frame = _trained(metrics(work, name), args.warmup).sort("index")
             for model, style in (("teacher", "--"), ("small-kd", "-")):
                 part = frame.filter(pl.col("model") == model)
                 ax.plot(part["index"], part["auc"], style, lw=1,
                         label=f"{label}: {model}")
         ax.plot(data["index"], data["bayes_auc"], "k:", lw=1, label="Bayes AUC")
         ax.set(title=title, xlabel="partition")
-        ax.set_ylim(bottom=float(main.filter(pl.col("index") >= args.warmup)["auc"].min())
-                    - 0.02)
+        ax.set_ylim(bottom=bottom)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("progressive AUC")
