@@ -524,3 +524,24 @@ def test_serve_switches_to_the_bundle_follow_exports_next(prepared, landing, tmp
     assert first.status_code == second.status_code == 200
     # the student trained on partition 2 in between: the new version scores differently
     assert first.json()["probabilities"] != second.json()["probabilities"]
+
+
+def test_the_fallback_is_the_version_from_before_the_streak(prepared, tmp_path, monkeypatch):
+    """A teacher behind the students on partition 2 (not yet flagged) and flagged on 3: the
+    fallback for 3 is partition 1's teacher, not partition 2's, which opened the streak."""
+    zone = tmp_path / "zone"
+    write_landing(SynthConfig(**SYNTH), zone, 4, ROWS)
+    streak = iter([(0, None), (1, None), (2, "behind the students for 2 partition(s)")])
+
+    def verdict(self, metrics):
+        self.state["behind"], problem = next(streak)
+        return problem
+
+    monkeypatch.setattr(_Follower, "_health_problem", verdict)
+    guard = {"behind_students_for": 2}
+    follow(_config(prepared, zone, tmp_path, export_every=0, teacher_guard=guard), once=True)
+    store = LabelStore(tmp_path / "f" / "labels")
+    assert [p["teacher_version"] for p in store.partitions("train")] == [0, 1, 0]
+    labels = pl.read_parquet(tmp_path / "f" / "metrics.parquet").filter(model="teacher")
+    assert labels["student_labels"].to_list()[1:] == ["teacher", "teacher",
+                                                      "last_healthy_teacher"]

@@ -134,8 +134,8 @@ class TeacherGuard(StrictConfig):
         "a row")
     fallback: Literal["last_healthy", "hard_labels"] = Field(
         "last_healthy", description="what students learn from while the teacher is unhealthy: "
-        "its last healthy version (they skip the partition if there is none) or the hard "
-        "labels alone")
+        "its last healthy version, the last one not behind the students (they skip the "
+        "partition if there is none), or the hard labels alone")
 
 
 class FollowConfig(StrictConfig):
@@ -386,13 +386,18 @@ class _Follower:
         was none) or the hard labels (no labeller)."""
         teacher = self.trainers[TEACHER].strategy.served_model()
         problem = self._health_problem(metrics)
+        guard = self.config.teacher_guard  # set: only a guard finds problems
+        # without a guard, one may be added later: keep the version a student watch would keep
+        watches_students = guard is None or bool(guard.behind_students_for)
         was_healthy, self.state["healthy"] = self.state["healthy"], problem is None
         if problem is None:
             if not was_healthy:
                 logger.warning("the teacher is healthy again: students distil from it")
-            self.state["healthy_teacher"] = _copy(teacher.state_dict())
+            # a version behind the students may open the streak that the guard flags later:
+            # the fallback is the version from before the streak
+            if self.state["behind"] == 0 or not watches_students:
+                self.state["healthy_teacher"] = _copy(teacher.state_dict())
             return teacher, "teacher"
-        guard = self.config.teacher_guard  # set: only a guard finds problems
         if guard is not None and guard.fallback == HARD_LABELS:
             logger.warning("teacher unhealthy (%s): students train on the hard labels", problem)
             return None, HARD_LABELS
