@@ -34,11 +34,7 @@ from benchmarks import bench_distill, common
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import SIZES
 from ctrdistill.storage import atomic_file
-from ctrdistill.training.speed import (
-    batch1_latency_ms,
-    inference_samples_per_second,
-    model_bytes,
-)
+from ctrdistill.training.speed import model_bytes, side_by_side
 
 OTHER_DISTANCES = ["mse_logits", "kl", "mse_probs"]
 ENSEMBLE = {"ensemble": "gate"}
@@ -103,11 +99,11 @@ def gap_recovered(kd: float, alone_auc: float, teacher: float) -> float:
     return (kd - alone_auc) / (teacher - alone_auc)
 
 
-def cost(model: torch.nn.Module, test) -> dict:
-    return {"params": model.num_parameters(), "model_bytes": model_bytes(model),
-            "inference_samples_per_second": inference_samples_per_second(
-                model, test, max_rows=200_000),
-            "latency_ms": batch1_latency_ms(model, test, requests=2000)}
+def costs(models: dict[str, torch.nn.Module], test) -> dict[str, dict]:
+    """Parameters, bytes and the side-by-side speeds (issue 32's timing) of every model."""
+    timed = side_by_side(models, test)
+    return {name: {"params": model.num_parameters(), "model_bytes": model_bytes(model),
+                   **timed[name]} for name, model in models.items()}
 
 
 def ensemble_cost(teachers: list[dict]) -> dict:
@@ -133,14 +129,19 @@ def one_run(test: dict) -> dict:
 
 
 def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
-    """One thread, one model at a time. The ensemble's cost is its teachers' (run one after
-    another); its gate is left out, which flatters the ensemble. Every method of a size is
-    the same architecture, so each size is timed once (on its `alone` run)."""
+    """One thread; the teachers and the four sizes timed side by side at the end. The
+    ensemble's cost is its teachers' (run one after another); its gate is left out, which
+    flatters the ensemble. Every method of a size is the same architecture, so each size is
+    timed once (on its `alone` run)."""
     torch.set_num_threads(1)
     results = json.loads((root / "compression_train.json").read_text())
     test = PreparedData(prep).load("test")
-    teachers = {name: (run, cost(cd.load_run(run).model, test))
-                for name, run in teacher_runs(root, prep).items()}
+    teacher_dirs = teacher_runs(root, prep)
+    timed = costs({**{f"teacher {name}": cd.load_run(run).model
+                      for name, run in teacher_dirs.items()},
+                   **{size: cd.load_run(Path(by_method["alone"][0]["run"])).model
+                      for size, by_method in results.items()}}, test)
+    teachers = {name: (run, timed[f"teacher {name}"]) for name, run in teacher_dirs.items()}
     ensemble_runs = results["base"]["direct-bce"]
     ensemble = {
         "model": "teacher ensemble (gate)",
@@ -151,7 +152,7 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int]) -> str:
     rows = [{"model": f"teacher {name}", **one_run(common.run_metrics(run)["test"]), **c}
             for name, (run, c) in teachers.items()] + [ensemble]
     for size, by_method in results.items():
-        size_cost = cost(cd.load_run(Path(by_method["alone"][0]["run"])).model, test)
+        size_cost = timed[size]
         alone_auc = [r["auc"] for r in by_method["alone"]]
         for method, runs in by_method.items():
             aucs = [r["auc"] for r in runs]

@@ -3,7 +3,7 @@ timing: every figure the median of blocks of calls lasting 0.2 s or more, all mo
 table timed in alternation over three rounds at the end, one thread).
 
     python -m benchmarks.bench_cost --table compression   # §10.2: teachers and DNN sizes, criteo
-    python -m benchmarks.bench_cost --table distill       # §4.4: teachers and the base DNN, legacy
+    python -m benchmarks.bench_cost --table distill       # §4.4: teachers and DNNs, legacy
 
 Inference cost depends on a model's architecture and the rows it scores, not on its trained
 weights, so each model is built fresh from the table's config on the table's dataset (the same
@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 from benchmarks import bench_distill, common
-from benchmarks.bench_compression import cheaper, ensemble_cost
+from benchmarks.bench_compression import cheaper, costs, ensemble_cost
 from ctrdistill.data.dataset import PreparedData
 from ctrdistill.models.base import SIZES
 from ctrdistill.models.registry import build_model, model_config
 from ctrdistill.storage import atomic_file
-from ctrdistill.training.speed import model_bytes, side_by_side
 
 ENSEMBLE = "teacher ensemble"
 #: The architectures of each table, with the dataset (preset, workdir) it was measured on.
@@ -37,22 +36,22 @@ TABLES = {
                      **{f"student {s}": {"name": "dnn", "size": s} for s in SIZES
                         if s != "base"},
                      "student base": common.STUDENT}),
+    # with the smaller students of §4.4's second table (medium and small are those DNNs)
     "distill": ("legacy", "bench_out/synth2m",
                 {**{f"teacher {t}": {"name": t} for t in bench_distill.TEACHERS},
-                 "student base": common.STUDENT}),
+                 "student base": common.STUDENT,
+                 **{f"student {s}": {"name": "dnn", "size": s} for s in ("medium", "small")}}),
 }
 
 
-def costs(prep: Path, specs: dict[str, dict]) -> list[dict]:
+def table_costs(prep: Path, specs: dict[str, dict]) -> list[dict]:
     """Parameters, bytes and the side-by-side speeds of every model, plus the ensemble of the
     teachers and each model's cost relative to it."""
     data = PreparedData(prep)
-    test = data.load("test")
     models = {name: build_model(model_config(spec), data.feature_map).eval()
               for name, spec in specs.items()}
-    timed = side_by_side(models, test)
-    rows = [{"model": name, "params": model.num_parameters(), "model_bytes": model_bytes(model),
-             **timed[name]} for name, model in models.items()]
+    timed = costs(models, data.load("test"))
+    rows = [{"model": name, **figures} for name, figures in timed.items()]
     teachers = [r for r in rows if r["model"].startswith("teacher ")]
     ensemble = {"model": ENSEMBLE, **ensemble_cost(teachers)}
     rows.insert(len(teachers), ensemble)
@@ -80,7 +79,7 @@ def main() -> None:
     preset, workdir, specs = TABLES[args.table]
     root = Path(args.workdir or workdir)
     prep = common.synthetic_dataset(root, args.rows, preset=preset)
-    rows = costs(prep, specs)
+    rows = table_costs(prep, specs)
     text = table(rows)
     with atomic_file(root / f"cost_{args.table}.json") as tmp:
         tmp.write_text(json.dumps(rows, indent=1))

@@ -32,7 +32,7 @@ import ctrdistill as cd
 from benchmarks import common
 from ctrdistill.analysis.report import markdown_table
 from ctrdistill.data.dataset import PreparedData
-from ctrdistill.training.speed import inference_samples_per_second
+from ctrdistill.training.speed import side_by_side
 
 TEACHERS = ["dcnv2", "deepfm", "pnn"]
 # How the 3 teachers combine. A gate trained jointly sees the teachers' logits on rows they
@@ -100,39 +100,35 @@ def experiment_cost(root: Path, prep: Path, seeds: list[int], single: str, train
     """Inference cost at the AUC each model reached in `kd` (test split; students: mean over
     seeds, speed of the seed-1 checkpoint). Teachers of an ensemble run one after another.
 
-    Speeds are re-timed here with the library's timer (`inference_samples_per_second`, on rows
-    loaded beforehand) so that all models are timed alike on a quiet machine: the speeds in
-    metrics.json were taken during training, beside whatever else was running."""
+    Speeds are timed here side by side at the end (issue 32's timing: each figure the median
+    of rounds in which every model is timed once), so that all models are timed alike: the
+    speeds in metrics.json were taken during training, beside whatever else was running."""
     test = PreparedData(prep).load("test")
-
-    def speed(run: Path) -> tuple[int, float]:
-        model = cd.load_run(run).model
-        return model.num_parameters(), inference_samples_per_second(model, test, max_rows=200_000)
 
     def test_auc(run: Path, key: str = "auc") -> float:
         return common.run_metrics(run)["test"][key]
 
-    rows, teacher_speeds, teacher_params = [], [], 0
-    for name in TEACHERS:
-        run = common.teacher_run(root, prep, name, **train)
-        params, rate = speed(run)
-        teacher_speeds.append(rate)
-        teacher_params += params
-        rows.append({"model": f"teacher {name}", "params": params, "auc": test_auc(run),
-                     "inference_samples_per_second": rate})
-    ensemble_rate = 1.0 / sum(1.0 / r for r in teacher_speeds)
-    gate_runs = [root / "students" / f"{slug('KD from 3 teachers, gate')}-s{s}" for s in seeds]
-    rows.append({"model": "teacher ensemble (gate)", "params": teacher_params,
-                 "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
-                 "inference_samples_per_second": ensemble_rate})
+    teachers = {f"teacher {name}": common.teacher_run(root, prep, name, **train)
+                for name in TEACHERS}
     students = {"DNN alone": [common.student_alone_run(root, prep, s, **train) for s in seeds]}
     for variant in variants_of(single):
         students[variant] = [root / "students" / f"{slug(variant)}-s{s}" for s in seeds]
+    models = {name: cd.load_run(run).model for name, run in teachers.items()}
+    models |= {f"student: {name}": cd.load_run(runs[0]).model for name, runs in students.items()}
+    rates = {name: figures["inference_samples_per_second"]
+             for name, figures in side_by_side(models, test).items()}
+    rows = [{"model": name, "params": models[name].num_parameters(), "auc": test_auc(run),
+             "inference_samples_per_second": rates[name]} for name, run in teachers.items()]
+    ensemble_rate = 1.0 / sum(1.0 / rates[name] for name in teachers)
+    gate_runs = [root / "students" / f"{slug('KD from 3 teachers, gate')}-s{s}" for s in seeds]
+    rows.append({"model": "teacher ensemble (gate)",
+                 "params": sum(models[name].num_parameters() for name in teachers),
+                 "auc": statistics.mean(test_auc(r, "ensemble.auc") for r in gate_runs),
+                 "inference_samples_per_second": ensemble_rate})
     for name, runs in students.items():
-        params, rate = speed(runs[0])
-        rows.append({"model": f"student: {name}", "params": params,
-                     "auc": statistics.mean(test_auc(r) for r in runs),
-                     "inference_samples_per_second": rate})
+        rows.append({"model": f"student: {name}", "params": models[f"student: {name}"]
+                     .num_parameters(), "auc": statistics.mean(test_auc(r) for r in runs),
+                     "inference_samples_per_second": rates[f"student: {name}"]})
     best = max(rows[: len(TEACHERS)], key=lambda r: r["auc"])
     lines = [markdown_table(rows), "", "| student | AUC - best teacher AUC | speed-up vs best "
              "teacher | speed-up vs ensemble |", "|---|---|---|---|"]

@@ -6,6 +6,7 @@ root)."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,19 @@ def test_follow_experiment_end_to_end(tmp_path: Path) -> None:
     assert "| broken, guard |" in report and "| leaked teacher |" in report
     assert (tmp_path / "follow_variants.png").stat().st_size > 10_000
     assert (tmp_path / "runs" / "main" / "follow" / "bundles" / "tiny-kd" / "latest").is_file()
+
+
+def test_cost_table_end_to_end(tmp_path: Path) -> None:
+    # §4.4's cost table from fresh models: the teachers, their ensemble and the student, each
+    # cheaper than the ensemble.
+    command = [sys.executable, "-m", "benchmarks.bench_cost", "--table", "distill",
+               "--workdir", str(tmp_path), "--rows", "3000"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = {row["model"]: row for row in json.loads((tmp_path / "cost_distill.json").read_text())}
+    assert list(rows) == ["teacher dcnv2", "teacher deepfm", "teacher pnn", "teacher ensemble",
+                          "student base", "student medium", "student small"]
+    assert rows["teacher ensemble"]["cheaper_at_4096"] == 1.0
+    assert all(rows[name]["cheaper_at_4096"] > 1 and rows[name]["cheaper_at_1"] > 1
+               for name in rows if name != "teacher ensemble")
+    assert "| student base |" in (tmp_path / "cost_distill.md").read_text()
