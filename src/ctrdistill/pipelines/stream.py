@@ -45,6 +45,7 @@ from ctrdistill.labels.store import LabelStore, write_labels
 from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model, model_config
 from ctrdistill.pipelines.common import Result, config_changes, resolve
+from ctrdistill.pipelines.follow import PartitionTrainConfig
 from ctrdistill.rundir import RunDirectory
 from ctrdistill.storage import atomic_file
 from ctrdistill.strategies.base import Strategy
@@ -52,7 +53,6 @@ from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import save_checkpoint
-from ctrdistill.training.config import EarlyStopConfig, PlateauConfig, TrainConfig
 from ctrdistill.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -63,19 +63,6 @@ CHANCE_AUC = 0.01
 #: What a stream directory may hold, and so what `overwrite` or a restart may remove.
 STREAM_FILES = frozenset({"config.json", "state.pt", "labels", "teachers", "students",
                           "daily.json", "daily.md", "daily.png"})
-
-
-class DayTrainConfig(TrainConfig):
-    """Training on one day's rows: one pass, no early stopping (there is no validation day to
-    watch); a partial `train:` block overrides these defaults key by key. Small batches at a
-    larger rate, because one pass over a day is few steps: on synth(rows=40000, days=5, drift=0.3)
-    the generic lr 1e-3 and batch 4096 left the students at AUC 0.50-0.53, these reach 0.63."""
-
-    epochs: int = Field(1, ge=1, description="passes over each day's rows")
-    batch_size: int = Field(512, ge=1, description="rows per training step")
-    lr: float = Field(3e-3, gt=0, description="learning rate of the dense parameters")
-    early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
-    lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
 
 
 class StreamConfig(StrictConfig):
@@ -93,7 +80,7 @@ class StreamConfig(StrictConfig):
     strategy: KDOptions = Field(default_factory=KDOptions, description="how the student learns "
                                 "from the stored teacher labels (as in distill)")
     days: list[int] | None = Field(None, description="default: every day in the data")
-    train: DayTrainConfig = Field(default_factory=DayTrainConfig)
+    train: PartitionTrainConfig = Field(default_factory=PartitionTrainConfig)
     eval_split: Literal["train", "valid", "test"] = Field(
         "test", description="split whose day t+2 rows evaluate day t+1; a day that only one "
         "split holds (a day split) is evaluated on that split's rows")
