@@ -135,7 +135,7 @@ def _problems(record: dict[str, Any]) -> list[str]:
     return problems
 
 
-def daily(metrics: list[dict[str, Any]], days: list[int],
+def _daily(metrics: list[dict[str, Any]], days: list[int],
           warmup_days: int) -> list[dict[str, Any]]:
     """Per day from the one after the student's first, the progressive metrics of both models
     (from the follow run's `metrics`), the student's bundle they scored, and its problems."""
@@ -177,7 +177,7 @@ def stream(config: StreamConfig | dict[str, Any] | str | Path, **overrides: Any)
                               f" days (the warm-up, the student's first, one to score it), "
                               f"not {len(source.days)}")
     result = follow_source(_follow_config(config), source, record=config, reports=REPORTS)
-    history = daily(result.rows, source.days, config.warmup_days)
+    history = _daily(result.rows, source.days, config.warmup_days)
     rows = [{"model": f"{who} day {r['eval_day']}", **r[who]} for r in history
             for who in ("teacher", "student")]
     with atomic_file(result.path / "daily.json") as tmp:
