@@ -8,8 +8,9 @@ bias:   auxiliary vs direct distillation when the teacher is biased. Data split 
         days 0-7, valid day 8, test day 9. Teacher A trains on days 0-3 only (stale); teacher B
         trains on days 0-7 but its stored logits carry a constant +1.0 shift (miscalibrated).
         Reported: AUC and calibration of the served head of a DNN student, with the DNN alone.
-stream: `ctrdistill stream` day by day (random 8:1:1 split within each day): a stale teacher
-        trained once on day 0 vs a continually updated one, direct vs auxiliary distillation.
+stream: `ctrdistill stream` day by day (each day scored by both models before they train on
+        it): a stale teacher trained once on day 0 vs a continually updated one, direct vs
+        auxiliary distillation.
 
 The shifted teacher's store is the stored one rewritten with shifted logits: the miscalibration
 is the experiment's intervention, which no verb makes, so this writes label-store files
@@ -96,10 +97,11 @@ def experiment_stream(root: Path, rows: int) -> str:
         for kind in ("direct", "aux"):
             name = f"stream-{updates}-{kind}"
             out = root / "streams" / name
+            # train: a mapping (a PartitionTrainConfig takes no TrainConfig)
             daily = common.run_once(out / "daily.json", cd.stream, cd.StreamConfig(
                 name=name, data=prep, output_dir=out.parent, teacher={"name": TEACHER},
                 student=common.STUDENT, teacher_updates=updates, strategy={"kind": kind},
-                train=common.train_config().model_dump()))  # a DayTrainConfig takes no TrainConfig
+                train=common.train_config().model_dump()))
             histories[name] = json.loads(daily.read_text())
     plot_daily(histories, root / "streams" / "daily.png")
     header = ["day"] + [f"{n.removeprefix('stream-')} {who} AUC / calib"

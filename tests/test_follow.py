@@ -203,7 +203,7 @@ def test_students_distil_from_the_last_healthy_teacher(prepared, landing, refere
 def _teacher_sha(config: dict, prepared: Path) -> str:
     """The parameters' identity of the teacher a follow directory committed last."""
     follower = _Follower(FollowConfig(**config), PrepareState.load(prepared),
-                         Path(config["output_dir"]) / config["name"])
+                         Path(config["output_dir"]) / config["name"], config["landing"]["path"])
     follower.restore()
     return parameters_sha256(follower.trainers["teacher"].strategy.served_model())
 

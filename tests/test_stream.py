@@ -1,4 +1,5 @@
-"""Continual distillation: the day schedule, stored labels per day, resume after a crash."""
+"""`stream`: continual distillation over a prepared dataset's days, run by the follow machinery
+(a day per partition, progressive validation, labels stored once per day, exactly-once resume)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,30 @@ import json
 import logging
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 import yaml
 
 from ctrdistill.cli import main
-from ctrdistill.data.dataset import PreparedData
+from ctrdistill.continuous.days import DaySource
+from ctrdistill.data.dataset import PreparedData, frame_to_columns
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.data.prepare import PrepareConfig, prepare
 from ctrdistill.data.synthetic import SynthConfig, write_synthetic
 from ctrdistill.errors import CtrDistillError
 from ctrdistill.labels.store import LabelStore
-from ctrdistill.pipelines.stream import StreamConfig, _Stream, stream
-from ctrdistill.training.checkpoint import load_checkpoint
+from ctrdistill.pipelines import follow as follow_module
+from ctrdistill.pipelines.follow import STATE, _Follower
+from ctrdistill.pipelines.stream import StreamConfig, stream
+from ctrdistill.serving.bundle import MANIFEST_FILE
 from ctrdistill.training.trainer import evaluate_outputs
+from test_follow import _assert_same
 
 TRAIN = {"epochs": 1, "batch_size": 512, "early_stop": None, "lr_plateau": None,
          "progress": False, "lr": 0.005, "threads": 1}
+DAYS = ["day=0", "day=1", "day=2", "day=3", "day=4"]
+RAW = Path(__file__).parent / "fixtures" / "raw" / "criteo" / "train.txt"
 
 
 def _prepared(root: Path, split: dict | None = None, **synth) -> Path:
@@ -46,105 +55,139 @@ def _config(data: Path, out: Path, **extra) -> StreamConfig:
                         **{"train": TRAIN, **extra})
 
 
-def test_schedule_labels_each_day_once_with_a_new_teacher_version(days_data, tmp_path):
+def _state(directory: Path) -> dict:
+    return torch.load(directory / STATE, map_location="cpu", weights_only=True)
+
+
+def _day_rows(data: Path, day: int):
+    source = DaySource(PreparedData(data), [day])
+    frame, _ = source.rows(source.complete()[0], PrepareState.load(data))
+    return frame_to_columns(frame, PreparedData(data).feature_map)
+
+
+def test_each_day_is_one_partition_labelled_once(days_data, tmp_path):
     result = stream(_config(days_data, tmp_path))
-    history = result.history
-    # warm-up on day 0; then (train t, label t+1, student t+1, evaluate t+2) for t = 0, 1, 2
-    assert [(r["trained_through"], r["student_day"], r["eval_day"]) for r in history] == [
-        (0, 1, 2), (1, 2, 3), (2, 3, 4)]
-    store = LabelStore(tmp_path / "s" / "labels")
-    assert sorted({p["day"] for p in store.manifest["partitions"].values()}) == [1, 2, 3]
-    assert len(store.teacher_versions) == 3  # the teacher changed every day
-    for record in history:
+    out = tmp_path / "s"
+    state = _state(out)
+    assert [p["name"] for p in state["processed"]] == DAYS
+    data = PreparedData(days_data)
+    every_row = pl.concat([data.scan(split).select("day") for split in ("train", "valid",
+                                                                        "test")]).collect()
+    assert [p["rows"] for p in state["processed"]] == [
+        every_row.filter(pl.col("day") == day).height for day in range(5)]  # whole days
+    # labelled once per day after the warm-up day, by a new teacher version each day
+    store = LabelStore(out / "labels")
+    assert sorted(store.manifest["partitions"]) == DAYS[1:]
+    assert len(store.teacher_versions) == 4
+    # both models scored every day before training on it; reported from the day after the
+    # student's first
+    metrics = pl.read_parquet(out / "metrics.parquet")
+    assert metrics.height == 5 * 2
+    assert [r["eval_day"] for r in result.history] == [2, 3, 4]
+    by_day = {(r["partition"], r["model"]): r["auc"] for r in metrics.to_dicts()}
+    for record in result.history:
+        assert record["student"]["auc"] == by_day[(f"day={record['eval_day']}", "student")]
+        assert record["teacher"]["auc"] == by_day[(f"day={record['eval_day']}", "teacher")]
         assert {"auc", "logloss", "calibration"} <= set(record["student"])
-    for name in ("daily.json", "daily.md", "daily.png", "state.pt"):
-        assert (tmp_path / "s" / name).is_file()
+    for name in ("daily.json", "daily.md", "daily.png", "config.json", "status.json"):
+        assert (out / name).is_file()
+    assert json.loads((out / "daily.json").read_text()) == result.history
+    assert json.loads((out / "config.json").read_text())["warmup_days"] == 1  # the stream's
 
 
-def test_stale_teacher_is_one_version(days_data, tmp_path):
+def test_each_days_bundle_is_the_student_that_day_scored(days_data, tmp_path):
+    result = stream(_config(days_data, tmp_path, strategy={"kind": "aux"}))
+    out = tmp_path / "s"
+    assert (out / "bundles" / "student" / "latest").read_text().strip() == "v000004"
+    for record in result.history:
+        bundle = out / record["student_bundle"]
+        manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+        model = torch.jit.load(str(bundle / manifest["model_file"]))
+        rows = _day_rows(days_data, record["eval_day"])
+        with torch.no_grad():
+            blocks = {"categorical": rows.cat.long(), "numeric": rows.num}
+            logits = model(*(blocks[i["name"]] for i in manifest["inputs"]))[0].numpy()
+        # the bundle is the served student (the main head, not the aux head)
+        metrics = evaluate_outputs(rows, {"served": logits})
+        assert metrics["auc"] == pytest.approx(record["student"]["auc"], abs=1e-6)
+    # the last student, a run directory
+    assert main(["evaluate", str(out / "students" / "student"), "--data",
+                 str(days_data)]) == 0
+
+
+def test_a_stale_teacher_labels_every_day_as_one_version(days_data, tmp_path):
     stream(_config(days_data, tmp_path, teacher_updates="stale"))
     store = LabelStore(tmp_path / "s" / "labels")
+    assert sorted(store.manifest["partitions"]) == DAYS[1:]
     assert len(store.teacher_versions) == 1
+    status = json.loads((tmp_path / "s" / "status.json").read_text())
+    assert "teacher" not in status["rows_per_second"]  # it trained on no day after day 0
 
 
 def _interrupt_at_student_day(config: StreamConfig, monkeypatch, n: int) -> None:
-    """Run `config`, interrupted as its n-th student day starts (n - 1 days are saved)."""
+    """Run `config`, interrupted as the student starts training on its n-th day (the days
+    before are committed)."""
     calls = {"n": 0}
-    original = _Stream.train_student
+    original = _Follower._fit
 
-    def crash(self, day, store):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return original(self, day, store)
+    def crash(self, name, rows, index):
+        if name == "student":
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+        return original(self, name, rows, index)
 
     with monkeypatch.context() as patch:
-        patch.setattr(_Stream, "train_student", crash)
+        patch.setattr(_Follower, "_fit", crash)
         with pytest.raises(KeyboardInterrupt):
             stream(config)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_resume_after_interruption_repeats_the_uninterrupted_run(days_data, tmp_path,
-                                                                 monkeypatch):
-    full = stream(_config(days_data, tmp_path / "full")).history
-    _interrupt_at_student_day(_config(days_data, tmp_path / "cut"), monkeypatch, 2)
-    resumed = stream(_config(days_data, tmp_path / "cut")).history
-    assert [r["eval_day"] for r in resumed] == [2, 3, 4]
-    for a, b in zip(full, resumed, strict=True):
-        assert a["student"]["auc"] == pytest.approx(b["student"]["auc"], abs=1e-9)
-        assert a["teacher"]["auc"] == pytest.approx(b["teacher"]["auc"], abs=1e-9)
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_resume_repeats_the_uninterrupted_run_in_mixed_precision(days_data, tmp_path,
-                                                                  monkeypatch, precision):
-    """The stream saves the trainers' whole learner state: with fp16 that includes the gradient
-    scaler's scale and growth tracker, which a resumed stream must continue from."""
+                                                                 monkeypatch, precision):
+    """fp16: the commit holds the gradient scaler's state too, which the resumed run goes on
+    from."""
     train = {**TRAIN, "precision": precision}
     full = stream(_config(days_data, tmp_path / "full", train=train))
-    if precision == "fp16":
-        saved = torch.load(tmp_path / "full" / "s" / "state.pt", weights_only=True)
-        assert saved["student"]["scaler"]["scale"] > 0
     cut = _config(days_data, tmp_path / "cut", train=train)
     _interrupt_at_student_day(cut, monkeypatch, 3)
+    assert [p["name"] for p in _state(tmp_path / "cut" / "s")["processed"]] == DAYS[:3]
     resumed = stream(cut)
-    for a, b in zip(full.history, resumed.history, strict=True):
-        assert a["student"]["auc"] == b["student"]["auc"]
-        assert a["teacher"]["auc"] == b["teacher"]["auc"]
-    for model in ("students/day-003", "teachers/day-002"):
-        ours = load_checkpoint(tmp_path / "cut" / "s" / model)[0].state_dict()
-        theirs = load_checkpoint(tmp_path / "full" / "s" / model)[0].state_dict()
-        for key, value in theirs.items():
-            assert torch.equal(ours[key], value), key
+    assert resumed.history == full.history
+    ours, theirs = _state(tmp_path / "cut" / "s"), _state(tmp_path / "full" / "s")
+    _assert_same(ours["learners"], theirs["learners"], "learners")  # parameters, RNG, ...
+    if precision == "fp16":
+        assert theirs["learners"]["student"]["scaler"]["scale"] > 0
+    for day in DAYS[1:]:
+        file = theirs["store"]["partitions"][day]["file"]
+        assert pl.read_parquet(tmp_path / "cut" / "s" / "labels" / file).equals(
+            pl.read_parquet(tmp_path / "full" / "s" / "labels" / file))
 
 
-def test_the_old_distill_key_names_its_new_spelling(days_data, tmp_path):
-    with pytest.raises(CtrDistillError, match=r"`distill:` is now `strategy:`"):
-        stream({**_config(days_data, tmp_path).model_dump(), "distill": {"lambda": 0.5}})
-
-
-def test_resume_with_another_config_is_refused_once_a_day_is_saved(days_data, tmp_path,
-                                                                   monkeypatch):
+def test_resume_with_another_config_is_refused_once_a_day_is_committed(days_data, tmp_path,
+                                                                       monkeypatch):
     _interrupt_at_student_day(_config(days_data, tmp_path), monkeypatch, 2)
     saved = (tmp_path / "s" / "config.json").read_text()
-    changed = _config(days_data, tmp_path, strategy={"lambda": 0.5},
-                      teacher_updates="stale")
+    changed = _config(days_data, tmp_path, strategy={"lambda": 0.5}, teacher_updates="stale")
     with pytest.raises(CtrDistillError, match=r"another config \(differs in: strategy.lambda_, "
-                       r"teacher_updates\) with 1 saved day\(s\); resume with the same config, "
-                       r"set overwrite: true to start over"):
+                       r"teacher_updates\); resume with the same models and data, set "
+                       r"overwrite: true to start over"):
         stream(changed)
     assert (tmp_path / "s" / "config.json").read_text() == saved  # the old config is kept
     # A display-only change (progress bars) resumes.
-    train = {**TRAIN, "progress": True}
-    resumed = StreamConfig(**{**_config(days_data, tmp_path).model_dump(), "train": train})
+    resumed = StreamConfig(**{**_config(days_data, tmp_path).model_dump(),
+                              "train": {**TRAIN, "progress": True}})
     assert len(stream(resumed).history) == 3
 
 
-def test_a_stream_that_saved_no_day_restarts_under_a_new_config(days_data, tmp_path,
-                                                                monkeypatch):
-    """A failed first attempt (warm-up done, no day saved) does not block the corrected one."""
-    _interrupt_at_student_day(_config(days_data, tmp_path), monkeypatch, 1)
-    assert (tmp_path / "s" / "state.pt").is_file()
+def test_a_stream_that_committed_no_day_restarts_under_a_new_config(days_data, tmp_path,
+                                                                    monkeypatch):
+    """A first attempt that failed before its first commit does not block the corrected one."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_Follower, "_fit", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            stream(_config(days_data, tmp_path))
     corrected = _config(days_data, tmp_path, teacher_updates="stale")
     assert len(stream(corrected).history) == 3
     saved = json.loads((tmp_path / "s" / "config.json").read_text())
@@ -162,7 +205,7 @@ def test_overwrite_removes_the_old_stream_and_starts_afresh(days_data, tmp_path)
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     config = _config(days_data, tmp_path, overwrite=True).model_copy(update={"name": "t"})
-    with pytest.raises(CtrDistillError, match=r"is not a stream directory \(it holds notes.txt"):
+    with pytest.raises(CtrDistillError, match=r"is not a follow directory \(it holds notes.txt"):
         stream(config)
     assert (foreign / "notes.txt").read_text() == "keep"
 
@@ -174,34 +217,50 @@ def day_split_data(tmp_path_factory) -> Path:
                      max_vocab=300, chunk_rows=2000, seed=6)
 
 
-def test_a_day_split_takes_each_days_rows_from_the_split_that_holds_it(day_split_data,
-                                                                       tmp_path):
+def test_a_day_split_gives_the_same_days(day_split_data, tmp_path):
     history = stream(_config(day_split_data, tmp_path)).history
     assert [r["eval_day"] for r in history] == [2, 3, 4]
     data = PreparedData(day_split_data)
     for record, split in zip(history, ["train", "valid", "test"], strict=True):
-        rows = data.load(split, [record["eval_day"]])
-        model, _ = load_checkpoint(tmp_path / "s" / record["student_checkpoint"],
-                                   data.feature_map)
-        with torch.no_grad():
-            logits = model(rows.take(slice(None))).numpy()
-        metrics = evaluate_outputs(rows, {"served": logits})
-        assert metrics["auc"] == pytest.approx(record["student"]["auc"], abs=1e-9)
+        assert record["rows"] == len(data.load(split, [record["eval_day"]]))
     store = LabelStore(tmp_path / "s" / "labels")
-    assert sorted({(p["split"], p["day"]) for p in store.manifest["partitions"].values()}) == [
-        ("train", 1), ("train", 2), ("valid", 3)]
+    assert sorted(store.manifest["partitions"]) == DAYS[1:]
 
 
-def test_days_a_stream_cannot_take_are_refused_before_training(days_data, tmp_path,
-                                                               monkeypatch):
-    def never(self, day):
-        raise AssertionError("the teacher trained before the data was checked")
+@pytest.mark.parametrize("extra, message", [
+    ({"days": [0, 1, 2, 7]}, r"has no rows on day\(s\) 7 \(its days: \[0, 1, 2, 3, 4\]\)"),
+    ({"days": [0, 2, 1, 3]}, r"days must be listed in increasing order, each once"),
+    ({"warmup_days": 4}, r"stream needs at least warmup_days \+ 2 = 6 days .*, not 5"),
+    ({"strategy": {"ensemble": "gate", "gate_fit": "valid"}},
+     r"student student: gate_fit: valid needs a labelled validation split, which partitions "
+     r"do not have; use gate_fit: joint"),
+])
+def test_what_a_stream_cannot_do_is_refused_before_training(days_data, tmp_path, monkeypatch,
+                                                            extra, message):
+    def never(*args):
+        raise AssertionError("a model trained before the config was checked")
 
-    monkeypatch.setattr(_Stream, "train_teacher", never)
-    with pytest.raises(CtrDistillError, match=r"day 7 has rows in no split; a stream needs each "
-                       r"day's rows either in every split .* or in one split \(a day split\)"):
-        stream(_config(days_data, tmp_path, days=[0, 1, 2, 7]))
+    monkeypatch.setattr(_Follower, "_fit", never)
+    with pytest.raises(CtrDistillError, match=message):
+        stream(_config(days_data, tmp_path, **extra))
+
+
+def test_data_without_days_is_refused(tmp_path):
+    assert main(["prepare", "--recipe", "criteo", "--input", str(RAW), "--output",
+                 str(tmp_path / "prep"), "--quiet"]) == 0
+    with pytest.raises(CtrDistillError, match=r"has no day column, so no days to follow"):
+        stream(_config(tmp_path / "prep", tmp_path))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("key, message", [
+    ("eval_split", r"`eval_split` is gone: every day is now scored on all of its rows by both "
+                   r"models before they train on it \(progressive validation"),
+    ("distill", r"`distill:` is now `strategy:`"),
+])
+def test_keys_a_stream_no_longer_takes_say_what_to_do(days_data, tmp_path, key, message):
+    with pytest.raises(CtrDistillError, match=message):
+        stream({**_config(days_data, tmp_path).model_dump(), key: "test"})
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +269,8 @@ def small_days(tmp_path_factory) -> Path:
 
 
 def test_the_default_day_training_learns_on_small_days(small_days, tmp_path):
-    """One pass over 6,400 training rows a day: the generic lr 1e-3 and batch 4096 left the
-    students at AUC 0.50-0.53; the stream's own defaults train."""
+    """One pass over 8,000 rows a day: the generic lr 1e-3 and batch 4096 left the students at
+    AUC 0.50-0.53; the partition training defaults train."""
     config = StreamConfig(name="s", data=small_days, output_dir=tmp_path, teacher="dnn",
                           train={"progress": False, "threads": 1})
     history = stream(config).history
@@ -221,18 +280,19 @@ def test_the_default_day_training_learns_on_small_days(small_days, tmp_path):
 
 
 def test_a_model_at_chance_level_is_flagged(days_data, tmp_path, monkeypatch, caplog):
-    original = _Stream.evaluate
+    original = _Follower._evaluate
 
-    def student_at_chance_on_day_3(self, day):
-        result = original(self, day)
-        if day == 3:
-            result["student"]["auc"] = 0.503
-        return result
+    def student_at_chance_on_day_3(self, rows, index, name, frame):
+        records = original(self, rows, index, name, frame)
+        for record in records:
+            if name == "day=3" and record["model"] == "student":
+                record["auc"] = 0.503
+        return records
 
-    monkeypatch.setattr(_Stream, "evaluate", student_at_chance_on_day_3)
+    monkeypatch.setattr(_Follower, "_evaluate", student_at_chance_on_day_3)
     with caplog.at_level(logging.WARNING, logger="ctrdistill.pipelines.stream"):
         history = stream(_config(days_data, tmp_path)).history
-    assert history[1]["problems"] == ["student at chance level (AUC 0.5030)"]
+    assert [r["problems"] for r in history] == [[], ["student at chance level (AUC 0.5030)"], []]
     assert "day 3: the student scores AUC 0.5030, chance level" in caplog.text
     daily = json.loads((tmp_path / "s" / "daily.json").read_text())
     assert daily[1]["problems"] == history[1]["problems"]
@@ -240,39 +300,18 @@ def test_a_model_at_chance_level_is_flagged(days_data, tmp_path, monkeypatch, ca
     assert "## Problems\n\n- day 3: student at chance level (AUC 0.5030)\n" in markdown
 
 
-def test_every_days_student_is_a_servable_checkpoint(days_data, tmp_path):
-    result = stream(_config(days_data, tmp_path, strategy={"kind": "aux"}))
-    data = PreparedData(days_data)
-    for record in result.history:
-        run = tmp_path / "s" / record["student_checkpoint"]
-        assert run == tmp_path / "s" / "students" / f"day-{record['student_day']:03d}"
-        model, _ = load_checkpoint(run, data.feature_map)
-        rows = data.load("test", [record["eval_day"]])
-        with torch.no_grad():
-            logits = model(rows.take(slice(None))).numpy()
-        # the checkpoint is that day's served student (the main head, not the aux head)
-        metrics = evaluate_outputs(rows, {"served": logits})
-        assert metrics["auc"] == pytest.approx(record["student"]["auc"], abs=1e-9)
-        assert (tmp_path / "s" / record["teacher_checkpoint"] / "checkpoint.pt").is_file()
-    assert main(["evaluate", str(tmp_path / "s" / "students" / "day-003"), "--data",
-                 str(days_data)]) == 0
-
-
 def test_stream_cli_and_too_few_days(days_data, tmp_path):
-    config = _config(days_data, tmp_path, strategy={"kind": "aux"}).model_dump(mode="json",
-                                                                             by_alias=True)
+    config = _config(days_data, tmp_path).model_dump(mode="json", by_alias=True)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["stream", str(path)]) == 0
-    history = json.loads((tmp_path / "s" / "daily.json").read_text())
-    # an aux student is evaluated on both heads each day: the served main head and the aux one
-    for day in history:
-        student = day["student"]
-        assert 0 <= student["aux.auc"] <= 1 and student["aux.auc"] != student["auc"]
+    assert len(json.loads((tmp_path / "s" / "daily.json").read_text())) == 3
     assert main(["stream", str(path), "--set", "warmup_days=4", "--set", "name=t"]) == 2
+    assert main(["stream", str(path), "--set", "eval_split=test", "--set", "name=t"]) == 2
+    assert not (tmp_path / "t").exists()
 
 
-def test_a_partial_train_block_keeps_the_streams_own_defaults():
+def test_a_partial_train_block_keeps_the_partition_defaults():
     """`train: {lr: 0.01}` overrides lr only: one pass a day and no early stopping stay, instead
     of falling back to the generic training defaults (10 epochs, early stopping on valid)."""
     config = StreamConfig.model_validate({"name": "s", "data": ".", "teacher": "dnn",
@@ -282,3 +321,4 @@ def test_a_partial_train_block_keeps_the_streams_own_defaults():
     assert config.train.lr_plateau is None
     generic = StreamConfig.model_validate({"name": "s", "data": ".", "teacher": "dnn"})
     assert generic.train == config.train.model_copy(update={"lr": generic.train.lr})
+    assert follow_module.FollowConfig.model_fields["train"].annotation is type(config.train)

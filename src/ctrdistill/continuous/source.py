@@ -1,11 +1,13 @@
-"""Where raw logs arrive: a source lists complete partitions in time order and hands each one's
-files over as local paths, which the run's recipe reads.
+"""Where partitions come from: a source lists complete partitions in time order and gives each
+one's prepared rows.
 
 `Source` is the whole interface the follow loop uses, so a Kafka reader (a partition per
-offset range) can be added beside `DirectorySource`, which watches a landing directory on the
-local disk or behind any fsspec URL (`s3://`, `gs://`, `file://`): every directory holding data
-files is a partition, named by its path under the root (`dt=2026-12-04/hour=13`), and
-partitions sort by that name, so the layout's names must sort in time order.
+offset range) can be added beside `DirectorySource`, which watches a landing directory of raw
+logs on the local disk or behind any fsspec URL (`s3://`, `gs://`, `file://`) and encodes them
+with the dataset's fitted preprocessing: every directory holding data files is a partition,
+named by its path under the root (`dt=2026-12-04/hour=13`), and partitions sort by that name,
+so the layout's names must sort in time order. `DaySource` (ctrdistill.continuous.days) gives a
+prepared dataset's days, already encoded.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
 import fsspec
+import polars as pl
 from pydantic import Field
 
 from ctrdistill.config import StrictConfig
+from ctrdistill.continuous.encode import encode_files
+from ctrdistill.continuous.vocabulary import Counts
+from ctrdistill.data.encode import PrepareState
 from ctrdistill.errors import CtrDistillError
 
 #: Files of a landing directory that are never data (markers, hidden and temporary files).
@@ -42,14 +48,20 @@ class Partition:
 
 
 class Source(Protocol):
-    """A source of partitions. `waiting` lists the ones not yet complete (lag reporting)."""
+    """A source of partitions. `waiting` lists the ones not yet complete (lag reporting);
+    `location` says where they come from (recorded in the label store)."""
+
+    location: str
 
     def complete(self) -> list[Partition]: ...
 
     def waiting(self) -> list[Partition]: ...
 
-    def local(self, partition: Partition) -> AbstractContextManager[list[Path]]:
-        """The partition's files as local paths while the context is open."""
+    def rows(self, partition: Partition, state: PrepareState, count_unseen: bool = False
+             ) -> tuple[pl.DataFrame, Counts | None]:
+        """The partition's prepared rows (row ids unique within it) in the vocabularies of
+        `state`, and with `count_unseen` the counts of the ids they leave out (see
+        ctrdistill.continuous.encode)."""
 
 
 class LandingConfig(StrictConfig):
@@ -84,6 +96,7 @@ class DirectorySource:
 
     def __init__(self, config: LandingConfig) -> None:
         self.config = config
+        self.location = config.path
         self.fs, self.root = fsspec.core.url_to_fs(config.path, **config.storage_options)
         self.root = self.root.rstrip("/")
 
@@ -123,6 +136,11 @@ class DirectorySource:
 
     def waiting(self) -> list[Partition]:
         return self._scan()[1]
+
+    def rows(self, partition: Partition, state: PrepareState, count_unseen: bool = False
+             ) -> tuple[pl.DataFrame, Counts | None]:
+        with self.local(partition) as files:
+            return encode_files(state, files, count_unseen=count_unseen)
 
     @contextmanager
     def local(self, partition: Partition) -> Iterator[list[Path]]:

@@ -7,10 +7,10 @@ see complete partitions only; an interrupted labelling resumes by redoing the pa
 manifest lacks, which neither duplicates nor loses rows (partitions are deterministic).
 
 Teacher versions: every partition records the teacher set (checkpoint hashes) that scored it.
-A stream labels successive days with successive versions of its teacher, and readers join them
-as listed. Labelling a partition that exists under another version is refused unless
-`relabel=True`: the new labels go to a new file, the manifest then points at it, and only then
-is the old file removed, so each partition switches versions atomically.
+A follow or stream run labels successive partitions with successive versions of its teacher,
+and readers join them as listed. Labelling a partition that exists under another version is
+refused unless `relabel=True`: the new labels go to a new file, the manifest then points at it,
+and only then is the old file removed, so each partition switches versions atomically.
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ def write_labels(teacher_runs: list[Path], data_path: Path, out: Path,
     `hidden`, their concatenated hidden vectors, for gates and hint losses).
 
     One partition per (split, shard[, day]). Partitions this teacher set already labelled are
-    kept, so an interrupted labelling resumes where it stopped; new partitions (a stream's new
-    days) may come from a newer teacher version. Partitions labelled by another teacher set are
+    kept, so an interrupted labelling resumes where it stopped; new partitions (new days) may
+    come from a newer teacher version. Partitions labelled by another teacher set are
     refused, or replaced atomically with `relabel`. Under torchrun the partitions to label are
     dealt out to the ranks, and rank 0 lists them all in the manifest at the end: the store is
     the same as one process writes. `stop_after` (partitions) exists to test interruption.

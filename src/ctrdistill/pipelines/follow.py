@@ -11,6 +11,10 @@ bundle version `bundles/NAME/v000001/` with `latest` switched to it. The first
 experiments on distribution shift: a stale teacher (warm-up partitions only) or a leaked one
 (trained on the partition before it labels it).
 
+`follow_source` is that loop over any `Source` (ctrdistill.continuous.source): `follow` gives
+it the landing zone, `stream` a prepared dataset's days, whose rows are already encoded
+(ctrdistill.continuous.days).
+
 Exactly once: a partition's work ends with one atomic write of `state.pt` (learner states of
 the teacher and every student, the label store's manifest, the processed-partition log,
 metrics): that rename is the commit. Whatever was written for a partition before its commit
@@ -53,6 +57,7 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +67,7 @@ import torch
 from pydantic import Field
 
 from ctrdistill.config import Name, StrictConfig
-from ctrdistill.continuous.encode import encode_files, oov_rates
+from ctrdistill.continuous.encode import oov_rates
 from ctrdistill.continuous.labels import empty_manifest, label_partition, publish
 from ctrdistill.continuous.report import plot_metrics, write_metrics
 from ctrdistill.continuous.source import DirectorySource, LandingConfig, Partition, Source
@@ -88,7 +93,6 @@ from ctrdistill.models.base import CTRModel
 from ctrdistill.models.registry import ModelSpec, build_model
 from ctrdistill.pipelines.common import Result, config_changes, resolve
 from ctrdistill.pipelines.export import export
-from ctrdistill.pipelines.stream import DayTrainConfig
 from ctrdistill.rundir import RunDirectory
 from ctrdistill.serving.bundle import MANIFEST_FILE
 from ctrdistill.serving.versions import set_latest, version_name
@@ -97,6 +101,7 @@ from ctrdistill.strategies.factory import KDOptions, kd_strategy
 from ctrdistill.strategies.plain import PlainStrategy
 from ctrdistill.training import distributed
 from ctrdistill.training.checkpoint import save_checkpoint
+from ctrdistill.training.config import EarlyStopConfig, PlateauConfig, TrainConfig
 from ctrdistill.training.device import resolve_device
 from ctrdistill.training.growth import grow_embeddings
 from ctrdistill.training.trainer import Trainer
@@ -138,10 +143,26 @@ class TeacherGuard(StrictConfig):
         "partition if there is none), or the hard labels alone")
 
 
-class FollowConfig(StrictConfig):
+class PartitionTrainConfig(TrainConfig):
+    """Training on one partition's rows: one pass, no early stopping (there is no validation
+    partition to watch); a partial `train:` block overrides these defaults key by key. Small
+    batches at a larger rate, because one pass over a partition is few steps: on
+    synth(rows=40000, days=5, drift=0.3), a day per partition, the generic lr 1e-3 and batch
+    4096 left the students at AUC 0.50-0.53, these reach 0.63."""
+
+    epochs: int = Field(1, ge=1, description="passes over each partition's rows")
+    batch_size: int = Field(512, ge=1, description="rows per training step")
+    lr: float = Field(3e-3, gt=0, description="learning rate of the dense parameters")
+    early_stop: EarlyStopConfig | None = Field(None, description="None: keep the last state")
+    lr_plateau: PlateauConfig | None = Field(None, description="None: a constant learning rate")
+
+
+class ContinualConfig(StrictConfig):
+    """What follow does with each partition, whatever its source (`FollowConfig` adds the
+    landing zone; `stream` builds one over a prepared dataset's days)."""
+
     name: Name = Field(description="the follow directory under output_dir")
     output_dir: Path = Field(Path("runs"), description="where the follow directory goes")
-    landing: LandingConfig = Field(description="where the raw logs arrive")
     data: Path = Field(description="a prepared dataset: its fitted preprocessing encodes the "
                        "arriving logs (they are in its recipe's format)")
     teacher: ModelSpec = Field(description="the teacher, trained partition by partition")
@@ -153,8 +174,8 @@ class FollowConfig(StrictConfig):
         "trains on it (one partition behind); stale: it trains on the warm-up partitions only; "
         "leaked: it trains on each partition before labelling it, so its labels have seen "
         "their rows (to measure that leakage, not for production)")
-    train: DayTrainConfig = Field(default_factory=DayTrainConfig,
-                                  description="training on each partition (every model)")
+    train: PartitionTrainConfig = Field(default_factory=PartitionTrainConfig,
+                                        description="training on each partition (every model)")
     teacher_guard: TeacherGuard | None = Field(
         None, description="while the teacher is unhealthy, students learn from its last "
         "healthy version or the hard labels (its fallback); None: always from the current "
@@ -168,11 +189,15 @@ class FollowConfig(StrictConfig):
     on_bad_partition: Literal["quarantine", "stop"] = Field(
         "quarantine", description="a partition that fails to parse: quarantine it (logged, "
         "kept in status.json) and go on, or stop with its error")
-    poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
-                                "zone when nothing is new")
     overwrite: bool = Field(False, description="remove the follow directory and start afresh "
                             "(at every start: a process started again then does not resume; a "
                             "group torchrun restarts after a failure does)")
+
+
+class FollowConfig(ContinualConfig):
+    landing: LandingConfig = Field(description="where the raw logs arrive")
+    poll_seconds: float = Field(10.0, gt=0, description="wait between looks at the landing "
+                                "zone when nothing is new")
     once: bool = Field(False, description="process what has landed and stop (for cron or "
                        "Airflow); otherwise keep following")
 
@@ -186,8 +211,9 @@ OPERATIONAL = ("poll_seconds", "on_bad_partition", "overwrite", "export_every",
 class _Follower:
     """The teacher, the students and the committed state across partitions."""
 
-    def __init__(self, config: FollowConfig, prepared: PrepareState, out: Path,
-                 group: distributed.Group | None = None) -> None:
+    def __init__(self, config: ContinualConfig, prepared: PrepareState, out: Path,
+                 location: str, group: distributed.Group | None = None) -> None:
+        """`location`: where the partitions come from (recorded in the label store)."""
         self.config = config
         self.base = prepared  # the prepared dataset's; `prepared` is grown or hashed from it
         buckets = config.vocabulary.buckets
@@ -208,6 +234,11 @@ class _Follower:
         # set of students in the config (YAML writers may sort keys).
         for name in sorted(config.students):
             student = config.students[name]
+            if student.strategy.gate_fit == "valid" and student.strategy.ensemble in (
+                    "weights", "gate"):
+                raise CtrDistillError(f"student {name}: gate_fit: valid needs a labelled "
+                                      "validation split, which partitions do not have; use "
+                                      "gate_fit: joint")
             torch.manual_seed(config.train.seed + zlib.crc32(name.encode()))
             strategy = kd_strategy(student.strategy, build_model(student.model, feature_map),
                                    [], 1, feature_map, stored_hidden_dim=hidden_dim)
@@ -217,7 +248,7 @@ class _Follower:
         self.state: dict[str, Any] = {
             "processed": [], "metrics": [], "exports": 0, "healthy": True, "behind": 0,
             "healthy_teacher": {},
-            "store": empty_manifest(feature_map, config.landing.path, hidden)}
+            "store": empty_manifest(feature_map, location, hidden)}
         if self.growing:
             self.state["vocabulary"] = empty_state()
 
@@ -308,8 +339,7 @@ class _Follower:
         start = time.perf_counter()
         message = None
         try:
-            with source.local(partition) as files:
-                frame, unseen = encode_files(self.prepared, files, count_unseen=self.growing)
+            frame, unseen = source.rows(partition, self.prepared, self.growing)
         except PARSE_ERRORS as error:
             message = " ".join(str(error).split()) or type(error).__name__
         if self.group:  # every rank encodes it: one that could not, quarantines it for all
@@ -526,12 +556,14 @@ def _committed(out: Path) -> int:
         if path.is_file() else 0
 
 
-def _start_or_resume(config: FollowConfig, out: Path) -> None:
+def _start_or_resume(config: ContinualConfig, record: StrictConfig, out: Path,
+                     reports: Collection[str]) -> None:
     """Empty `out` for a fresh start (overwrite), keep it to resume (the same models and
-    data), or refuse (another config with committed partitions)."""
+    data in `record`, the config as given), or refuse (another config with committed
+    partitions)."""
     if config.overwrite and out.exists():
-        foreign = sorted(p.name for p in out.iterdir()
-                         if p.name not in FOLLOW_FILES and not p.name.startswith("."))
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in FOLLOW_FILES
+                         and p.name not in reports and not p.name.startswith("."))
         if foreign:
             raise CtrDistillError(f"{out} is not a follow directory (it holds "
                                   f"{', '.join(foreign)}); remove it yourself or choose another "
@@ -545,7 +577,7 @@ def _start_or_resume(config: FollowConfig, out: Path) -> None:
     if not saved.is_file():
         return
     changed = [key for key in config_changes(json.loads(saved.read_text()),
-                                             json.loads(config.model_dump_json()))
+                                             json.loads(record.model_dump_json()))
                if key.split(".")[0] not in OPERATIONAL]
     if changed and _committed(out):
         raise CtrDistillError(
@@ -589,22 +621,33 @@ def read_status(directory: str | Path) -> dict[str, Any]:
 def follow(config: FollowConfig | dict[str, Any] | str | Path, **overrides: Any) -> Result:
     """Follow the landing zone (or, with `once: true`, process what has landed and stop)."""
     config = resolve(FollowConfig, config, **overrides)
+    return follow_source(config, DirectorySource(config.landing), once=config.once,
+                         poll_seconds=config.poll_seconds)
+
+
+def follow_source(config: ContinualConfig, source: Source, *, once: bool = True,
+                  poll_seconds: float = 10.0, record: StrictConfig | None = None,
+                  reports: Collection[str] = ()) -> Result:
+    """Process `source`'s partitions under `config` (and, unless `once`, look for new ones
+    every `poll_seconds`). `record`: the config as its verb was given (default `config`),
+    saved as config.json and compared on a restart; `reports`: files that verb writes into the
+    directory beside follow's own (overwrite removes them too)."""
     group = distributed.group(resolve_device(config.train.device))
     if distributed.restarted():  # torchrun restarted the group after a failure: it resumes
         config = config.model_copy(update={"overwrite": False})
+    record = record or config
     main = group is None or group.is_main
     prepared = PrepareState.load(config.data)
-    source = DirectorySource(config.landing)
     out = config.output_dir / config.name
     fd = _lock(out) if main else None
     try:
         if main:
-            _start_or_resume(config, out)
+            _start_or_resume(config, record, out, reports)
             with atomic_file(out / "config.json") as tmp:
-                tmp.write_text(config.model_dump_json(indent=1))
+                tmp.write_text(record.model_dump_json(indent=1))
         if group:
             distributed.barrier()  # rank 0 has emptied or checked the directory
-        follower = _Follower(config, prepared, out, group)
+        follower = _Follower(config, prepared, out, source.location, group)
         follower.restore()
         status: dict[str, Any] = {}
         while True:
@@ -620,10 +663,10 @@ def follow(config: FollowConfig | dict[str, Any] | str | Path, **overrides: Any)
                                 status["oldest_waiting_age_seconds"])
             if not new and main:
                 status = _status(follower, source, out)
-            if config.once:
+            if once:
                 break
             if not new:
-                time.sleep(config.poll_seconds)
+                time.sleep(poll_seconds)
     finally:
         if fd is not None:
             os.close(fd)

@@ -42,8 +42,8 @@ def empty_blocks(rows: int, num_cat: int, num_num: int) -> tuple[torch.Tensor, t
 
 @dataclass
 class Run:
-    """A finished run (or any directory holding a servable checkpoint, e.g. a stream's daily
-    models)."""
+    """A finished run (or any directory holding a servable checkpoint, e.g. the last student of
+    a follow or stream, `students/NAME/`)."""
 
     path: Path
     model: CTRModel

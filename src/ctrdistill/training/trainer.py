@@ -234,7 +234,7 @@ class Trainer:
     def learner_state(self) -> dict[str, Any]:
         """What persists across fits of this trainer: the trained state, optimizers, plateau
         schedulers, gradient scaler and the RNG states of every rank (collective under DDP:
-        every rank must call it). A stream saves it between its days."""
+        every rank must call it). Follow commits it after each partition."""
         rng = [self._rng_state()]
         if self.group:
             rng = distributed.all_gather(rng[0])
