@@ -234,14 +234,13 @@ class _Follower:
         # set of students in the config (YAML writers may sort keys).
         for name in sorted(config.students):
             student = config.students[name]
-            if student.strategy.gate_fit == "valid" and student.strategy.ensemble in (
-                    "weights", "gate"):
-                raise CtrDistillError(f"student {name}: gate_fit: valid needs a labelled "
-                                      "validation split, which partitions do not have; use "
-                                      "gate_fit: joint")
             torch.manual_seed(config.train.seed + zlib.crc32(name.encode()))
             strategy = kd_strategy(student.strategy, build_model(student.model, feature_map),
                                    [], 1, feature_map, stored_hidden_dim=hidden_dim)
+            if student.strategy.gate_fit == "valid" and strategy.ensemble.trainable:
+                raise CtrDistillError(f"student {name}: gate_fit: valid needs a labelled "
+                                      "validation split, which partitions do not have; use "
+                                      "gate_fit: joint")
             self.trainers[name] = Trainer(strategy, config.train, unused_parameters=hard)
         torch.manual_seed(config.train.seed)
         hidden = any(s.strategy.needs_hidden for s in config.students.values())
